@@ -1,0 +1,30 @@
+"""Argument checks shared by the public functions: one helper, errors that name the argument."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def check_tensor(name: str, value: object, shape: Sequence[int | str | None]) -> torch.Tensor:
+    """Check that `value` is a floating tensor whose shape matches `shape`.
+
+    `shape` holds ints (exact sizes), strings (symbolic names, any size >= 1, equal names must
+    agree) or None (any size). Returns the tensor; raises TypeError/ValueError naming `name`.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {value.dtype}")
+    expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+    if value.dim() != len(shape):
+        raise ValueError(f"{name}: expected shape {expected}, got {tuple(value.shape)}")
+    symbols: dict[str, int] = {}
+    for size, spec in zip(value.shape, shape):
+        if isinstance(spec, int) and size != spec:
+            raise ValueError(f"{name}: expected shape {expected}, got {tuple(value.shape)}")
+        if isinstance(spec, str):
+            if size < 1 or symbols.setdefault(spec, size) != size:
+                raise ValueError(f"{name}: expected shape {expected}, got {tuple(value.shape)}")
+    return value

@@ -1,0 +1,46 @@
+"""The `daif` command. Each subcommand lives in the module that owns its job and is imported lazily,
+so `daif --help` stays fast and Ray is imported only by the subcommands that use it.
+
+A subcommand module provides `add_arguments(parser)` and `run(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "render-demo": ("daif.demo", "render one synthetic focal stack and save a PNG montage"),
+    "render": ("daif.data.cli", "render focal-stack datasets from RGB-D sources with Ray Data"),
+    "train": ("daif.train.cli", "train DAIF-Net with Ray Train, tracked in MLflow"),
+    "evaluate": ("daif.evaluate", "evaluate a model (and the analytic baseline) on a test split"),
+    "predict": ("daif.predict", "predict depth and AIF from your own focal stack"),
+    "quickstart": ("daif.quickstart", "render, train, evaluate end to end on a small synthetic dataset"),
+    "ui": ("daif.tracking", "start the MLflow UI on 127.0.0.1 for the local store"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="daif", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        subparsers.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().parse_args(argv)  # prints usage or the unknown-command error and exits
+        return 2
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"daif {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(rest)) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
