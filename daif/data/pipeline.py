@@ -1,0 +1,381 @@
+"""The rendering pipeline behind `daif render`: scenes -> focal stacks -> a store, on Ray Data.
+
+The driver lists the scene references of the chosen splits, cuts them into shards and skips the
+shards a previous run of the same configuration already completed (file present, hash or content
+verified). Ray Data then runs one `map_batches` task per pending shard (a batch of scenes): load,
+resize, render every focus distance with `daif.optics.render_focal_stack`, and write the shard
+under a temporary name renamed into place. Tasks spread over every CPU of the cluster (or GPU with
+`gpu=True`). The manifest is written first with status "rendering" and completed at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from daif.data import store
+from daif.data.bins import split_bins
+from daif.data.sources import DataError, Source, get_source, prepare_scene, train_val_split
+from daif.optics import ThinLensCamera, get_preset, render_focal_stack
+
+SOURCES = ("nyuv2-mat", "rgbd-folder", "defocusnet", "synthetic")
+SPLIT_CHOICES = {"train": ("train", "val"), "test": ("test",), "all": ("train", "val", "test")}
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderConfig:
+    """What to render. size is (H, W); None fields fall back to the preset."""
+
+    out: str
+    source: str = "synthetic"
+    input: str | None = None
+    split: str = "all"
+    preset: str = "nyuv2-5"
+    size: tuple[int, int] | None = None
+    scenes: int | None = None  # synthetic: how many; other sources: at most this many per split
+    seed: int = 0
+    shard_size: int = 32
+    num_focus: int | None = None
+    focus_range: tuple[float, float] | None = None
+    camera: str | None = None  # "f,N,p" in metres or a preset name; default the preset's camera
+    kernel_size: int = 7
+    compression: str = "lzf"
+    num_bins: int = 5
+    val_fraction: float = 0.1
+    depth_scale: float = 1e4
+    splits_mat: str | None = None
+    depth_range: tuple[float, float] | None = None  # synthetic scene depths; default from the focus distances
+    gpu: bool = False
+    cpus_per_task: float = 1.0
+    command: str | None = None  # the command line, recorded in the manifest
+
+    # fields that do not change the store's content
+    RUNTIME_FIELDS = ("out", "gpu", "cpus_per_task", "command")
+
+
+@dataclasses.dataclass
+class RenderPlan:
+    config: RenderConfig
+    source: Source
+    camera: ThinLensCamera
+    focus_distances: np.ndarray  # (F,) float32 metres
+    size: tuple[int, int]
+    clip_range: tuple[float, float]
+    content: dict[str, Any]  # the configuration that decides the store's content
+    config_hash: str
+    shards: list[dict[str, Any]]  # {name, split, refs}
+
+
+def resolve_focus_distances(config: RenderConfig, preset_focus: tuple[float, ...], camera: ThinLensCamera) -> np.ndarray:
+    if config.num_focus is None and config.focus_range is None:
+        focus = np.asarray(preset_focus, dtype=np.float64)
+    else:
+        low, high = config.focus_range or (min(preset_focus), max(preset_focus))
+        count = config.num_focus or len(preset_focus)
+        if count < 1 or not 0 < low <= high:
+            raise ValueError(f"focus: expected --num-focus >= 1 and a range 0 < low <= high, got {count}, {low},{high}")
+        focus = np.linspace(low, high, count)
+    focus = focus.astype(np.float32)
+    if focus.min() <= camera.focal_length:
+        raise ValueError(
+            f"focus distances: {float(focus.min())} m is at or below the focal length {camera.focal_length} m"
+        )
+    return focus
+
+
+def plan_render(config: RenderConfig) -> RenderPlan:
+    """Validate the configuration, list the scenes of the chosen splits and cut them into shards."""
+    if config.source not in SOURCES:
+        raise ValueError(f"source: expected one of {list(SOURCES)}, got {config.source!r}")
+    if config.split not in SPLIT_CHOICES:
+        raise ValueError(f"split: expected one of {list(SPLIT_CHOICES)}, got {config.split!r}")
+    if config.source != "synthetic" and not config.input:
+        raise ValueError(f"input: source {config.source!r} needs --input PATH")
+    if config.shard_size < 1:
+        raise ValueError(f"shard_size: expected >= 1, got {config.shard_size}")
+    preset = get_preset(config.preset)
+    camera = ThinLensCamera.parse(config.camera) if config.camera else preset.camera
+    size = tuple(int(v) for v in (config.size or preset.image_size))
+    focus = resolve_focus_distances(config, preset.focus_distances, camera)
+    split_bins(len(focus), config.num_bins)  # validates num_bins against F
+    clip_range = tuple(float(v) for v in preset.depth_range)
+    depth_range = config.depth_range or (
+        max(clip_range[0], 0.75 * float(focus.min())),
+        min(clip_range[1], 1.25 * float(focus.max())),
+    )
+    source = get_source(
+        config.source,
+        input=config.input,
+        scenes=config.scenes,
+        seed=config.seed,
+        size=size,
+        depth_range=depth_range,
+        depth_scale=config.depth_scale,
+        splits_mat=config.splits_mat,
+    )
+    content = {
+        "format_version": store.FORMAT_VERSION,
+        "source": source.describe(),
+        "split": config.split,
+        "preset": config.preset,
+        "camera": camera.to_dict(),
+        "focus_distances": [float(f) for f in focus],
+        "image_size": list(size),
+        "depth_clip": list(clip_range),
+        "kernel_size": config.kernel_size,
+        "compression": config.compression,
+        "num_bins": config.num_bins,
+        "val_fraction": config.val_fraction,
+        "seed": config.seed,
+        "shard_size": config.shard_size,
+    }
+    refs_by_split = _refs_by_split(source, config)
+    shards = []
+    for split, refs in refs_by_split.items():
+        for start in range(0, len(refs), config.shard_size):
+            shards.append({"name": store.shard_name(len(shards)), "split": split, "refs": refs[start : start + config.shard_size]})
+    return RenderPlan(config, source, camera, focus, size, clip_range, content, store.json_hash(content), shards)
+
+
+def _refs_by_split(source: Source, config: RenderConfig) -> dict[str, list[dict[str, Any]]]:
+    chosen = SPLIT_CHOICES[config.split]
+    result: dict[str, list[dict[str, Any]]] = {}
+    if "train" in chosen:
+        train = source.refs("train")
+        by_id = {ref["scene_id"]: ref for ref in train}
+        train_ids, val_ids = train_val_split(list(by_id), config.val_fraction, config.seed)
+        result["train"] = [by_id[i] for i in train_ids]
+        if val_ids:
+            result["val"] = [{**by_id[i], "split": "val"} for i in val_ids]
+    if "test" in chosen:
+        result["test"] = source.refs("test")
+    empty = [split for split, refs in result.items() if not refs and split != "val"]
+    if empty:
+        raise DataError(f"{config.input or config.source}: no scenes in split(s) {empty}")
+    return result
+
+
+def render_scene_stack(
+    scene: dict[str, Any],
+    focus_distances: np.ndarray,
+    camera: ThinLensCamera,
+    kernel_size: int = 7,
+    device: str = "cpu",
+    chunk: int = 25,
+) -> np.ndarray:
+    """(F, H, W, 3) uint8 focal stack of one prepared scene, rendered `chunk` focus distances at a time."""
+    aif = torch.from_numpy(np.ascontiguousarray(scene["aif"].transpose(2, 0, 1)))[None].to(device).float() / 255.0
+    depth = torch.from_numpy(np.asarray(scene["depth"], dtype=np.float32))[None, None].to(device)
+    focus = torch.as_tensor(np.asarray(focus_distances, dtype=np.float32))
+    height, width = scene["depth"].shape
+    stack = np.empty((len(focus), height, width, 3), dtype=np.uint8)
+    with torch.no_grad():
+        for start in range(0, len(focus), chunk):
+            images = render_focal_stack(aif, depth, focus[start : start + chunk].to(device), camera, kernel_size)[0]
+            stack[start : start + images.shape[0]] = to_uint8(images)
+    return stack
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(S, 3, H, W) float in [0, 1] -> (S, H, W, 3) uint8, rounded."""
+    return images.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def render_shard(plan_job: dict[str, Any], shard: dict[str, Any], directory: str) -> dict[str, Any]:
+    """Load, prepare, render and write one shard; returns {name, split, scenes, bytes, sha256, seconds}."""
+    started = time.perf_counter()
+    source: Source = plan_job["source"]
+    camera = ThinLensCamera.from_dict(plan_job["camera"])
+    focus = np.asarray(plan_job["focus_distances"], dtype=np.float32)
+    size = tuple(plan_job["size"])
+    attrs = store.shard_attrs(camera, plan_job["kernel_size"], source.name, shard["split"], plan_job["config_hash"])
+    path = os.path.join(directory, shard["name"])
+    device = "cuda" if plan_job["gpu"] and torch.cuda.is_available() else "cpu"
+    with store.ShardWriter(path, len(shard["refs"]), size, focus, attrs, plan_job["compression"]) as writer:
+        for ref in shard["refs"]:
+            scene = prepare_scene(source.load(ref), ref["scene_id"], size, tuple(plan_job["clip_range"]))
+            writer.add(scene, render_scene_stack(scene, focus, camera, plan_job["kernel_size"], device))
+        info = writer.close()
+    return {**info, "split": shard["split"], "seconds": time.perf_counter() - started}
+
+
+def _render_batch(batch: dict[str, np.ndarray], plan_job: dict[str, Any], directory: str) -> dict[str, np.ndarray]:
+    """Ray Data map_batches function: each row is one shard to render."""
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    torch.set_num_threads(max(1, int(cpus)))
+    results = [render_shard(plan_job, json.loads(str(text)), directory) for text in batch["shard"]]
+    return {key: np.array([r[key] for r in results]) for key in ("name", "split", "scenes", "bytes", "sha256", "seconds")}
+
+
+def _verified_shard(directory: str, shard: dict[str, Any], config_hash: str, previous: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Info of an already complete shard that matches the plan, or None when it must be (re-)rendered."""
+    path = os.path.join(directory, shard["name"])
+    if not os.path.exists(path):
+        return None
+    digest = store.file_sha256(path)
+    if previous is not None and previous.get("sha256") not in (None, digest):
+        return None
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as file:
+            ids = list(file["scene_id"].asstr()[()])
+            if file.attrs["config_hash"] != config_hash or ids != [r["scene_id"] for r in shard["refs"]]:
+                return None
+    except Exception:  # not HDF5, truncated, or missing fields: render it again
+        return None
+    return {"name": shard["name"], "split": shard["split"], "scenes": len(ids), "bytes": os.path.getsize(path), "sha256": digest}
+
+
+def _manifest(plan: RenderPlan, shard_infos: dict[str, dict[str, Any]], status: str) -> dict[str, Any]:
+    config = dataclasses.asdict(plan.config)
+    splits: dict[str, list[str]] = {}
+    for shard in plan.shards:
+        splits.setdefault(shard["split"], []).append(shard["name"])
+    return {
+        "format_version": store.FORMAT_VERSION,
+        "status": status,
+        "camera": plan.camera.to_dict(),
+        "focus_distances": [float(f) for f in plan.focus_distances],
+        "num_bins": plan.config.num_bins,
+        "bins": [[int(b[0]), int(b[-1]) + 1] for b in split_bins(len(plan.focus_distances), plan.config.num_bins)],
+        "image_size": list(plan.size),
+        "kernel_size": plan.config.kernel_size,
+        "source": plan.source.name,
+        "compression": plan.config.compression,
+        "config": config,
+        "content": plan.content,
+        "config_hash": plan.config_hash,
+        "splits": splits,
+        "shards": {name: {k: v for k, v in info.items() if k != "name"} for name, info in sorted(shard_infos.items())},
+    }
+
+
+def _check_existing(directory: str, plan: RenderPlan) -> dict[str, Any] | None:
+    existing = store.read_manifest(directory)
+    if existing is None:
+        return None
+    if existing.get("config_hash") != plan.config_hash:
+        old = existing.get("content", {})
+        differing = sorted(k for k in set(old) | set(plan.content) if old.get(k) != plan.content.get(k))
+        raise store.StoreError(
+            f"{directory}: holds a store with a different configuration (differs in {differing}); "
+            "choose another --out or remove it"
+        )
+    return existing
+
+
+def _ensure_ray(num_cpus: int | None = None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()  # a running cluster: its resources are its own
+    else:
+        ray.init(num_cpus=num_cpus)
+
+
+def render_store(config: RenderConfig | None = None, **overrides: Any) -> dict[str, Any]:
+    """Render a store (module docstring); returns the summary dict.
+
+    Uses the running Ray if `ray.is_initialized()`, else calls `ray.init()` (honouring RAY_ADDRESS).
+    Summary: scenes, images, bytes, seconds, scenes_per_s (of the scenes rendered in this run), path,
+    rendered_shards, skipped_shards, splits {split: scenes}, manifest_hash.
+    """
+    config = dataclasses.replace(config, **overrides) if config else RenderConfig(**overrides)
+    started = time.perf_counter()
+    plan = plan_render(config)
+    directory = os.path.abspath(config.out)
+    os.makedirs(directory, exist_ok=True)
+    existing = _check_existing(directory, plan)
+    previous_shards = (existing or {}).get("shards", {})
+    for name in os.listdir(directory):  # temporary files of a killed run
+        if name.startswith(".shard-") and ".tmp-" in name:
+            os.remove(os.path.join(directory, name))
+    done: dict[str, dict[str, Any]] = {}
+    pending = []
+    for shard in plan.shards:
+        info = _verified_shard(directory, shard, plan.config_hash, previous_shards.get(shard["name"]))
+        if info is None:
+            pending.append(shard)
+        else:
+            done[shard["name"]] = info
+    store.write_json_atomic(os.path.join(directory, store.MANIFEST), _manifest(plan, done, "rendering"))
+    if pending:
+        for info in _run_pending(plan, pending, directory):
+            done[info["name"]] = info
+    manifest = _manifest(plan, done, "complete")
+    store.write_json_atomic(os.path.join(directory, store.MANIFEST), manifest)
+    seconds = time.perf_counter() - started
+    rendered = sum(len(s["refs"]) for s in pending)
+    total = sum(info["scenes"] for info in done.values())
+    return {
+        "path": directory,
+        "scenes": total,
+        "images": total * len(plan.focus_distances),
+        "bytes": sum(info["bytes"] for info in done.values()),
+        "seconds": seconds,
+        "rendered_scenes": rendered,
+        "scenes_per_s": rendered / seconds if rendered else 0.0,
+        "rendered_shards": len(pending),
+        "skipped_shards": len(plan.shards) - len(pending),
+        "splits": {split: sum(done[n]["scenes"] for n in names) for split, names in manifest["splits"].items()},
+        "manifest_hash": store.json_hash(manifest),
+    }
+
+
+def _run_pending(plan: RenderPlan, pending: list[dict[str, Any]], directory: str) -> list[dict[str, Any]]:
+    import ray
+
+    _ensure_ray()
+    plan_job = {
+        "source": plan.source,
+        "camera": plan.camera.to_dict(),
+        "focus_distances": [float(f) for f in plan.focus_distances],
+        "size": list(plan.size),
+        "clip_range": list(plan.clip_range),
+        "kernel_size": plan.config.kernel_size,
+        "compression": plan.config.compression,
+        "config_hash": plan.config_hash,
+        "gpu": plan.config.gpu,
+    }
+    rows = [{"shard": json.dumps(shard)} for shard in pending]
+    dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+        _render_batch,
+        batch_size=1,
+        fn_kwargs={"plan_job": plan_job, "directory": directory},
+        num_cpus=plan.config.cpus_per_task,
+        num_gpus=1 if plan.config.gpu else 0,
+    )
+    results = dataset.take_all()
+    return [
+        {
+            "name": str(r["name"]),
+            "split": str(r["split"]),
+            "scenes": int(r["scenes"]),
+            "bytes": int(r["bytes"]),
+            "sha256": str(r["sha256"]),
+            "seconds": float(r["seconds"]),
+        }
+        for r in results
+    ]
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    splits = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
+    return (
+        f"store {summary['path']}: {summary['scenes']} scenes ({splits}), {summary['images']} images, "
+        f"{summary['bytes'] / 1e6:.1f} MB; rendered {summary['rendered_scenes']} scenes "
+        f"({summary['rendered_shards']} shards, {summary['skipped_shards']} skipped) in {summary['seconds']:.1f} s, "
+        f"{summary['scenes_per_s']:.2f} scenes/s"
+    )
+

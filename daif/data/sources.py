@@ -1,0 +1,144 @@
+"""Scene sources: where RGB-D scenes come from, and the shared steps that bring them to working size.
+
+A source is a small picklable object (it travels to Ray workers). It lists light scene references
+per split (`refs(split)` -> JSON-able dicts with at least "scene_id" and "split") and loads one
+reference into a scene at its native resolution (`load(ref)` -> {"aif" (H, W, 3) uint8,
+"depth" (H, W) float32 metres, "valid" (H, W) bool}). `prepare_scene` then resizes it to the
+working size and applies the depth policy.
+
+Resizing: RGB with an area (box) filter; depth and its validity mask with nearest-neighbour sampling
+at the output pixel centres, which never blends a foreground and a background depth into a depth
+that exists in neither (a "depth-preserving" filter).
+
+Depth policy: NaN, inf and values <= 0 are invalid (and an explicit mask from the source is kept);
+valid depth is clipped to the preset's range ([0.1, 10] m for NYUv2); invalid pixels are filled with
+the median valid depth so that rendering sees finite positive metres; a scene with no valid pixel is
+an error naming it.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+SPLITS = ("train", "test")
+
+
+class DataError(ValueError):
+    """A bad input: the message names the file or scene and the problem."""
+
+
+class Source(abc.ABC):
+    """A collection of RGB-D scenes split into train and test."""
+
+    name: str = "source"
+
+    @abc.abstractmethod
+    def refs(self, split: str) -> list[dict[str, Any]]:
+        """Light, JSON-able references to the scenes of one split ("train" or "test")."""
+
+    @abc.abstractmethod
+    def load(self, ref: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The scene behind one reference at its native size: aif, depth, valid."""
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies this source's content (goes into the store's configuration)."""
+        return {"source": self.name}
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {list(SPLITS)}, got {split!r}")
+    return split
+
+
+def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w, 3) uint8 -> (H, W, 3) uint8 with an area (box) filter. size = (H, W)."""
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return np.ascontiguousarray(image)
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BOX))
+
+
+def resize_nearest(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w) -> (H, W) sampling the source pixel under each output pixel centre (depth-preserving)."""
+    height, width = size
+    rows = ((np.arange(height) + 0.5) * values.shape[0] / height).astype(np.int64)
+    cols = ((np.arange(width) + 0.5) * values.shape[1] / width).astype(np.int64)
+    return np.ascontiguousarray(values[rows[:, None], cols[None, :]])
+
+
+def prepare_scene(
+    scene: dict[str, np.ndarray],
+    scene_id: str,
+    size: tuple[int, int],
+    depth_range: tuple[float, float],
+) -> dict[str, Any]:
+    """Resize a loaded scene to `size` (H, W) and apply the depth policy (module docstring).
+
+    Returns {"scene_id", "aif" (H, W, 3) uint8, "depth" (H, W) float32 metres, "valid" (H, W) bool}.
+    """
+    aif, depth = scene["aif"], np.asarray(scene["depth"], dtype=np.float32)
+    if aif.ndim != 3 or aif.shape[2] != 3 or aif.dtype != np.uint8:
+        raise DataError(f"scene {scene_id}: aif must be (H, W, 3) uint8, got {aif.shape} {aif.dtype}")
+    if depth.shape != aif.shape[:2]:
+        raise DataError(f"scene {scene_id}: depth shape {depth.shape} disagrees with image shape {aif.shape[:2]}")
+    valid = np.isfinite(depth) & (depth > 0)
+    if "valid" in scene:
+        valid &= np.asarray(scene["valid"], dtype=bool)
+    aif = resize_rgb(aif, size)
+    depth = resize_nearest(depth, size)
+    valid = resize_nearest(valid, size)
+    if not valid.any():
+        raise DataError(f"scene {scene_id}: depth has no valid pixel (all NaN, inf or <= 0)")
+    near, far = depth_range
+    fill = float(np.median(depth[valid]))
+    depth = np.where(valid, np.clip(depth, near, far), np.clip(fill, near, far)).astype(np.float32)
+    return {"scene_id": scene_id, "aif": aif, "depth": depth, "valid": valid}
+
+
+def get_source(name: str, **options: Any) -> Source:
+    """Build a source by its CLI name: nyuv2-mat, rgbd-folder, defocusnet or synthetic."""
+    if name == "nyuv2-mat":
+        from daif.data.nyuv2 import NYUv2MatSource
+
+        return NYUv2MatSource(options["input"], splits_mat=options.get("splits_mat"), limit=options.get("scenes"))
+    if name == "rgbd-folder":
+        from daif.data.folders import RGBDFolderSource
+
+        return RGBDFolderSource(options["input"], depth_scale=options.get("depth_scale", 1e4), limit=options.get("scenes"))
+    if name == "defocusnet":
+        from daif.data.folders import DefocusNetSource
+
+        return DefocusNetSource(options["input"], limit=options.get("scenes"))
+    if name == "synthetic":
+        from daif.data.synthetic import SyntheticSource
+
+        return SyntheticSource(
+            num_scenes=options.get("scenes") or 100,
+            seed=options.get("seed", 0),
+            size=options["size"],
+            depth_range=options["depth_range"],
+            test_fraction=options.get("test_fraction", 0.2),
+        )
+    raise ValueError(f"source: expected one of nyuv2-mat, rgbd-folder, defocusnet, synthetic, got {name!r}")
+
+
+def train_val_split(scene_ids: list[str], fraction: float = 0.1, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Hold out `fraction` of the *training* scenes (seeded) as validation; order is kept.
+
+    Validation never comes from the test split here. (The reference code validated and selected
+    models on the test split; we do not.) Returns (train_ids, val_ids); fraction 0 keeps all for train.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"val_fraction: expected a number in [0, 1), got {fraction!r}")
+    num_val = int(round(len(scene_ids) * fraction))
+    if fraction > 0 and len(scene_ids) >= 2:
+        num_val = min(max(num_val, 1), len(scene_ids) - 1)
+    chosen = set(np.random.default_rng(seed).permutation(len(scene_ids))[:num_val].tolist())
+    train = [s for i, s in enumerate(scene_ids) if i not in chosen]
+    val = [s for i, s in enumerate(scene_ids) if i in chosen]
+    return train, val

@@ -1,0 +1,276 @@
+"""The focal-stack store: a directory holding `manifest.json` and HDF5 shards `shard-00000.h5`, ...
+
+Shard datasets (N scenes, F focus distances, chunked one image per chunk, lzf or gzip):
+    aif (N, H, W, 3) uint8, depth (N, H, W) float32 metres, valid (N, H, W) bool,
+    stack (N, F, H, W, 3) uint8, focus_distances (F,) float32 metres, scene_id (N,) strings.
+Shard attributes: format_version, camera (JSON) and camera_focal_length / camera_f_number /
+camera_pixel_size [m], kernel_size, source, split, config_hash.
+
+manifest.json: format_version, status ("rendering" until every shard is written, then "complete"),
+camera, focus_distances, num_bins and bins ([start, stop) index ranges), image_size [H, W],
+kernel_size, source, compression, config (what produced it) and config_hash, splits
+({split: [shard names]}) and shards ({name: {split, scenes, bytes, sha256}}).
+
+Every file is written under a temporary name and renamed into place, so a file with a final name is
+complete. Readers check each shard's SHA-256 against the manifest and its attributes against the
+manifest's camera and focus distances, and fail naming the shard when they disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import h5py
+import numpy as np
+
+from daif.optics import ThinLensCamera
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+COLUMNS = ("scene_id", "aif", "depth", "valid", "stack")
+
+
+class StoreError(ValueError):
+    """A store or shard that is incomplete, corrupt or inconsistent; the message names it."""
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.h5"
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def json_hash(payload: Any) -> str:
+    """SHA-256 of the canonical JSON form of `payload`."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _temporary(path: str) -> str:
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def write_json_atomic(path: str, payload: Any) -> None:
+    temporary = _temporary(path)
+    with open(temporary, "w") as file:
+        json.dump(payload, file, indent=1, sort_keys=True)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def _compression(name: str) -> dict[str, Any]:
+    if name == "lzf":
+        return {"compression": "lzf"}
+    if name.startswith("gzip"):  # "gzip" or "gzip-<level>"
+        level = int(name.split("-")[1]) if "-" in name else 4
+        return {"compression": "gzip", "compression_opts": level}
+    if name == "none":
+        return {}
+    raise ValueError(f"compression: expected lzf, gzip, gzip-<0..9> or none, got {name!r}")
+
+
+class ShardWriter:
+    """Write one shard scene by scene under a temporary name; `close()` renames it into place.
+
+    Used as a context manager: an exception removes the temporary file, so no partial shard remains.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        num_scenes: int,
+        image_size: tuple[int, int],
+        focus_distances: Sequence[float],
+        attrs: dict[str, Any],
+        compression: str = "lzf",
+    ) -> None:
+        self.path, self.num_scenes, self.count = path, num_scenes, 0
+        self.temporary = _temporary(path)
+        height, width = image_size
+        num_focus = len(focus_distances)
+        options = _compression(compression)
+        self.file = h5py.File(self.temporary, "w")
+        create = self.file.create_dataset
+        create("aif", (num_scenes, height, width, 3), np.uint8, chunks=(1, height, width, 3), **options)
+        create("depth", (num_scenes, height, width), np.float32, chunks=(1, height, width), **options)
+        create("valid", (num_scenes, height, width), bool, chunks=(1, height, width), **options)
+        create("stack", (num_scenes, num_focus, height, width, 3), np.uint8, chunks=(1, 1, height, width, 3), **options)
+        create("scene_id", (num_scenes,), h5py.string_dtype())
+        create("focus_distances", data=np.asarray(focus_distances, dtype=np.float32))
+        for key, value in attrs.items():
+            self.file.attrs[key] = value
+
+    def add(self, scene: dict[str, Any], stack: np.ndarray) -> None:
+        """scene: scene_id, aif (H, W, 3) uint8, depth (H, W), valid (H, W); stack (F, H, W, 3) uint8."""
+        if self.count >= self.num_scenes:
+            raise StoreError(f"{self.path}: more scenes than the {self.num_scenes} planned")
+        index = self.count
+        self.file["aif"][index] = scene["aif"]
+        self.file["depth"][index] = scene["depth"]
+        self.file["valid"][index] = scene["valid"]
+        self.file["stack"][index] = stack
+        self.file["scene_id"][index] = scene["scene_id"]
+        self.count += 1
+
+    def close(self) -> dict[str, Any]:
+        """Finish the shard: rename into place and return {name, scenes, bytes, sha256}."""
+        if self.count != self.num_scenes:
+            raise StoreError(f"{self.path}: {self.count} scenes written of the {self.num_scenes} planned")
+        self.file.close()
+        with open(self.temporary, "rb+") as file:
+            os.fsync(file.fileno())
+        digest = file_sha256(self.temporary)
+        os.replace(self.temporary, self.path)
+        return {
+            "name": os.path.basename(self.path),
+            "scenes": self.count,
+            "bytes": os.path.getsize(self.path),
+            "sha256": digest,
+        }
+
+    def abort(self) -> None:
+        try:
+            self.file.close()
+        finally:
+            if os.path.exists(self.temporary):
+                os.remove(self.temporary)
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is not None:
+            self.abort()
+
+
+def shard_attrs(camera: ThinLensCamera, kernel_size: int, source: str, split: str, config_hash: str) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "camera": json.dumps(camera.to_dict(), sort_keys=True),
+        "camera_focal_length": camera.focal_length,
+        "camera_f_number": camera.f_number,
+        "camera_pixel_size": camera.pixel_size,
+        "kernel_size": kernel_size,
+        "source": source,
+        "split": split,
+        "config_hash": config_hash,
+    }
+
+
+def read_manifest(directory: str) -> dict[str, Any] | None:
+    path = os.path.join(directory, MANIFEST)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except json.JSONDecodeError as error:
+        raise StoreError(f"{path}: not valid JSON: {error}") from None
+
+
+class Store:
+    """A rendered focal-stack store (module docstring). Open with `open_store(path)`."""
+
+    def __init__(self, path: str, verify: bool = True) -> None:
+        self.path = os.path.abspath(path)
+        manifest = read_manifest(self.path)
+        if manifest is None:
+            raise StoreError(f"{self.path}: no {MANIFEST}; not a focal-stack store")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise StoreError(f"{self.path}: format version {manifest.get('format_version')}, expected {FORMAT_VERSION}")
+        if manifest.get("status") != "complete":
+            raise StoreError(f"{self.path}: store is incomplete (status {manifest.get('status')!r}); rerun the render command")
+        self.manifest = manifest
+        self.manifest_hash = json_hash(manifest)
+        self.verify = verify
+        self.camera = ThinLensCamera.from_dict(manifest["camera"])
+        self.focus_distances = np.asarray(manifest["focus_distances"], dtype=np.float32)
+        self.num_bins = int(manifest["num_bins"])
+        self.bins = [np.arange(start, stop) for start, stop in manifest["bins"]]
+        self.image_size = tuple(manifest["image_size"])
+        self.kernel_size = int(manifest["kernel_size"])
+        self.splits = list(manifest["splits"])
+        self._verified: set[str] = set()
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{s}={self.num_scenes(s)}" for s in self.splits)
+        return f"Store({self.path!r}, {counts}, F={len(self.focus_distances)}, size={self.image_size})"
+
+    def _check_split(self, split: str) -> str:
+        if split not in self.manifest["splits"]:
+            raise ValueError(f"split: {self.path} holds {self.splits}, not {split!r}")
+        return split
+
+    def shard_names(self, split: str) -> list[str]:
+        return list(self.manifest["splits"][self._check_split(split)])
+
+    def num_scenes(self, split: str) -> int:
+        return sum(self.manifest["shards"][name]["scenes"] for name in self.shard_names(split))
+
+    def open_shard(self, name: str) -> h5py.File:
+        """Open one shard read-only after checking its hash (once per Store) and attributes."""
+        path = os.path.join(self.path, name)
+        entry = self.manifest["shards"].get(name)
+        if entry is None:
+            raise StoreError(f"{path}: not listed in the manifest")
+        if not os.path.exists(path):
+            raise StoreError(f"{path}: shard missing")
+        if self.verify and name not in self._verified:
+            digest = file_sha256(path)
+            if digest != entry["sha256"]:
+                raise StoreError(f"{path}: SHA-256 {digest[:12]}... does not match the manifest's {entry['sha256'][:12]}...")
+            self._verified.add(name)
+        file = h5py.File(path, "r")
+        try:
+            self._check_shard(path, file)
+        except Exception:
+            file.close()
+            raise
+        return file
+
+    def _check_shard(self, path: str, file: h5py.File) -> None:
+        camera = ThinLensCamera.from_dict(json.loads(file.attrs["camera"]))
+        if camera != self.camera:
+            raise StoreError(f"{path}: shard camera {camera} disagrees with the manifest's {self.camera}")
+        focus = file["focus_distances"][()]
+        if focus.shape != self.focus_distances.shape or not np.array_equal(focus, self.focus_distances):
+            raise StoreError(f"{path}: shard focus distances disagree with the manifest's")
+        if int(file.attrs["kernel_size"]) != self.kernel_size:
+            raise StoreError(f"{path}: shard kernel_size {file.attrs['kernel_size']} disagrees with the manifest's {self.kernel_size}")
+
+    def iter_scenes(self, split: str, columns: Sequence[str] = COLUMNS) -> Iterator[dict[str, Any]]:
+        """Yield one dict per scene: scene_id, aif (H, W, 3) uint8, depth (H, W) float32 metres,
+        valid (H, W) bool, stack (F, H, W, 3) uint8 (restricted to `columns`)."""
+        for name in self.shard_names(split):
+            with self.open_shard(name) as file:
+                for index in range(file["scene_id"].shape[0]):
+                    yield read_scene(file, index, columns)
+
+
+def read_scene(file: h5py.File, index: int, columns: Sequence[str] = COLUMNS) -> dict[str, Any]:
+    scene: dict[str, Any] = {}
+    for column in columns:
+        if column == "scene_id":
+            scene["scene_id"] = file["scene_id"].asstr()[index]
+        elif column in ("aif", "depth", "valid", "stack"):
+            scene[column] = file[column][index]
+        else:
+            raise ValueError(f"columns: unknown column {column!r}, expected some of {list(COLUMNS)}")
+    return scene
+
+
+def open_store(path: str, verify: bool = True) -> Store:
+    """Open a complete store for reading; `verify` checks each shard's SHA-256 on first use."""
+    return Store(path, verify=verify)
