@@ -1,12 +1,13 @@
 """Fused CPU kernels of the defocus renderer (numba), the hot path of every CPU training step.
 
-Same formulas as daif.optics.render (`_torch_forward`, `_torch_backward`): with a = sigma^-2 on
-blurring sources (0 elsewhere) and e = exp(-2a), the weight of source q for output x = q - (dy, dx)
-is a_q e_q^(dy^2) e_q^(dx^2). Each worker handles one (image, row) at a time: it builds the rows
-of e^(k^2) for the K source rows by multiplication, then sweeps each window offset over the row with
-contiguous, vectorisable loops. Memory: O(N C H W), no K^2 intermediates.
+Same formulas and interface as the plain-torch backend in daif.optics.render (`forward`, `backward`):
+with a = sigma^-2 on blurring sources (0 elsewhere) and e = exp(-2a), the weight of source q for the
+output x = q - (dy, dx) is a_q e_q^(dy^2) e_q^(dx^2). Each worker handles one (image, row) at a time:
+it builds the rows e^(k^2) of the K source rows by multiplication, then sweeps every window offset
+over the row with contiguous loops that LLVM vectorises. Memory O(N C H W), no K^2 intermediates.
 
-Compiled on first use (a few seconds) and cached on disk (NUMBA_CACHE_DIR, default beside the code).
+Compiled on first use (a few seconds per dtype) and cached on disk (NUMBA_CACHE_DIR, default beside
+the code).
 """
 
 from __future__ import annotations
@@ -19,22 +20,30 @@ try:
     from numba import prange
 
     AVAILABLE = True
-except ImportError:  # the plain-torch path in render.py serves instead
+except ImportError:  # the plain-torch backend in render.py serves instead
     AVAILABLE = False
 
+IN_FOCUS_SIGMA = 1.0  # px, as daif.optics.render
 
-def _fill_square_powers(powers, e_row, m, width):
-    """powers[k, x] = e_row[x]^(k^2), k = 0..m."""
+
+def _prepare(sigma, a, e):
+    """a = sigma^-2 where sigma > 1 else 0; e = exp(-2a). Flat (size,) arrays."""
+    for i in prange(sigma.size):
+        s = sigma[i]
+        value = 1.0 / (s * s) if s > IN_FOCUS_SIGMA else 0.0
+        a[i] = value
+        e[i] = np.exp(-2.0 * value)
+
+
+def _fill_square_powers(powers, step, e_row, m, width):
+    """powers[k, x] = e_row[x]^(k^2), k = 0..m, by e^(k^2) = e^((k-1)^2) e^(2k-1). `step`: (width,) scratch."""
     for x in range(width):
-        e = e_row[x]
-        e2 = e * e
-        step = e
-        value = 1.0
         powers[0, x] = 1.0
-        for k in range(1, m + 1):
-            value = value * step
-            powers[k, x] = value
-            step = step * e2
+        step[x] = e_row[x]
+    for k in range(1, m + 1):
+        for x in range(width):
+            powers[k, x] = powers[k - 1, x] * step[x]
+            step[x] = step[x] * e_row[x] * e_row[x]
 
 
 def _forward_rows(image, a, e, m, out, denominator):
@@ -43,6 +52,7 @@ def _forward_rows(image, a, e, m, out, denominator):
         n = job // height
         y = job % height
         powers = np.empty((m + 1, width), dtype=image.dtype)
+        step = np.empty(width, dtype=image.dtype)
         weights = np.empty((m + 1, width), dtype=image.dtype)
         numerator = np.zeros((channels, width), dtype=image.dtype)
         den = denominator[n, 0, y]
@@ -52,21 +62,25 @@ def _forward_rows(image, a, e, m, out, denominator):
             if qy < 0 or qy >= height:
                 continue
             a_row = a[n, 0, qy]
-            _fill_square_powers(powers, e[n, 0, qy], m, width)
+            _fill_square_powers(powers, step, e[n, 0, qy], m, width)
+            for x in range(width):
+                step[x] = a_row[x] * powers[abs(dy), x]  # a_q e_q^(dy^2)
             for k in range(m + 1):  # weights[k, q] = a_q e_q^(dy^2 + k^2)
                 for x in range(width):
-                    weights[k, x] = a_row[x] * powers[abs(dy), x] * powers[k, x]
+                    weights[k, x] = step[x] * powers[k, x]
             for dx in range(-m, m + 1):
-                w_row = weights[abs(dx)]
+                # output x in [x_start, x_stop) reads source x + dx; slices keep indices non-negative
                 x_start = max(0, -dx)
                 x_stop = min(width, width - dx)
-                for x in range(x_start, x_stop):
-                    den[x] += w_row[x + dx]
+                w_src = weights[abs(dx), x_start + dx : x_stop + dx]
+                den_dst = den[x_start:x_stop]
+                for i in range(x_stop - x_start):
+                    den_dst[i] += w_src[i]
                 for c in range(channels):
-                    source = image[n, c, qy]
-                    acc = numerator[c]
-                    for x in range(x_start, x_stop):
-                        acc[x] += w_row[x + dx] * source[x + dx]
+                    source = image[n, c, qy, x_start + dx : x_stop + dx]
+                    acc = numerator[c, x_start:x_stop]
+                    for i in range(x_stop - x_start):
+                        acc[i] += w_src[i] * source[i]
         a_out = a[n, 0, y]
         for c in range(channels):
             source = image[n, c, y]
@@ -76,51 +90,78 @@ def _forward_rows(image, a, e, m, out, denominator):
                 target[x] = acc[x] / den[x] if a_out[x] > 0.0 else source[x]
 
 
-def _backward_rows(image, a, e, g_norm, g_dot, m, grad_image, grad_a):
+def _normalise_grad(grad_out, out, a, denominator, g_norm, g_dot):
+    """g_norm = grad_out / den at blurred outputs (else 0); g_dot = sum_c g_norm * out."""
+    n_images, channels, height, width = grad_out.shape
+    for job in prange(n_images * height):
+        n = job // height
+        y = job % height
+        for x in range(width):
+            g_dot[n, 0, y, x] = 0.0
+        for c in range(channels):
+            for x in range(width):
+                value = grad_out[n, c, y, x] / denominator[n, 0, y, x] if a[n, 0, y, x] > 0.0 else 0.0
+                g_norm[n, c, y, x] = value
+                g_dot[n, 0, y, x] += value * out[n, c, y, x]
+
+
+def _backward_rows(image, a, e, grad_out, g_norm, g_dot, m, grad_image, grad_sigma):
     n_images, channels, height, width = image.shape
     for job in prange(n_images * height):
         n = job // height
         qy = job % height
         powers = np.empty((m + 1, width), dtype=image.dtype)
-        _fill_square_powers(powers, e[n, 0, qy], m, width)
+        step = np.empty(width, dtype=image.dtype)
+        _fill_square_powers(powers, step, e[n, 0, qy], m, width)
         sum_e = np.zeros((channels + 1, width), dtype=image.dtype)  # sum_off E [G_c..., g_dot]
         sum_r2e = np.zeros((channels + 1, width), dtype=image.dtype)  # sum_off r^2 E [G_c..., g_dot]
         ew = np.empty(width, dtype=image.dtype)
+        ew_r2 = np.empty(width, dtype=image.dtype)
         for dy in range(-m, m + 1):
             y = qy - dy  # the output row that source row qy reaches at this offset
             if y < 0 or y >= height:
                 continue
             for dx in range(-m, m + 1):
                 r2 = dy * dy + dx * dx
+                # source q in [x_start, x_stop) reaches output q - dx; slices keep indices non-negative
                 x_start = max(0, dx)
                 x_stop = min(width, width + dx)
-                for q in range(x_start, x_stop):
-                    ew[q] = powers[abs(dy), q] * powers[abs(dx), q]
+                count = x_stop - x_start
+                for i in range(count):
+                    q = x_start + i
+                    ew[i] = powers[abs(dy), q] * powers[abs(dx), q]
+                    ew_r2[i] = r2 * ew[i]
                 for c in range(channels + 1):
-                    target = g_dot[n, 0, y] if c == channels else g_norm[n, c, y]
-                    acc = sum_e[c]
-                    acc_r2 = sum_r2e[c]
-                    for q in range(x_start, x_stop):
-                        term = ew[q] * target[q - dx]
-                        acc[q] += term
-                        acc_r2[q] += r2 * term
-        a_row = a[n, 0, qy]
-        grad_a_row = grad_a[n, 0, qy]
+                    if c == channels:
+                        target = g_dot[n, 0, y, x_start - dx : x_stop - dx]
+                    else:
+                        target = g_norm[n, c, y, x_start - dx : x_stop - dx]
+                    acc = sum_e[c, x_start:x_stop]
+                    acc_r2 = sum_r2e[c, x_start:x_stop]
+                    for i in range(count):
+                        acc[i] += ew[i] * target[i]
+                        acc_r2[i] += ew_r2[i] * target[i]
         for q in range(width):
+            a_q = a[n, 0, qy, q]
+            blurred = a_q > 0.0
+            # dL/da_q = sum_off E (1 - 2 r^2 a_q)(sum_c I_c G_c - g_dot); da/dsigma = -2 sigma^-3 = -2 a^1.5
             dot_e = -sum_e[channels, q]
             dot_r2e = -sum_r2e[channels, q]
             for c in range(channels):
                 dot_e += image[n, c, qy, q] * sum_e[c, q]
                 dot_r2e += image[n, c, qy, q] * sum_r2e[c, q]
-            grad_a_row[q] = dot_e - 2.0 * a_row[q] * dot_r2e
+            grad_a = dot_e - 2.0 * a_q * dot_r2e
+            grad_sigma[n, 0, qy, q] = -2.0 * a_q * np.sqrt(a_q) * grad_a if blurred else 0.0
             for c in range(channels):
-                grad_image[n, c, qy, q] = a_row[q] * sum_e[c, q]
+                passed = 0.0 if blurred else grad_out[n, c, qy, q]  # in-focus pixels pass the gradient through
+                grad_image[n, c, qy, q] = a_q * sum_e[c, q] + passed
 
 
 if AVAILABLE:
-    _jit = numba.njit(cache=True, fastmath=True, nogil=True)
-    _fill_square_powers = _jit(_fill_square_powers)
+    _prepare = numba.njit(cache=True, fastmath=True, parallel=True, nogil=True)(_prepare)
+    _fill_square_powers = numba.njit(cache=True, fastmath=True, nogil=True)(_fill_square_powers)
     _forward_rows = numba.njit(cache=True, fastmath=True, parallel=True, nogil=True)(_forward_rows)
+    _normalise_grad = numba.njit(cache=True, fastmath=True, parallel=True, nogil=True)(_normalise_grad)
     _backward_rows = numba.njit(cache=True, fastmath=True, parallel=True, nogil=True)(_backward_rows)
 
 
@@ -129,32 +170,37 @@ def _set_threads() -> None:
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
-def forward(image: torch.Tensor, a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Blurred image and denominator. image (N, C, H, W), a (N, 1, H, W), both contiguous CPU."""
+def _a_and_e(sigma: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    sigma_np = sigma.detach().contiguous().numpy()
+    a = np.empty_like(sigma_np)
+    e = np.empty_like(sigma_np)
+    _prepare(sigma_np.reshape(-1), a.reshape(-1), e.reshape(-1))
+    return a, e
+
+
+def forward(image: torch.Tensor, sigma: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rendered image (N, C, H, W) and the per-pixel weight sum (N, 1, H, W). CPU tensors."""
     _set_threads()
-    e = torch.exp(-2.0 * a)
-    out = torch.empty_like(image)
-    denominator = torch.empty_like(a)
-    _forward_rows(image.detach().numpy(), a.detach().numpy(), e.numpy(), m, out.numpy(), denominator.numpy())
+    a, e = _a_and_e(sigma)
+    out = torch.empty_like(image, memory_format=torch.contiguous_format)
+    denominator = torch.empty_like(sigma, memory_format=torch.contiguous_format)
+    _forward_rows(image.detach().contiguous().numpy(), a, e, m, out.numpy(), denominator.numpy())
     return out, denominator
 
 
 def backward(
-    image: torch.Tensor, a: torch.Tensor, g_norm: torch.Tensor, g_dot: torch.Tensor, m: int
+    image: torch.Tensor, sigma: torch.Tensor, out: torch.Tensor, denominator: torch.Tensor, grad_out: torch.Tensor, m: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients w.r.t. image (blurred outputs only) and a; see render._torch_backward."""
+    """Gradients w.r.t. image and sigma, given the forward's output and weight sum."""
     _set_threads()
-    e = torch.exp(-2.0 * a)
-    grad_image = torch.empty_like(image)
-    grad_a = torch.empty_like(a)
+    a, e = _a_and_e(sigma)
+    grad_out_np = grad_out.detach().contiguous().numpy()
+    g_norm = np.empty_like(grad_out_np)
+    g_dot = np.empty_like(a)
+    _normalise_grad(grad_out_np, out.numpy(), a, denominator.numpy(), g_norm, g_dot)
+    grad_image = torch.empty_like(image, memory_format=torch.contiguous_format)
+    grad_sigma = torch.empty_like(sigma, memory_format=torch.contiguous_format)
     _backward_rows(
-        image.detach().numpy(),
-        a.detach().numpy(),
-        e.numpy(),
-        g_norm.contiguous().numpy(),
-        g_dot.contiguous().numpy(),
-        m,
-        grad_image.numpy(),
-        grad_a.numpy(),
+        image.detach().contiguous().numpy(), a, e, grad_out_np, g_norm, g_dot, m, grad_image.numpy(), grad_sigma.numpy()
     )
-    return grad_image, grad_a
+    return grad_image, grad_sigma

@@ -18,6 +18,8 @@ correct version (unfold + autograd) the tests hold them to.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -84,31 +86,37 @@ def _window_offsets(m: int):
             yield dy, dx
 
 
-def _torch_forward(image: torch.Tensor, a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Numerator and denominator of the layer as a loop over window offsets. (N,C,H,W), (N,1,H,W)."""
+def _torch_forward(image: torch.Tensor, sigma: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rendered image (N, C, H, W) and weight sum (N, 1, H, W), as a loop over window offsets."""
     h, w = image.shape[-2:]
-    powers = _square_powers(torch.exp(-2.0 * a), m)
+    a = _inverse_square_sigma(sigma)
+    powers = [F.pad(p, (m, m, m, m)) for p in _square_powers(torch.exp(-2.0 * a), m)]
     a_image = F.pad(torch.cat([a, a * image], dim=1), (m, m, m, m))  # (N, 1+C, H+2m, W+2m); 0 outside
-    powers = [F.pad(p, (m, m, m, m)) for p in powers]
     total = torch.zeros_like(a_image[..., :h, :w])
     for dy, dx in _window_offsets(m):
         rows, cols = slice(m + dy, m + dy + h), slice(m + dx, m + dx + w)
         total += (powers[abs(dy)][..., rows, cols] * powers[abs(dx)][..., rows, cols]) * a_image[..., rows, cols]
-    return total[:, 1:], total[:, :1]
+    numerator, denominator = total[:, 1:], total[:, :1]
+    blurred = sigma > IN_FOCUS_SIGMA
+    return torch.where(blurred, numerator / torch.where(blurred, denominator, 1.0), image), denominator
 
 
 def _torch_backward(
-    image: torch.Tensor, a: torch.Tensor, g_norm: torch.Tensor, g_dot: torch.Tensor, m: int
+    image: torch.Tensor, sigma: torch.Tensor, out: torch.Tensor, denominator: torch.Tensor, grad_out: torch.Tensor, m: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients of the blurred outputs w.r.t. image and a, gathered per source pixel q.
+    """Gradients w.r.t. image and sigma, gathered per source pixel q over the outputs x = q - off.
 
-    g_norm: dL/dout / den at blurred outputs, 0 elsewhere (N, C, H, W); g_dot: sum_c g_norm * out (N, 1, H, W).
-    grad_image[q] = a_q sum_off E G[x];  grad_a[q] = sum_off E (1 - 2 r^2 a_q)(sum_c I[q] G[x] - g_dot[x]),
-    with x = q - off and E = e_q^(dy^2 + dx^2).
+    With G = grad_out / den at blurred outputs (0 elsewhere), g_dot = sum_c G out and E = e_q^(dy^2 + dx^2):
+    grad_image[q] = a_q sum_off E G[x] (+ grad_out[q] where q is in focus),
+    dL/da_q = sum_off E (1 - 2 r^2 a_q)(sum_c I[q] G[x] - g_dot[x]), and da/dsigma = -2 sigma^-3.
     """
     h, w = image.shape[-2:]
+    blurred = sigma > IN_FOCUS_SIGMA
+    a = _inverse_square_sigma(sigma)
+    g_norm = torch.where(blurred, grad_out / torch.where(blurred, denominator, 1.0), 0.0)
+    g_dot = (g_norm * out).sum(1, keepdim=True)
     powers = _square_powers(torch.exp(-2.0 * a), m)
-    padded = F.pad(torch.cat([g_dot, g_norm], dim=1), (m, m, m, m))  # (N, 1+C, ...)
+    padded = F.pad(torch.cat([g_dot, g_norm], dim=1), (m, m, m, m))  # (N, 1+C, H+2m, W+2m)
     sum_e = torch.zeros_like(padded[..., :h, :w])  # sum_off E [g_dot, G]
     sum_r2e = torch.zeros_like(sum_e)  # sum_off r^2 E [g_dot, G]
     for dy, dx in _window_offsets(m):
@@ -117,54 +125,37 @@ def _torch_backward(
         sum_e += e * shifted
         if dy or dx:
             sum_r2e += (dy * dy + dx * dx) * e * shifted
-    grad_image = a * sum_e[:, 1:]
+    grad_image = a * sum_e[:, 1:] + torch.where(blurred, 0.0, grad_out)
     grad_a = (image * sum_e[:, 1:]).sum(1, keepdim=True) - sum_e[:, :1]
     grad_a = grad_a - 2.0 * a * ((image * sum_r2e[:, 1:]).sum(1, keepdim=True) - sum_r2e[:, :1])
-    return grad_image, grad_a
+    grad_sigma = torch.where(blurred, grad_a * (-2.0) * a * a.sqrt(), 0.0)
+    return grad_image, grad_sigma
 
 
-def _use_cpu_kernel(tensor: torch.Tensor) -> bool:
-    if tensor.device.type != "cpu":
-        return False
-    from daif.optics import _cpu_kernels
+def _backend(tensor: torch.Tensor) -> tuple[Callable, Callable]:
+    """(forward, backward) for the tensor's device: the fused numba kernels on CPU, else the torch loop."""
+    if tensor.device.type == "cpu":
+        from daif.optics import _cpu_kernels
 
-    return _cpu_kernels.AVAILABLE
+        if _cpu_kernels.AVAILABLE:
+            return _cpu_kernels.forward, _cpu_kernels.backward
+    return _torch_forward, _torch_backward
 
 
 class _RenderDefocus(torch.autograd.Function):
     @staticmethod
     def forward(ctx, image: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
-        m = kernel_size // 2
-        image = image.contiguous()
-        a = _inverse_square_sigma(sigma).contiguous()
-        blurred = sigma > IN_FOCUS_SIGMA
-        if _use_cpu_kernel(image):
-            from daif.optics import _cpu_kernels
-
-            out, denominator = _cpu_kernels.forward(image, a, m)
-        else:
-            numerator, denominator = _torch_forward(image, a, m)
-            out = torch.where(blurred, numerator / torch.where(blurred, denominator, 1.0), image)
-        ctx.save_for_backward(image, sigma, a, out, denominator)
-        ctx.m = m
+        forward, _ = _backend(image)
+        out, denominator = forward(image, sigma, kernel_size // 2)
+        ctx.save_for_backward(image, sigma, out, denominator)
+        ctx.half_window = kernel_size // 2
         return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        image, sigma, a, out, denominator = ctx.saved_tensors
-        blurred = sigma > IN_FOCUS_SIGMA
-        grad_out = grad_out.contiguous()
-        g_norm = torch.where(blurred, grad_out / torch.where(blurred, denominator, 1.0), 0.0)
-        g_dot = (g_norm * out).sum(1, keepdim=True)
-        if _use_cpu_kernel(image):
-            from daif.optics import _cpu_kernels
-
-            grad_image, grad_a = _cpu_kernels.backward(image, a, g_norm, g_dot, ctx.m)
-        else:
-            grad_image, grad_a = _torch_backward(image, a, g_norm, g_dot, ctx.m)
-        grad_image = grad_image + torch.where(blurred, 0.0, grad_out)
-        # a = sigma^-2 on blurring sources: da/dsigma = -2 sigma^-3; in-focus pixels have no sigma gradient
-        grad_sigma = torch.where(blurred, grad_a * (-2.0) * a * a.sqrt(), 0.0)
+        image, sigma, out, denominator = ctx.saved_tensors
+        _, backward = _backend(image)
+        grad_image, grad_sigma = backward(image, sigma, out, denominator, grad_out, ctx.half_window)
         return grad_image, grad_sigma, None
 
 

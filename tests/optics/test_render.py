@@ -1,0 +1,121 @@
+import pytest
+import torch
+
+from daif.optics import ThinLensCamera, defocus_sigma, render_defocus, render_defocus_reference, render_focal_stack
+from daif.optics import render as render_module
+
+SHAPES = [(2, 3, 9, 13), (1, 1, 1, 1), (3, 2, 4, 2), (1, 3, 1, 17), (2, 3, 20, 17)]
+
+
+def _inputs(shape, dtype, seed=0, low=0.0, high=12.0):
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.rand(*shape, generator=generator, dtype=dtype)
+    sigma = low + (high - low) * torch.rand(shape[0], 1, *shape[2:], generator=generator, dtype=dtype)
+    return image, sigma
+
+
+@pytest.mark.parametrize("kernel_size", [3, 7, 11])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_fast_path_equals_reference(shape, kernel_size, dtype, tolerance):
+    image, sigma = _inputs(shape, dtype)
+    expected = render_defocus_reference(image, sigma, kernel_size)
+    assert (render_defocus(image, sigma, kernel_size) - expected).abs().max().item() <= tolerance
+    torch_path, _ = render_module._torch_forward(image, sigma, kernel_size // 2)  # the CUDA / fallback path
+    assert (torch_path - expected).abs().max().item() <= tolerance
+
+
+def _sigma_away_from_switch(shape, seed):
+    image, sigma = _inputs(shape, torch.float64, seed, low=1.3, high=6.0)
+    sigma[:, :, ::3, ::2] = 0.4  # in-focus pixels, well below the switch
+    return image.requires_grad_(), sigma.requires_grad_()
+
+
+@pytest.mark.parametrize("kernel_size", [3, 7])
+def test_gradcheck_image_and_sigma(kernel_size):
+    image, sigma = _sigma_away_from_switch((1, 2, 5, 6), seed=1)
+    assert torch.autograd.gradcheck(lambda i, s: render_defocus(i, s, kernel_size), (image, sigma))
+
+
+def test_backward_equals_reference_autograd_on_both_paths():
+    image, sigma = _sigma_away_from_switch((2, 3, 11, 9), seed=2)
+    grad_out = torch.randn(2, 3, 11, 9, dtype=torch.float64)
+    expected = torch.autograd.grad((render_defocus_reference(image, sigma, 7) * grad_out).sum(), (image, sigma))
+    fast = torch.autograd.grad((render_defocus(image, sigma, 7) * grad_out).sum(), (image, sigma))
+    out, denominator = render_module._torch_forward(image.detach(), sigma.detach(), 3)
+    torch_path = render_module._torch_backward(image.detach(), sigma.detach(), out, denominator, grad_out, 3)
+    for got in (fast, torch_path):
+        torch.testing.assert_close(got[0], expected[0], rtol=0, atol=1e-10)
+        torch.testing.assert_close(got[1], expected[1], rtol=0, atol=1e-10)
+
+
+def test_all_in_focus_returns_input_bit_for_bit():
+    image, _ = _inputs((2, 3, 16, 12), torch.float32)
+    sigma = torch.rand(2, 1, 16, 12)  # all <= 1
+    assert torch.equal(render_defocus(image, sigma, 7), image)
+    assert torch.equal(render_defocus(image, torch.ones(2, 1, 16, 12), 7), image)
+
+
+def test_constant_image_stays_constant():
+    _, sigma = _inputs((2, 3, 15, 15), torch.float64)
+    image = torch.full((2, 3, 15, 15), 0.37, dtype=torch.float64)
+    torch.testing.assert_close(render_defocus(image, sigma, 11), image, rtol=0, atol=1e-12)
+
+
+def test_output_stays_within_input_range():
+    image, sigma = _inputs((3, 3, 24, 19), torch.float32, seed=3)
+    out = render_defocus(image, sigma, 7)
+    assert out.min().item() >= image.min().item() - 1e-6 and out.max().item() <= image.max().item() + 1e-6
+
+
+def test_blur_lowers_contrast_of_a_checkerboard():
+    y, x = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    image = ((x + y) % 2).to(torch.float32).expand(1, 1, 32, 32)
+    blurred = render_defocus(image, torch.full((1, 1, 32, 32), 3.0), 7)
+    assert blurred[..., 8:24, 8:24].std().item() < 0.1 * image.std().item()
+
+
+@pytest.mark.parametrize("kernel_size", [2, 1, 8, 7.0])
+def test_bad_kernel_size(kernel_size):
+    image, sigma = _inputs((1, 3, 5, 5), torch.float32)
+    with pytest.raises(ValueError, match="kernel_size"):
+        render_defocus(image, sigma, kernel_size)
+
+
+def test_bad_shapes_and_dtypes_name_the_argument():
+    image, sigma = _inputs((1, 3, 5, 5), torch.float32)
+    with pytest.raises(ValueError, match="sigma"):
+        render_defocus(image, sigma[:, :, :4], 7)
+    with pytest.raises(ValueError, match="image"):
+        render_defocus(image[0], sigma, 7)
+    with pytest.raises(ValueError, match="sigma"):
+        render_defocus(image, sigma.double(), 7)
+    with pytest.raises(TypeError, match="image"):
+        render_defocus(image.to(torch.uint8), sigma, 7)
+
+
+def test_focal_stack_renders_each_focus_distance():
+    camera = ThinLensCamera.preset("nyuv2-5")
+    aif, _ = _inputs((2, 3, 12, 10), torch.float32, seed=4)
+    depth = torch.linspace(0.8, 7.0, 120).reshape(1, 1, 12, 10).repeat(2, 1, 1, 1)
+    focus = [1.0, 2.5, 6.0]
+    stack = render_focal_stack(aif, depth, focus, camera)
+    assert stack.shape == (2, 3, 3, 12, 10)
+    sigma = defocus_sigma(depth, focus, camera)
+    for k in range(3):
+        torch.testing.assert_close(stack[:, k], render_defocus_reference(aif, sigma[:, k : k + 1], 7))
+    per_sample = torch.tensor([[1.0, 2.5, 6.0], [1.5, 4.0, 6.0]])
+    expected = render_defocus_reference(aif[1:], defocus_sigma(depth[1:], 4.0, camera), 7)[0]
+    torch.testing.assert_close(render_focal_stack(aif, depth, per_sample, camera)[1, 1], expected)
+
+
+def test_near_and_far_focus_sharpen_different_regions():
+    camera = ThinLensCamera.preset("nyuv2-dense")
+    generator = torch.Generator().manual_seed(5)
+    aif = torch.rand(1, 3, 20, 40, generator=generator)
+    depth = torch.ones(1, 1, 20, 40)
+    depth[..., 20:] = 8.0  # left half near (1 m), right half far (8 m)
+    stack = render_focal_stack(aif, depth, [1.0, 8.0], camera)
+    error = (stack - aif[:, None]).abs()
+    assert error[0, 0, :, :, :18].max() == 0.0 and error[0, 0, :, :, 22:].mean() > 0.05  # near focus
+    assert error[0, 1, :, :, 22:].max() == 0.0 and error[0, 1, :, :, :18].mean() > 0.05  # far focus
