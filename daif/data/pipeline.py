@@ -84,7 +84,7 @@ def resolve_focus_distances(config: RenderConfig, preset_focus: tuple[float, ...
     focus = focus.astype(np.float32)
     if focus.min() <= camera.focal_length:
         raise ValueError(
-            f"focus distances: {float(focus.min())} m is at or below the focal length {camera.focal_length} m"
+            f"focus distances: {float(focus.min()):g} m is at or below the focal length {camera.focal_length:g} m"
         )
     return focus
 
@@ -211,8 +211,16 @@ def _render_batch(batch: dict[str, np.ndarray], plan_job: dict[str, Any], direct
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     torch.set_num_threads(max(1, int(cpus)))
-    results = [render_shard(plan_job, json.loads(str(text)), directory) for text in batch["shard"]]
-    return {key: np.array([r[key] for r in results]) for key in ("name", "split", "scenes", "bytes", "sha256", "seconds")}
+    results = []
+    for text in batch["shard"]:
+        shard = json.loads(str(text))
+        try:
+            results.append({**render_shard(plan_job, shard, directory), "error": "", "error_kind": ""})
+        except (DataError, store.StoreError) as error:  # reported by the driver, not retried
+            empty = {"scenes": 0, "bytes": 0, "sha256": "", "seconds": 0.0}
+            results.append({"name": shard["name"], "split": shard["split"], **empty, "error": str(error), "error_kind": type(error).__name__})
+    keys = ("name", "split", "scenes", "bytes", "sha256", "seconds", "error", "error_kind")
+    return {key: np.array([r[key] for r in results]) for key in keys}
 
 
 def _verified_shard(directory: str, shard: dict[str, Any], config_hash: str, previous: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -357,6 +365,10 @@ def _run_pending(plan: RenderPlan, pending: list[dict[str, Any]], directory: str
         num_gpus=1 if plan.config.gpu else 0,
     )
     results = dataset.take_all()
+    errors = [r for r in results if r["error"]]
+    if errors:  # bad input: re-raised here with the message naming the file or scene
+        kind = store.StoreError if errors[0]["error_kind"] == "StoreError" else DataError
+        raise kind("; ".join(str(r["error"]) for r in errors))
     return [
         {
             "name": str(r["name"]),

@@ -201,7 +201,8 @@ class Store:
         self.bins = [np.arange(start, stop) for start, stop in manifest["bins"]]
         self.image_size = tuple(manifest["image_size"])
         self.kernel_size = int(manifest["kernel_size"])
-        self.splits = list(manifest["splits"])
+        order = {"train": 0, "val": 1, "test": 2}
+        self.splits = sorted(manifest["splits"], key=lambda split: (order.get(split, 3), split))
         self._verified: set[str] = set()
 
     def __repr__(self) -> str:

@@ -1,0 +1,65 @@
+"""Fixtures of the data tests: a local Ray, and source fixtures built here (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from data_fixtures import nyuv2_frames, write_depth_png, write_nyuv2_mat, write_splits_mat
+from PIL import Image
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One Ray per test session: local with 2 CPUs, or the cluster RAY_ADDRESS names (no resources passed)."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+    else:
+        ray.init(num_cpus=2, object_store_memory=300 * 1024 * 1024, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def nyuv2_mat(tmp_path):
+    """(mat path, splits.mat path, images (N, H, W, 3), depths (N, H, W)) with 8 frames, train 1..5, test 6..8."""
+    images, depths = nyuv2_frames(8)
+    mat, splits = tmp_path / "nyu.mat", tmp_path / "splits.mat"
+    write_nyuv2_mat(mat, images, depths)
+    write_splits_mat(splits, [1, 2, 3, 4, 5], [6, 7, 8])
+    return mat, splits, images, depths
+
+
+@pytest.fixture
+def rgbd_folder(tmp_path):
+    """{root}/{split}_rgb + {split}_depth with 3 train and 2 test pairs (16-bit PNG depth, scale 1e4)."""
+    root = tmp_path / "rgbd"
+    rng = np.random.default_rng(1)
+    for split, count in (("train", 3), ("test", 2)):
+        (root / f"{split}_rgb").mkdir(parents=True)
+        (root / f"{split}_depth").mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(root / f"{split}_rgb" / f"{i:04d}.png")
+            write_depth_png(root / f"{split}_depth" / f"{i:04d}.png", rng.uniform(0.5, 5.0, (20, 30)))
+    return root
+
+
+@pytest.fixture
+def defocusnet_folder(tmp_path):
+    """{root}/{split}/<stem>_aif.png + <stem>_depth.npy, 2 train and 1 test scenes."""
+    root = tmp_path / "defocusnet"
+    rng = np.random.default_rng(2)
+    for split, count in (("train", 2), ("test", 1)):
+        (root / split).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / split / f"{i:06d}_aif.png")
+            np.save(root / split / f"{i:06d}_depth.npy", rng.uniform(0.1, 3.0, (16, 16)).astype(np.float32))
+    return root

@@ -1,0 +1,193 @@
+"""The Ray Data rendering pipeline, the store it writes, resume, and reading it back as a Dataset."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from data_fixtures import write_depth_png
+
+import daif.cli
+from daif.data.dataset import read_split
+from daif.data.pipeline import RenderConfig, plan_render, render_store
+from daif.data.sources import DataError, prepare_scene
+from daif.data.store import StoreError, open_store
+from daif.optics import get_preset, render_focal_stack
+
+pytestmark = pytest.mark.ray
+
+SIZE = (24, 32)
+DENSE = dict(source="synthetic", scenes=6, preset="nyuv2-dense", size=SIZE, num_focus=10, focus_range=(1.0, 9.0), shard_size=2)
+
+
+@pytest.fixture(scope="session")
+def dense_store(ray_local, tmp_path_factory):
+    """A small dense store: 6 synthetic scenes, 10 focus distances in [1, 9] m, 2 scenes per shard."""
+    out = tmp_path_factory.mktemp("stores") / "dense"
+    summary = render_store(RenderConfig(out=str(out), **DENSE))
+    return out, summary
+
+
+def test_summary_and_manifest(dense_store):
+    out, summary = dense_store
+    assert summary["scenes"] == 6 and summary["images"] == 60 and summary["rendered_shards"] == 4
+    assert summary["splits"] == {"train": 4, "val": 1, "test": 1}
+    assert summary["bytes"] == sum(p.stat().st_size for p in out.glob("shard-*.h5"))
+    store = open_store(str(out))
+    preset = get_preset("nyuv2-dense")
+    assert store.camera == preset.camera
+    np.testing.assert_allclose(store.focus_distances, np.linspace(1, 9, 10), rtol=1e-6)
+    assert store.image_size == SIZE and store.num_bins == 5 and store.splits == ["train", "val", "test"]
+    assert [b.tolist() for b in store.bins] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    assert store.manifest["status"] == "complete" and len(store.manifest_hash) == 64
+    assert (store.num_scenes("train"), store.num_scenes("val"), store.num_scenes("test")) == (4, 1, 1)
+    with h5py.File(out / "shard-00000.h5", "r") as shard:
+        assert shard.attrs["camera_focal_length"] == preset.camera.focal_length
+        assert shard.attrs["camera_f_number"] == preset.camera.f_number
+        assert shard.attrs["camera_pixel_size"] == preset.camera.pixel_size
+        assert (shard.attrs["kernel_size"], shard.attrs["source"], shard.attrs["split"]) == (7, "synthetic", "train")
+        assert shard["stack"].shape == (2, 10, 24, 32, 3) and shard["stack"].chunks == (1, 1, 24, 32, 3)
+        assert shard["stack"].compression == "lzf"
+        np.testing.assert_array_equal(shard["focus_distances"][()], store.focus_distances)
+
+
+def test_rendered_stacks_equal_the_renderer_applied_directly(dense_store):
+    out, _ = dense_store
+    store = open_store(str(out))
+    plan = plan_render(RenderConfig(out=str(out), **DENSE))
+    refs = {ref["scene_id"]: ref for shard in plan.shards for ref in shard["refs"]}
+    scenes = list(store.iter_scenes("test")) + list(store.iter_scenes("train"))[:1]
+    for scene in scenes:
+        ref = refs[scene["scene_id"]]
+        expected = prepare_scene(plan.source.load(ref), ref["scene_id"], SIZE, (0.1, 10.0))
+        np.testing.assert_array_equal(scene["aif"], expected["aif"])
+        np.testing.assert_array_equal(scene["depth"], expected["depth"])
+        aif = torch.from_numpy(expected["aif"]).permute(2, 0, 1)[None].float() / 255.0
+        depth = torch.from_numpy(expected["depth"])[None, None]
+        stack = render_focal_stack(aif, depth, torch.from_numpy(store.focus_distances), store.camera)[0]
+        stack = (stack.clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()
+        assert np.abs(scene["stack"].astype(np.float64) - stack).max() <= 1.0
+        assert np.abs(scene["stack"].astype(np.float64) - scene["aif"][None]).mean() > 1.0  # defocus is visible
+
+
+def test_read_split_as_a_ray_dataset(dense_store):
+    out, _ = dense_store
+    rows = read_split(str(out), "train").take_all()
+    assert [r["scene_id"] for r in rows] == [s["scene_id"] for s in open_store(str(out)).iter_scenes("train", ["scene_id"])]
+    assert rows[0]["stack"].shape == (10, 24, 32, 3) and rows[0]["stack"].dtype == np.uint8
+    assert rows[0]["depth"].dtype == np.float32 and rows[0]["valid"].dtype == bool
+    batch = next(iter(read_split(str(out), "val", columns=("scene_id", "depth")).iter_batches(batch_size=4)))
+    assert set(batch) == {"scene_id", "depth"} and batch["depth"].shape == (1, 24, 32)
+
+
+def test_resume_rerenders_only_the_partial_shard(dense_store, tmp_path):
+    source, _ = dense_store
+    out = tmp_path / "resumed"
+    shutil.copytree(source, out)
+    (out / "shard-00001.h5").write_bytes((out / "shard-00001.h5").read_bytes()[:5000])  # killed mid-write
+    (out / ".shard-00002.h5.tmp-deadbeef").write_bytes(b"partial")
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.h5")}
+    summary = render_store(RenderConfig(out=str(out), **DENSE))
+    assert (summary["rendered_shards"], summary["skipped_shards"], summary["rendered_scenes"]) == (1, 3, 2)
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.h5")}
+    assert {n for n in after if after[n] != before[n]} == {"shard-00001.h5"}
+    assert not list(out.glob(".shard-*"))
+    scenes = list(open_store(str(out)).iter_scenes("train"))
+    assert len(scenes) == 4
+
+
+def test_store_with_a_different_configuration_is_refused(dense_store, tmp_path):
+    out = tmp_path / "other"
+    shutil.copytree(dense_store[0], out)
+    with pytest.raises(StoreError, match=r"holds a store with a different configuration \(differs in \['focus_distances'\]\)"):
+        render_store(RenderConfig(out=str(out), **{**DENSE, "num_focus": 12}))
+
+
+def test_reading_a_tampered_store_fails(dense_store, tmp_path):
+    out = tmp_path / "tampered"
+    shutil.copytree(dense_store[0], out)
+    with h5py.File(out / "shard-00002.h5", "r+") as shard:
+        shard["depth"][0, 0, 0] = 5.0
+    with pytest.raises(StoreError, match="shard-00002.h5: SHA-256 .* does not match the manifest"):
+        list(open_store(str(out)).iter_scenes("val"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["camera"]["f_number"] = 2.0
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match="shard-00000.h5: shard camera .* disagrees with the manifest"):
+        list(open_store(str(out)).iter_scenes("train"))
+    manifest["status"] = "rendering"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match="store is incomplete"):
+        open_store(str(out))
+
+
+def test_focus_distance_at_the_focal_length_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="0.05 m is at or below the focal length 0.05 m"):
+        plan_render(RenderConfig(out=str(tmp_path), preset="nyuv2-5", num_focus=3, focus_range=(0.05, 2.0)))
+
+
+def test_cli_renders_nyuv2_mat_split_all(ray_local, nyuv2_mat, tmp_path):
+    mat, splits, images, _ = nyuv2_mat
+    out = tmp_path / "nyu"
+    argv = ["render", "--source", "nyuv2-mat", "--input", str(mat), "--splits-mat", str(splits), "--split", "all"]
+    argv += ["--preset", "nyuv2-5", "--size", "13x9", "--out", str(out), "--shard-size", "4", "--val-fraction", "0.2"]
+    assert daif.cli.main(argv) == 0
+    store = open_store(str(out))
+    ids = {split: [s["scene_id"] for s in store.iter_scenes(split, ["scene_id"])] for split in store.splits}
+    assert sorted(ids["train"] + ids["val"]) == [f"nyuv2-{i:05d}" for i in range(1, 6)] and len(ids["val"]) == 1
+    assert ids["test"] == ["nyuv2-00006", "nyuv2-00007", "nyuv2-00008"]
+    test_scene = next(store.iter_scenes("test"))
+    assert test_scene["aif"].shape == (9, 13, 3) and test_scene["stack"].shape == (5, 9, 13, 3)
+    assert store.manifest["config"]["input"] == str(mat)
+
+
+def test_bad_scene_leaves_no_partial_shard(ray_local, nyuv2_mat, tmp_path):
+    mat, splits, images, depths = nyuv2_mat
+    from data_fixtures import write_nyuv2_mat
+
+    depths = depths.copy()
+    depths[6] = np.nan  # frame 7 (test) has no valid depth
+    write_nyuv2_mat(tmp_path / "nan.mat", images, depths)
+    out = tmp_path / "nan-store"
+    config = RenderConfig(out=str(out), source="nyuv2-mat", input=str(tmp_path / "nan.mat"), splits_mat=str(splits))
+    with pytest.raises(Exception, match="scene nyuv2-00007: depth has no valid pixel"):
+        render_store(config, split="test", size=(9, 13), shard_size=8)
+    assert not list(out.glob("shard-*")) and not list(out.glob(".shard-*"))
+
+
+def test_eight_bit_depth_png_fails_naming_the_file(ray_local, rgbd_folder, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((20, 30), 40, np.uint8)).save(rgbd_folder / "test_depth" / "0001.png")
+    out = tmp_path / "rgbd-store"
+    argv = ["render", "--source", "rgbd-folder", "--input", str(rgbd_folder), "--split", "test", "--size", "16x12", "--out", str(out)]
+    assert daif.cli.main(argv) == 2
+    assert not list(out.glob("shard-*")) and not list(out.glob(".shard-*"))
+    write_depth_png(rgbd_folder / "test_depth" / "0001.png", np.full((20, 30), 2.0))
+    assert daif.cli.main(argv) == 0
+    assert open_store(str(out)).num_scenes("test") == 2
+
+
+def test_render_job_smoke_test(ray_local, tmp_path):
+    spec = importlib.util.spec_from_file_location("render_job", Path(__file__).parents[2] / "jobs" / "render.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    assert job.main(["--smoke-test", "--out", str(tmp_path / "smoke")]) == 0
+    store = open_store(str(tmp_path / "smoke"))
+    assert sum(store.num_scenes(s) for s in store.splits) == 6 and len(store.focus_distances) == 5
+
+
+def test_defocusnet_folder_uses_its_preset(ray_local, defocusnet_folder, tmp_path):
+    out = tmp_path / "dfn"
+    summary = render_store(RenderConfig(out=str(out), source="defocusnet", input=str(defocusnet_folder), preset="defocusnet", size=(16, 16)))
+    store = open_store(str(out))
+    assert summary["splits"] == {"train": 1, "val": 1, "test": 1}
+    assert store.camera == get_preset("defocusnet").camera
+    np.testing.assert_allclose(store.focus_distances, [0.3, 0.45, 0.75, 1.2, 1.8], rtol=1e-6)
