@@ -69,7 +69,8 @@ def make_batch(
     """Tensors of one training batch from a numpy batch of store rows.
 
     rows: stack (B, F, H, W, 3) uint8, depth (B, H, W), aif (B, H, W, 3) uint8, valid (B, H, W);
-    indices: (B, K) stack indices (BinSampler.draw); focus_distances: (F,) metres.
+    indices: (B, K) stack indices (BinSampler.draw); focus_distances: (F,) metres, or (B, F) when
+    each row carries its own (streamed rows).
     Returns stack (B, K, 3, H, W) float32 in [0, 1], focus_distances (B, K) float32 metres,
     depth (B, 1, H, W) float32 metres, aif (B, 3, H, W) float32 in [0, 1], valid (B, 1, H, W) bool.
     """
@@ -78,12 +79,13 @@ def make_batch(
     if stack.ndim != 5 or indices.shape[0] != stack.shape[0] or indices.ndim != 2:
         raise ValueError(f"indices: expected (B, K) for a stack of shape (B, F, H, W, 3) {stack.shape}, got {indices.shape}")
     focus = np.asarray(focus_distances, dtype=np.float32)
-    if focus.shape != (stack.shape[1],):
-        raise ValueError(f"focus_distances: expected ({stack.shape[1]},) for the stack, got {focus.shape}")
+    if focus.shape not in ((stack.shape[1],), stack.shape[:2]):
+        raise ValueError(f"focus_distances: expected ({stack.shape[1]},) or {stack.shape[:2]} for the stack, got {focus.shape}")
+    chosen_focus = focus[indices] if focus.ndim == 1 else np.take_along_axis(focus, indices, axis=1)
     chosen = np.take_along_axis(stack, indices[:, :, None, None, None], axis=1)  # (B, K, H, W, 3)
     batch = {
         "stack": torch.from_numpy(np.ascontiguousarray(chosen.transpose(0, 1, 4, 2, 3))).float().div_(255.0),
-        "focus_distances": torch.from_numpy(focus[indices]),
+        "focus_distances": torch.from_numpy(np.ascontiguousarray(chosen_focus)),
     }
     if "depth" in rows:
         batch["depth"] = torch.from_numpy(np.asarray(rows["depth"], dtype=np.float32))[:, None]

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from data_fixtures import nyuv2_frames, write_depth_png, write_nyuv2_mat, write_splits_mat
+from data_fixtures import DENSE, nyuv2_frames, write_depth_png, write_nyuv2_mat, write_splits_mat
 from PIL import Image
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -36,6 +36,16 @@ def nyuv2_mat(tmp_path):
     write_nyuv2_mat(mat, images, depths)
     write_splits_mat(splits, [1, 2, 3, 4, 5], [6, 7, 8])
     return mat, splits, images, depths
+
+
+@pytest.fixture(scope="session")
+def dense_store(ray_local, tmp_path_factory):
+    """A small dense store rendered once per session (data_fixtures.DENSE, 2 scenes per shard): (path, summary)."""
+    from daif.data.pipeline import RenderConfig, render_store
+
+    out = tmp_path_factory.mktemp("stores") / "dense"
+    summary = render_store(RenderConfig(out=str(out), **DENSE))
+    return out, summary
 
 
 @pytest.fixture

@@ -6,6 +6,10 @@ import h5py
 import numpy as np
 from PIL import Image
 
+# the small dense store of the pipeline tests: 6 synthetic scenes, 10 focus distances in [1, 9] m
+SIZE = (24, 32)
+DENSE = dict(source="synthetic", scenes=6, preset="nyuv2-dense", size=SIZE, num_focus=10, focus_range=(1.0, 9.0), shard_size=2)
+
 
 def write_nyuv2_mat(path, images_hwc: np.ndarray, depths_hw: np.ndarray, userblock: bool = True) -> None:
     """Write frames in the exact MATLAB v7.3 layout: images (N, 3, W, H) uint8, depths (N, W, H) float32."""

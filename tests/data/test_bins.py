@@ -81,5 +81,5 @@ def test_make_batch_gathers_the_drawn_images():
     assert batch["depth"].shape == (2, 1, 4, 6) and batch["valid"].dtype == torch.bool
     torch.testing.assert_close(batch["aif"][0, :, 1, 2], torch.from_numpy(rows["aif"][0, 1, 2]).float() / 255.0)
     assert float(batch["stack"].max()) <= 1.0
-    with pytest.raises(ValueError, match="focus_distances: expected \\(10,\\)"):
+    with pytest.raises(ValueError, match="focus_distances: expected \\(10,\\) or \\(2, 10\\)"):
         make_batch(rows, indices, focus[:5])

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from data_fixtures import write_depth_png
+from data_fixtures import DENSE, SIZE, write_depth_png
 
 import daif.cli
 from daif.data.dataset import read_split
@@ -22,18 +22,6 @@ from daif.data.store import StoreError, open_store
 from daif.optics import get_preset, render_focal_stack
 
 pytestmark = pytest.mark.ray
-
-SIZE = (24, 32)
-DENSE = dict(source="synthetic", scenes=6, preset="nyuv2-dense", size=SIZE, num_focus=10, focus_range=(1.0, 9.0), shard_size=2)
-
-
-@pytest.fixture(scope="session")
-def dense_store(ray_local, tmp_path_factory):
-    """A small dense store: 6 synthetic scenes, 10 focus distances in [1, 9] m, 2 scenes per shard."""
-    out = tmp_path_factory.mktemp("stores") / "dense"
-    summary = render_store(RenderConfig(out=str(out), **DENSE))
-    return out, summary
-
 
 def test_summary_and_manifest(dense_store):
     out, summary = dense_store
