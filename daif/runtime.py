@@ -1,0 +1,29 @@
+"""Connecting to Ray: a running cluster when there is one, else a local Ray bound to 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # silences a core-worker error on machines without it
+
+LOCAL_OBJECT_STORE_BYTES = 2 << 30  # cap: Ray's default takes ~30% of RAM in /dev/shm
+
+
+def ensure_ray(num_cpus: int | None = None, object_store_memory: int | None = LOCAL_OBJECT_STORE_BYTES) -> None:
+    """Use the running Ray if initialised; else join RAY_ADDRESS's cluster (its resources are its own);
+    else start a local Ray with `num_cpus` (default: all) and its dashboard on 127.0.0.1."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return
+    ray.init(
+        num_cpus=num_cpus,
+        object_store_memory=object_store_memory,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        log_to_driver=True,
+    )

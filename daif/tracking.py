@@ -1,0 +1,186 @@
+"""MLflow tracking: where runs go, what a run records, and logging that survives a lost server.
+
+Default store on a fresh machine: `sqlite:///<working dir>/mlflow.db` with artifacts in
+`<working dir>/mlartifacts` (no server needed); `--tracking-uri http://...` or MLFLOW_TRACKING_URI
+name a server, which every Ray worker then uses too (the driver passes the resolved URI on).
+The driver owns a run (creates it, logs params and the config, the models at the end); rank 0 of
+the training workers logs metrics and figures into the same run through `RunLogger`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+logger = logging.getLogger(__name__)
+
+PACKAGES = ("daif", "torch", "ray", "mlflow", "optuna", "numpy", "h5py", "numba")
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server could not be reached."""
+
+
+def default_tracking_uri(directory: str | os.PathLike | None = None) -> str:
+    return f"sqlite:///{Path(directory or os.getcwd()).resolve() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(uri: str = "") -> str:
+    """The given URI, else MLFLOW_TRACKING_URI, else the local store in the working directory."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri:
+        return default_tracking_uri()
+    if "://" not in uri:  # a plain directory: MLflow's file store, made absolute for the workers
+        return Path(uri).resolve().as_uri()
+    return uri
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast with a clear message if an HTTP tracking server does not answer its /health."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            if response.status == 200:
+                return
+            raise TrackingUnavailable(f"MLflow tracking server {uri} answered /health with HTTP {response.status}")
+    except (urllib.error.URLError, OSError) as error:
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} cannot be reached ({error}). Start it, or drop --tracking-uri "
+            "to use the local store in the working directory."
+        ) from None
+
+
+def experiment_id(name: str, uri: str) -> str:
+    """The id of experiment `name`, created if missing (local stores keep artifacts beside mlflow.db)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if uri.startswith("sqlite:///"):
+        artifact_location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def git_commit() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+        return result.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[f"version.{name}"] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[f"version.{name}"] = "missing"
+    return versions
+
+
+def start_run(
+    uri: str, experiment: str, run_name: str, params: dict[str, Any], config_yaml: str, tags: dict[str, str] | None = None
+) -> str:
+    """Create a run holding params, package versions, the git commit and the full config; return its id."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    run = client.create_run(experiment_id(experiment, uri), run_name=run_name or None, tags=tags or {})
+    run_id = run.info.run_id
+    everything = {**params, **package_versions(), "git_commit": git_commit()}
+    client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in everything.items()])
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "config.yaml"
+        path.write_text(config_yaml)
+        client.log_artifact(run_id, str(path))
+    return run_id
+
+
+class RunLogger:
+    """Logs into an existing run. A failure (server gone) is reported once and logging stops; the
+    caller's work (training, checkpoints) goes on. `errors` keeps what went wrong."""
+
+    def __init__(self, uri: str, run_id: str):
+        import mlflow
+
+        self.client = mlflow.MlflowClient(uri)
+        self.run_id = run_id
+        self.errors: list[str] = []
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def _guard(self, what: str, action) -> None:
+        if self.errors:
+            return
+        try:
+            action()
+        except Exception as error:  # noqa: BLE001 - any tracking failure must not stop training
+            message = f"MLflow logging failed while logging {what} ({type(error).__name__}: {error}); training continues without tracking"
+            logger.warning(message)
+            print(f"WARNING: {message}", file=sys.stderr)
+            self.errors.append(message)
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        import mlflow
+
+        entries = [mlflow.entities.Metric(k, float(v), 0, step) for k, v in values.items() if v == v]  # skip NaN
+        self._guard("metrics", lambda: self.client.log_batch(self.run_id, metrics=entries))
+
+    def artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        self._guard(f"artifact {path}", lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+
+    def figure(self, figure, name: str, artifact_path: str = "figures") -> None:
+        """Save a matplotlib figure as PNG and log it."""
+        from daif.viz import save_figure
+
+        with tempfile.TemporaryDirectory() as directory:
+            path = save_figure(figure, Path(directory) / name)
+            self.artifact(path, artifact_path)
+
+
+def end_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
+    import mlflow
+
+    mlflow.MlflowClient(uri).set_terminated(run_id, status)
+
+
+# ------------------------------------------------------------------ `daif ui`
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri", default="", help="store to show (default: the local store here)")
+    parser.add_argument("--port", type=int, default=5000)
+
+
+def run(args: argparse.Namespace) -> int:
+    uri = resolve_tracking_uri(args.tracking_uri)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
+    if uri.startswith("sqlite:///"):
+        command += ["--default-artifact-root", (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()]
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)")
+    return subprocess.call(command)
+
+
+def ui_command(uri: str) -> str:
+    """The one command that opens the UI for `uri`."""
+    return "daif ui" if uri == default_tracking_uri() else f"daif ui --tracking-uri {uri}"

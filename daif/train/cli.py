@@ -1,0 +1,53 @@
+"""`daif train`: train DAIF-Net on a rendered store with Ray Train, tracked in MLflow."""
+
+from __future__ import annotations
+
+import argparse
+
+from daif.config import PRESETS, load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="rendered store directory (data.path)")
+    parser.add_argument("--config", help="YAML config file")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="the paper's settings: fixed 5-stacks or robust bins")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set loss.recon=100 (repeatable)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int, help="global batch size, split across workers")
+    parser.add_argument("--num-workers", type=int, help="Ray Train workers")
+    parser.add_argument("--gpu", action="store_true", help="one GPU per worker; bf16 autocast for the network")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    parser.add_argument("--experiment", help="MLflow experiment name")
+    parser.add_argument("--storage", help="checkpoint storage: absolute path or URI the cluster shares (default ./runs)")
+    parser.add_argument("--resume", metavar="CHECKPOINT_DIR", help="continue from a checkpoint directory")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray started here (default: all)")
+
+
+def config_from_args(args: argparse.Namespace):
+    overrides = list(args.overrides)
+    flags = {
+        "data.path": args.data, "train.epochs": args.epochs, "optim.batch_size": args.batch_size,
+        "scaling.num_workers": args.num_workers, "tracking.tracking_uri": args.tracking_uri,
+        "tracking.experiment": args.experiment, "tracking.storage": args.storage,
+    }
+    overrides += [f"{key}={value}" for key, value in flags.items() if value is not None]
+    if args.gpu:
+        overrides.append("scaling.use_gpu=true")
+    return load_config(args.config, overrides, args.preset)
+
+
+def run(args: argparse.Namespace) -> int:
+    from daif.runtime import ensure_ray
+    from daif.tracking import ui_command
+    from daif.train.driver import train
+
+    config = config_from_args(args)
+    ensure_ray(args.num_cpus)
+    result = train(config, resume=args.resume)
+    print(f"MLflow run:       {result.run_id}  ({result.tracking_uri})")
+    print(f"model URI:        {result.model_uri}")
+    print(f"best checkpoint:  {result.best_checkpoint}")
+    print(f"best {config.train.val_metric}: {result.best_metrics.get(config.train.val_metric)}")
+    print(f"open the UI with: {ui_command(result.tracking_uri)}")
+    return 0
