@@ -1,0 +1,171 @@
+"""DAIF-Net: depth and all-in-focus image from a focal stack of any size (method.md, "DAIF-Net").
+
+Every image of the stack goes through one shared encoder with 4 input channels: RGB and a constant
+plane holding its normalised focus distance, focus_distance / focus_scale. After each encoder level
+the pooled features are fused across the stack by an element-wise maximum and that maximum is
+concatenated to every image's features ("global pooling"); skips and the bottleneck are also maxima
+over the stack. A maximum does not care about order or count, so the network accepts any S >= 1 and
+its output does not change when the stack is permuted.
+
+Focus normalisation: the input plane is focus_distance / focus_scale with focus_scale defaulting to
+`far`, so focus distances inside the working range land in (0, 1] (1..9 m with far = 10 m gives
+0.1..0.9) on the same scale as the RGB channels; it is a constructor argument, kept in `config`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from daif._checks import check_tensor
+
+DEPTH_MAPPINGS = ("max", "minmax", "sigmoid", "clip")
+_EPS = 1e-6
+
+
+def _conv_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True))
+
+
+def _max_over_stack(features: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B*S, C, H, W) -> (B, C, H, W), element-wise maximum over the stack."""
+    return features.reshape(batch, -1, *features.shape[1:]).amax(dim=1)
+
+
+def _repeat_over_stack(features: torch.Tensor, stack_size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B*S, C, H, W), the same map for every image of the stack."""
+    return features.repeat_interleave(stack_size, dim=0)
+
+
+def map_depth(raw: torch.Tensor, mapping: str, near: float, far: float) -> torch.Tensor:
+    """Map the network's raw depth channel (B, 1, H, W) to metres in [near, far].
+
+    "max": softplus(raw) / its per-image maximum, scaled to [near, far] (the reference's
+        normalisation; softplus keeps it positive without dead gradients).
+    "minmax": per-image (raw - min) / (max - min), scaled to [near, far].
+    "sigmoid": near + (far - near) * sigmoid(raw).
+    "clip": raw read as metres offset by the range middle, clamped to [near, far].
+    """
+    if mapping == "max":
+        positive = F.softplus(raw)
+        unit = positive / (positive.amax(dim=(2, 3), keepdim=True) + _EPS)
+    elif mapping == "minmax":
+        low = raw.amin(dim=(2, 3), keepdim=True)
+        high = raw.amax(dim=(2, 3), keepdim=True)
+        unit = (raw - low) / (high - low + _EPS)
+    elif mapping == "sigmoid":
+        unit = torch.sigmoid(raw)
+    elif mapping == "clip":
+        return torch.clamp(raw + 0.5 * (near + far), near, far)
+    else:
+        raise ValueError(f"depth_mapping: expected one of {DEPTH_MAPPINGS}, got {mapping!r}")
+    return near + (far - near) * unit
+
+
+class DAIFNet(nn.Module):
+    """DAIF-Net. `net(stack, focus_distances) -> (aif, depth)`.
+
+    width: channels of the first level (W, 16 in the paper); level i has width * 2**i.
+    levels: encoder levels (D, 4 in the paper); inputs are padded to a multiple of 2**levels.
+    depth_mapping: "max" | "minmax" | "sigmoid" | "clip" (see `map_depth`).
+    near, far: depth range [m].
+    focus_scale: the focus-distance input plane is focus_distance / focus_scale [m]; None means `far`.
+    All arguments are plain JSON values; `config` returns them and `from_config` rebuilds the model.
+    """
+
+    def __init__(
+        self,
+        width: int = 16,
+        levels: int = 4,
+        depth_mapping: str = "sigmoid",
+        near: float = 0.1,
+        far: float = 10.0,
+        focus_scale: float | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width: expected a positive integer, got {width!r}")
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+            raise ValueError(f"levels: expected a positive integer, got {levels!r}")
+        if depth_mapping not in DEPTH_MAPPINGS:
+            raise ValueError(f"depth_mapping: expected one of {DEPTH_MAPPINGS}, got {depth_mapping!r}")
+        if not (0 < near < far):
+            raise ValueError(f"near, far: expected 0 < near < far metres, got near={near!r}, far={far!r}")
+        focus_scale = float(far) if focus_scale is None else float(focus_scale)
+        if focus_scale <= 0:
+            raise ValueError(f"focus_scale: expected positive metres, got {focus_scale!r}")
+        self.width, self.levels, self.depth_mapping = width, levels, depth_mapping
+        self.near, self.far, self.focus_scale = float(near), float(far), focus_scale
+
+        channels = [width * 2**i for i in range(levels + 1)]
+        self.encoder = nn.ModuleList()
+        in_channels = 4  # RGB + focus plane
+        for level in range(levels):
+            self.encoder.append(nn.Sequential(_conv_relu(in_channels, channels[level]), _conv_relu(channels[level], channels[level])))
+            in_channels = 2 * channels[level]  # own pooled features + their maximum over the stack
+        self.bottleneck = _conv_relu(in_channels, channels[levels])
+        self.up_convs = nn.ModuleList()
+        self.merge_convs = nn.ModuleList()
+        for level in reversed(range(levels)):
+            self.up_convs.append(_conv_relu(channels[level + 1], channels[level]))
+            self.merge_convs.append(_conv_relu(2 * channels[level], channels[level]))
+        self.head = nn.Sequential(_conv_relu(width, width), nn.Conv2d(width, 4, 3, padding=1))
+        with torch.no_grad():  # an untrained net starts mid-grey, inside the AIF clip range
+            self.head[-1].bias[:3].fill_(0.5)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments as plain values: DAIFNet.from_config(net.config) rebuilds the model."""
+        return {
+            "width": self.width,
+            "levels": self.levels,
+            "depth_mapping": self.depth_mapping,
+            "near": self.near,
+            "far": self.far,
+            "focus_scale": self.focus_scale,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "DAIFNet":
+        return cls(**config)
+
+    def forward(self, stack: torch.Tensor, focus_distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """stack: (B, S, 3, H, W) in [0, 1]; focus_distances: (B, S) or (S,) metres.
+
+        Returns aif (B, 3, H, W) in [0, 1] and depth (B, 1, H, W) metres in [near, far].
+        """
+        check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
+        batch, stack_size, _, height, width = stack.shape
+        focus = torch.as_tensor(focus_distances, dtype=stack.dtype, device=stack.device)
+        if focus.dim() == 1:
+            focus = focus.expand(batch, -1)
+        check_tensor("focus_distances", focus, (batch, stack_size))
+
+        multiple = 2**self.levels
+        pad_h, pad_w = -height % multiple, -width % multiple
+        images = stack.reshape(batch * stack_size, 3, height, width)  # (B*S, 3, H, W)
+        if pad_h or pad_w:
+            images = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
+        plane = (focus / self.focus_scale).reshape(batch * stack_size, 1, 1, 1).expand(-1, 1, *images.shape[-2:])
+        features = torch.cat([images, plane], dim=1)  # (B*S, 4, H', W')
+
+        skips = []
+        for level in self.encoder:
+            features = level(features)
+            skips.append(_max_over_stack(features, batch))  # (B, C_i, H_i, W_i)
+            pooled = F.max_pool2d(features, 2)
+            fused = _repeat_over_stack(_max_over_stack(pooled, batch), stack_size)
+            features = torch.cat([pooled, fused], dim=1)  # (B*S, 2 C_i, H_i/2, W_i/2)
+        decoded = _max_over_stack(self.bottleneck(features), batch)  # (B, C_D, ...)
+
+        for up_conv, merge_conv, skip in zip(self.up_convs, self.merge_convs, reversed(skips)):
+            decoded = up_conv(F.interpolate(decoded, scale_factor=2, mode="bilinear", align_corners=False))
+            decoded = merge_conv(torch.cat([decoded, skip], dim=1))
+        raw = self.head(decoded)[..., :height, :width]  # (B, 4, H, W)
+
+        aif = raw[:, :3].clamp(0.0, 1.0)
+        depth = map_depth(raw[:, 3:], self.depth_mapping, self.near, self.far)
+        return aif, depth

@@ -1,0 +1,127 @@
+"""DAIF-Net: shapes, ranges, any stack size/order, config round trip, depth mappings."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from daif.model import DAIFNet, map_depth
+
+
+def _inputs(batch, size, height, width, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    stack = torch.rand(batch, size, 3, height, width, generator=generator)
+    focus = 0.5 + 5 * torch.rand(batch, size, generator=generator)
+    return stack, focus
+
+
+def _small_net(**kwargs):
+    torch.manual_seed(0)
+    return DAIFNet(width=4, **kwargs)
+
+
+@pytest.mark.parametrize("height, width", [(240, 320), (37, 23), (5, 3)])
+def test_any_image_size_gives_full_size_outputs_in_range(height, width):
+    net = _small_net(levels=4, near=0.2, far=7.0)
+    stack, focus = _inputs(1, 2, height, width)
+    with torch.no_grad():
+        aif, depth = net(stack, focus)
+    assert aif.shape == (1, 3, height, width) and depth.shape == (1, 1, height, width)
+    assert float(aif.min()) >= 0.0 and float(aif.max()) <= 1.0
+    assert float(depth.min()) >= 0.2 and float(depth.max()) <= 7.0
+
+
+@pytest.mark.parametrize("stack_size", [1, 3, 7])
+def test_any_stack_size(stack_size):
+    net = _small_net(levels=3)
+    stack, focus = _inputs(2, stack_size, 20, 28)
+    with torch.no_grad():
+        aif, depth = net(stack, focus)
+    assert aif.shape == (2, 3, 20, 28) and depth.shape == (2, 1, 20, 28)
+    assert bool(torch.isfinite(depth).all())
+
+
+def test_permuting_the_stack_leaves_the_output_unchanged():
+    net = _small_net(levels=3)
+    stack, focus = _inputs(2, 5, 24, 30)
+    order = torch.tensor([3, 0, 4, 1, 2])
+    with torch.no_grad():
+        aif, depth = net(stack, focus)
+        aif_permuted, depth_permuted = net(stack[:, order], focus[:, order])
+        aif_other, depth_other = net(stack[:, :4], focus[:, :4])
+    torch.testing.assert_close(aif_permuted, aif, atol=1e-6, rtol=0)
+    torch.testing.assert_close(depth_permuted, depth, atol=1e-6, rtol=0)
+    assert float((depth_other - depth).abs().max()) > 1e-4  # dropping an image does change it
+
+
+def test_duplicating_an_image_changes_nothing_because_fusion_is_a_maximum():
+    net = _small_net(levels=2)
+    stack, focus = _inputs(1, 2, 16, 16)
+    with torch.no_grad():
+        aif, depth = net(stack, focus)
+        aif_dup, depth_dup = net(stack[:, [0, 1, 1, 0]], focus[:, [0, 1, 1, 0]])
+    torch.testing.assert_close(aif_dup, aif, atol=1e-6, rtol=0)
+    torch.testing.assert_close(depth_dup, depth, atol=1e-6, rtol=0)
+
+
+def test_focus_distances_reach_the_network_and_shared_focus_vector_is_accepted():
+    net = _small_net(levels=2)
+    stack, focus = _inputs(2, 3, 16, 16)
+    with torch.no_grad():
+        _, depth = net(stack, focus)
+        _, depth_shifted = net(stack, focus + 1.0)
+        _, depth_vector = net(stack, torch.tensor([1.0, 2.0, 3.0]))
+        _, depth_matrix = net(stack, torch.tensor([[1.0, 2.0, 3.0]] * 2))
+    assert float((depth_shifted - depth).abs().max()) > 1e-5
+    torch.testing.assert_close(depth_vector, depth_matrix)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    net = DAIFNet(width=16, levels=2)
+    stack, focus = _inputs(1, 2, 16, 16)
+    aif, depth = net(stack, focus)
+    (aif.mean() + depth.mean()).backward()
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in net.parameters())
+
+
+def test_config_is_json_and_rebuilds_the_same_model():
+    net = _small_net(levels=2, depth_mapping="minmax", near=0.3, far=4.0, focus_scale=2.0)
+    config = json.loads(json.dumps(net.config))
+    assert config == {"width": 4, "levels": 2, "depth_mapping": "minmax", "near": 0.3, "far": 4.0, "focus_scale": 2.0}
+    rebuilt = DAIFNet.from_config(config)
+    rebuilt.load_state_dict(net.state_dict())
+    stack, focus = _inputs(1, 2, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(stack, focus), net(stack, focus))
+    assert DAIFNet(far=6.0).config["focus_scale"] == 6.0  # default: the far end of the depth range
+
+
+def test_depth_mappings_by_hand():
+    raw = torch.tensor([0.0, 1.0, 2.0]).reshape(1, 1, 1, 3)
+    near, far = 1.0, 3.0
+    sigmoid = map_depth(raw, "sigmoid", near, far).flatten().tolist()
+    assert sigmoid == pytest.approx([1 + 2 / (1 + math.exp(-x)) for x in (0.0, 1.0, 2.0)], rel=1e-6)
+    assert map_depth(raw, "minmax", near, far).flatten().tolist() == pytest.approx([1.0, 2.0, 3.0], abs=1e-5)
+    softplus = [math.log1p(math.exp(x)) for x in (0.0, 1.0, 2.0)]
+    expected_max = [1 + 2 * s / softplus[-1] for s in softplus]
+    assert map_depth(raw, "max", near, far).flatten().tolist() == pytest.approx(expected_max, abs=1e-5)
+    # clip: raw is metres offset by the range middle (2 m)
+    clipped = map_depth(torch.tensor([-3.0, 0.5, 3.0]).reshape(1, 1, 1, 3), "clip", near, far)
+    assert clipped.flatten().tolist() == pytest.approx([1.0, 2.5, 3.0])
+
+
+def test_bad_arguments_are_named():
+    net = _small_net(levels=2)
+    stack, focus = _inputs(1, 2, 16, 16)
+    with pytest.raises(ValueError, match="stack"):
+        net(stack[0], focus)
+    with pytest.raises(ValueError, match="focus_distances"):
+        net(stack, focus[:, :1])
+    with pytest.raises(ValueError, match="depth_mapping"):
+        DAIFNet(depth_mapping="linear")
+    with pytest.raises(ValueError, match="near, far"):
+        DAIFNet(near=2.0, far=1.0)
