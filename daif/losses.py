@@ -1,0 +1,281 @@
+"""The fully self-supervised objective (method.md, "Losses").
+
+Terms (all scalars, batch means):
+    recon      alpha (1 - SSIM(R, T)) + (1 - alpha) |R - T|_1, R the focal stack rendered from the
+               predicted AIF and depth at the targets' focus distances, T the targets (the input stack
+               by default, or other images of a dense stack).
+    blur       blurriness of the coarse AIF (the per-pixel sharpest stack image under the predicted depth).
+    aif_recon  alpha (1 - SSIM) + (1 - alpha) L1 between the predicted AIF and the detached coarse AIF.
+    aif_blur   blurriness of the predicted AIF.
+    smooth     edge-aware smoothness of the depth.
+    sharpness  max(0, blurriness(AIF) - blurriness(coarse AIF)): the AIF should be at least as sharp as
+               the sharpest stack images. Not in the paper; weight 0 by default.
+total = sum over terms of weight * term (`LossConfig`).
+
+Coarse AIF modes: "hard" takes, per pixel, the image of smallest predicted defocus (an arg-min; no
+gradient reaches depth, as in the reference, so with the input stack fixed the blur term is then a
+constant to the network); "soft" weights the images by softmax(-sigma / temperature) over the stack, so
+the blurriness loss trains depth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+
+from daif._checks import check_tensor
+from daif.optics import ThinLensCamera, defocus_sigma, render_focal_stack
+
+COARSE_AIF_MODES = ("hard", "soft")
+_GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma
+_SSIM_C1 = 0.01**2  # (K1 L)^2 with data range L = 1
+_SSIM_C2 = 0.03**2
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Loss weights and parameters; defaults are the paper's published command (method.md)."""
+
+    recon: float = 1000.0
+    blur: float = 10.0
+    aif_recon: float = 100.0
+    aif_blur: float = 10.0
+    smooth: float = 10.0
+    sharpness: float = 0.0
+    smooth_beta: float = 2.5
+    alpha: float = 0.85  # SSIM share of the photometric terms
+    coarse_aif: str = "hard"  # "hard" | "soft"
+    temperature: float = 1.0  # px of defocus, softmin temperature of the "soft" coarse AIF
+    kernel_size: int = 7  # renderer window
+
+    def __post_init__(self) -> None:
+        if self.coarse_aif not in COARSE_AIF_MODES:
+            raise ValueError(f"coarse_aif: expected one of {COARSE_AIF_MODES}, got {self.coarse_aif!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature: expected > 0, got {self.temperature!r}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha: expected a value in [0, 1], got {self.alpha!r}")
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {
+            "recon": self.recon,
+            "blur": self.blur,
+            "aif_recon": self.aif_recon,
+            "aif_blur": self.aif_blur,
+            "smooth": self.smooth,
+            "sharpness": self.sharpness,
+        }
+
+
+# ---------------------------------------------------------------- filters
+
+
+def gaussian_kernel(size: int, sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Normalised 2-D Gaussian (size, size)."""
+    offsets = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    g = torch.exp(-(offsets**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def laplacian_of_gaussian_kernel(size: int = 7, sigma: float = 1.0, dtype=torch.float32, device=None) -> torch.Tensor:
+    """LoG (size, size): -(1 / (pi s^4)) (1 - r^2 / (2 s^2)) exp(-r^2 / (2 s^2)), shifted to sum to 0.
+
+    Zero sum makes a constant image's response exactly 0 despite the truncated window.
+    """
+    offsets = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    r2 = offsets[:, None] ** 2 + offsets[None, :] ** 2
+    log = -(1.0 / (math.pi * sigma**4)) * (1 - r2 / (2 * sigma**2)) * torch.exp(-r2 / (2 * sigma**2))
+    return log - log.mean()
+
+
+def _filter_channels(images: torch.Tensor, kernel: torch.Tensor, padding: str) -> torch.Tensor:
+    """Filter every channel of (N, C, H, W) with `kernel` (k, k); padding "replicate" or "valid"."""
+    channels = images.shape[1]
+    weight = kernel.to(images)[None, None].expand(channels, 1, *kernel.shape)
+    if padding == "replicate":
+        m = kernel.shape[-1] // 2
+        images = F.pad(images, (m, m, m, m), mode="replicate")
+    return F.conv2d(images, weight, groups=channels)
+
+
+def to_grey(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB -> (N, 1, H, W) luma."""
+    weights = torch.tensor(_GREY_WEIGHTS, dtype=images.dtype, device=images.device)
+    return (images * weights[None, :, None, None]).sum(dim=1, keepdim=True)
+
+
+def _flatten_stack(images: torch.Tensor) -> torch.Tensor:
+    """(B, S, C, H, W) -> (B*S, C, H, W); 4-D input is returned as is."""
+    return images.reshape(-1, *images.shape[-3:]) if images.dim() == 5 else images
+
+
+# ---------------------------------------------------------------- photometric terms
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, sigma: float = 1.5, padding: str = "replicate") -> torch.Tensor:
+    """Per-pixel SSIM of images in [0, 1] with a Gaussian window (Wang et al. 2004).
+
+    x, y: (N, C, H, W). padding "replicate" returns (N, C, H, W); "valid" returns the
+    (N, C, H - window_size + 1, W - window_size + 1) positions where the window fits.
+    """
+    kernel = gaussian_kernel(window_size, sigma, dtype=x.dtype, device=x.device)
+    mu_x, mu_y = _filter_channels(x, kernel, padding), _filter_channels(y, kernel, padding)
+    var_x = _filter_channels(x * x, kernel, padding) - mu_x**2
+    var_y = _filter_channels(y * y, kernel, padding) - mu_y**2
+    cov = _filter_channels(x * y, kernel, padding) - mu_x * mu_y
+    numerator = (2 * mu_x * mu_y + _SSIM_C1) * (2 * cov + _SSIM_C2)
+    denominator = (mu_x**2 + mu_y**2 + _SSIM_C1) * (var_x + var_y + _SSIM_C2)
+    return numerator / denominator
+
+
+def photometric_loss(prediction: torch.Tensor, target: torch.Tensor, alpha: float = 0.85) -> torch.Tensor:
+    """alpha (1 - SSIM) + (1 - alpha) L1, means over all pixels. (…, C, H, W) images in [0, 1] -> scalar."""
+    prediction, target = _flatten_stack(prediction), _flatten_stack(target)
+    ssim_term = (1.0 - ssim_map(prediction, target)).mean()
+    return alpha * ssim_term + (1.0 - alpha) * (prediction - target).abs().mean()
+
+
+def blurriness(images: torch.Tensor, kernel_size: int = 7, sigma: float = 1.0) -> torch.Tensor:
+    """Blurriness per image, method.md: -0.25 log( sum((LoG * g)^2) / (H W - mean(g)^2) + 1e-8 ).
+
+    images: (N, 3, H, W) in [0, 1]; g is the luma; the LoG is filtered with replicate padding.
+    Returns (N,); larger means blurrier.
+    """
+    grey = to_grey(images)
+    height, width = grey.shape[-2:]
+    response = _filter_channels(grey, laplacian_of_gaussian_kernel(kernel_size, sigma, grey.dtype, grey.device), "replicate")
+    energy = response.square().sum(dim=(1, 2, 3))
+    normaliser = height * width - grey.mean(dim=(1, 2, 3)).square()
+    return -0.25 * torch.log(energy / normaliser + 1e-8)
+
+
+def smoothness_loss(depth: torch.Tensor, aif: torch.Tensor, beta: float = 2.5) -> torch.Tensor:
+    """Edge-aware smoothness: mean |dD/dx| exp(-beta |dA/dx|) + mean |dD/dy| exp(-beta |dA/dy|).
+
+    depth: (B, 1, H, W) metres; aif: (B, 3, H, W); |dA| is the channel mean of absolute differences.
+    """
+    depth_dx = (depth[..., :, 1:] - depth[..., :, :-1]).abs()
+    depth_dy = (depth[..., 1:, :] - depth[..., :-1, :]).abs()
+    aif_dx = (aif[..., :, 1:] - aif[..., :, :-1]).abs().mean(dim=1, keepdim=True)
+    aif_dy = (aif[..., 1:, :] - aif[..., :-1, :]).abs().mean(dim=1, keepdim=True)
+    return (depth_dx * torch.exp(-beta * aif_dx)).mean() + (depth_dy * torch.exp(-beta * aif_dy)).mean()
+
+
+# ---------------------------------------------------------------- coarse AIF
+
+
+def coarse_aif(
+    stack: torch.Tensor,
+    focus_distances: torch.Tensor,
+    depth: torch.Tensor,
+    camera: ThinLensCamera,
+    mode: str = "hard",
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Per pixel, the stack image that the predicted depth says is sharpest.
+
+    stack: (B, S, 3, H, W); focus_distances: (B, S) or (S,) metres; depth: (B, 1, H, W) metres.
+    mode "hard": the image of smallest defocus sigma(depth, s_k) (arg-min; no gradient to depth).
+    mode "soft": sum_k softmax_k(-sigma_k / temperature) S_k, temperature in pixels (gradient to depth).
+    Returns (B, 3, H, W).
+    """
+    if mode == "hard":
+        with torch.no_grad():
+            sharpest = defocus_sigma(depth.detach(), focus_distances, camera).argmin(dim=1)  # (B, H, W)
+        index = sharpest[:, None, None].expand(-1, 1, stack.shape[2], -1, -1)  # (B, 1, 3, H, W)
+        return stack.gather(1, index).squeeze(1)
+    if mode == "soft":
+        sigma = defocus_sigma(depth, focus_distances, camera).to(stack.dtype)  # (B, S, H, W)
+        weights = torch.softmax(-sigma / temperature, dim=1)
+        return (weights[:, :, None] * stack).sum(dim=1)
+    raise ValueError(f"mode: expected one of {COARSE_AIF_MODES}, got {mode!r}")
+
+
+# ---------------------------------------------------------------- the objective
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """The result of `objective`: total (scalar), terms (name -> scalar, unweighted),
+    reconstruction (B, T, 3, H, W) rendered at the targets' focus distances, coarse_aif (B, 3, H, W)."""
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    reconstruction: torch.Tensor
+    coarse_aif: torch.Tensor
+
+
+def objective(
+    stack: torch.Tensor,
+    focus_distances: torch.Tensor,
+    aif: torch.Tensor,
+    depth: torch.Tensor,
+    camera: ThinLensCamera,
+    config: LossConfig = LossConfig(),
+    targets: torch.Tensor | None = None,
+    target_focus_distances: torch.Tensor | None = None,
+) -> Objective:
+    """The full objective with its intermediate images; see `total_loss` for the arguments."""
+    check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
+    batch, stack_size, _, height, width = stack.shape
+    check_tensor("aif", aif, (batch, 3, height, width))
+    check_tensor("depth", depth, (batch, 1, height, width))
+    focus = _check_focus("focus_distances", focus_distances, batch, stack_size, stack)
+    if targets is None:
+        if target_focus_distances is not None:
+            raise ValueError("target_focus_distances: given without targets")
+        targets, target_focus = stack, focus
+    else:
+        check_tensor("targets", targets, (batch, "T", 3, height, width))
+        if target_focus_distances is None:
+            raise ValueError("target_focus_distances: required with targets")
+        target_focus = _check_focus("target_focus_distances", target_focus_distances, batch, targets.shape[1], stack)
+
+    reconstruction = render_focal_stack(aif, depth, target_focus, camera, config.kernel_size)
+    coarse = coarse_aif(stack, focus, depth, camera, config.coarse_aif, config.temperature)
+    coarse_blur = blurriness(coarse)
+    aif_blur = blurriness(aif)
+    terms = {
+        "recon": photometric_loss(reconstruction, targets, config.alpha),
+        "blur": coarse_blur.mean(),
+        "aif_recon": photometric_loss(aif, coarse.detach(), config.alpha),
+        "aif_blur": aif_blur.mean(),
+        "smooth": smoothness_loss(depth, aif, config.smooth_beta),
+        "sharpness": F.relu(aif_blur - coarse_blur.detach()).mean(),
+    }
+    total = sum(weight * terms[name] for name, weight in config.weights.items())
+    return Objective(total, terms, reconstruction, coarse)
+
+
+def total_loss(
+    stack: torch.Tensor,
+    focus_distances: torch.Tensor,
+    aif: torch.Tensor,
+    depth: torch.Tensor,
+    camera: ThinLensCamera,
+    config: LossConfig = LossConfig(),
+    targets: torch.Tensor | None = None,
+    target_focus_distances: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The weighted total and every unweighted term (recon, blur, aif_recon, aif_blur, smooth, sharpness).
+
+    stack: (B, S, 3, H, W) input stack in [0, 1]; focus_distances: (B, S) or (S,) metres.
+    aif: (B, 3, H, W) in [0, 1] and depth: (B, 1, H, W) metres, the network's predictions.
+    camera: the thin-lens camera the data was rendered/captured with.
+    targets: (B, T, 3, H, W) images to reconstruct with target_focus_distances (B, T) or (T,) metres;
+    None reconstructs the input stack. Returns (total scalar, {name: scalar}).
+    """
+    result = objective(stack, focus_distances, aif, depth, camera, config, targets, target_focus_distances)
+    return result.total, result.terms
+
+
+def _check_focus(name: str, focus_distances, batch: int, size: int, like: torch.Tensor) -> torch.Tensor:
+    focus = torch.as_tensor(focus_distances, dtype=like.dtype, device=like.device)
+    if focus.dim() == 1:
+        focus = focus.expand(batch, -1)
+    return check_tensor(name, focus, (batch, size))
