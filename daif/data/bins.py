@@ -88,9 +88,9 @@ def make_batch(
         "focus_distances": torch.from_numpy(np.ascontiguousarray(chosen_focus)),
     }
     if "depth" in rows:
-        batch["depth"] = torch.from_numpy(np.asarray(rows["depth"], dtype=np.float32))[:, None]
+        batch["depth"] = torch.from_numpy(np.array(rows["depth"], dtype=np.float32))[:, None]
     if "aif" in rows:
         batch["aif"] = torch.from_numpy(np.ascontiguousarray(np.asarray(rows["aif"]).transpose(0, 3, 1, 2))).float().div_(255.0)
     if "valid" in rows:
-        batch["valid"] = torch.from_numpy(np.asarray(rows["valid"], dtype=bool))[:, None]
+        batch["valid"] = torch.from_numpy(np.array(rows["valid"], dtype=bool))[:, None]
     return batch

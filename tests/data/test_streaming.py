@@ -38,8 +38,8 @@ def test_streamed_stacks_match_the_renderer_and_vary_by_epoch(dense_store):
     assert all(((r["focus_distances"] >= ranges[:, 0]) & (r["focus_distances"] <= ranges[:, 1])).all() for r in rows)
     assert not np.array_equal(rows[0]["focus_distances"], epochs[1][0]["focus_distances"])
     np.testing.assert_array_equal(rows[0]["focus_distances"], epochs[2][0]["focus_distances"])
-    aif = torch.from_numpy(rows[0]["aif"]).permute(2, 0, 1)[None].float() / 255.0
-    depth = torch.from_numpy(rows[0]["depth"])[None, None]
+    aif = torch.tensor(rows[0]["aif"]).permute(2, 0, 1)[None].float() / 255.0
+    depth = torch.tensor(rows[0]["depth"])[None, None]
     expected = render_focal_stack(aif, depth, torch.from_numpy(rows[0]["focus_distances"])[None], store.camera)[0]
     expected = (expected.clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()
     assert np.abs(rows[0]["stack"].astype(np.float64) - expected).max() <= 1.0
