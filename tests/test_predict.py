@@ -1,0 +1,121 @@
+"""`daif predict`: the files it writes (16-bit millimetre PNG agreeing with depth.npy, AIF, colour
+map), equality with the model run directly, folder input, and a clear error for each bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from daif.model import DAIFNet
+from daif.optics import ThinLensCamera, get_preset, render_focal_stack
+
+PRESET = get_preset("nyuv2-5")  # f = 50 mm
+FOCUS = [1.0, 2.5, 6.0]
+
+
+def write_checkpoint(directory: Path, net: DAIFNet) -> Path:
+    """A checkpoint directory as the training loop writes it (state.pt + meta.json)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": net.state_dict(), "optimizer": {}, "step": 0, "epoch": 0}, directory / "state.pt")
+    meta = {"model": net.config, "camera": PRESET.camera.to_dict(), "focus_distances": list(PRESET.focus_distances),
+            "depth_range": [net.near, net.far], "epoch": 0, "step": 0}
+    (directory / "meta.json").write_text(json.dumps(meta))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """(checkpoint, net, image paths of a 3-image 20x24 stack rendered from a textured two-plane scene)."""
+    root = tmp_path_factory.mktemp("predict")
+    torch.manual_seed(0)
+    net = DAIFNet(width=4, levels=2).eval()
+    generator = torch.Generator().manual_seed(1)
+    aif = torch.nn.functional.interpolate(torch.rand(1, 3, 10, 12, generator=generator), size=(20, 24), mode="bilinear")
+    depth = torch.full((1, 1, 20, 24), 1.2)
+    depth[..., 12:] = 4.0
+    stack = render_focal_stack(aif, depth, FOCUS, PRESET.camera)[0]  # (3, 3, H, W)
+    images = []
+    for k, image in enumerate(stack):
+        path = root / "stack" / f"img_{k}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray((image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)).save(path)
+        images.append(path)
+    (root / "stack" / "focus_distances.txt").write_text("# metres\n" + "\n".join(str(f) for f in FOCUS) + "\n")
+    return write_checkpoint(root / "ckpt", net), net, images
+
+
+def test_predict_writes_depth_png_npy_colour_and_aif(setup, tmp_path):
+    from daif.predict import predict
+
+    checkpoint, net, images = setup
+    paths = predict(str(checkpoint), images, FOCUS, out=tmp_path / "out")
+    depth = np.load(paths["depth_npy"])
+    assert depth.dtype == np.float32 and depth.shape == (20, 24)
+    with Image.open(paths["depth_png"]) as png:
+        assert png.mode.startswith("I;16") or png.mode == "I"
+        millimetres = np.asarray(png).astype(np.float64)
+    assert np.abs(millimetres / 1000 - depth).max() <= 1e-3
+
+    stack = torch.from_numpy(np.stack([np.asarray(Image.open(p), dtype=np.float32) / 255 for p in images])).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        aif, expected = net(stack[None], torch.tensor(FOCUS)[None])
+    np.testing.assert_allclose(depth, expected[0, 0].numpy(), rtol=1e-5)
+    with Image.open(paths["aif"]) as image:
+        assert image.mode == "RGB" and image.size == (24, 20)
+        assert np.abs(np.asarray(image) / 255 - aif[0].permute(1, 2, 0).numpy()).max() <= 1 / 255 + 1e-6
+    with Image.open(paths["depth_color"]) as image:
+        assert image.mode == "RGB" and image.size == (24, 20)
+    summary = json.loads(Path(paths["json"]).read_text())
+    assert summary["focus_distances"] == FOCUS and summary["camera"] == PRESET.camera.to_dict()
+    assert not [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_predict_cli_reads_a_folder_with_focus_file(setup, tmp_path, capsys):
+    from daif.cli import main
+    from daif.predict import predict
+
+    checkpoint, _, images = setup
+    assert main(["predict", "--model", str(checkpoint), "--images", str(images[0].parent), "--out", str(tmp_path / "cli")]) == 0
+    assert "depth_png" in capsys.readouterr().out
+    listed = predict(str(checkpoint), images, FOCUS, camera="nyuv2-5", out=tmp_path / "listed")
+    np.testing.assert_array_equal(np.load(tmp_path / "cli" / "depth.npy"), np.load(listed["depth_npy"]))
+
+
+def test_predict_rejects_bad_inputs(setup, tmp_path, capsys):
+    from daif.cli import main
+    from daif.predict import PredictionInputError, predict
+
+    checkpoint, _, images = setup
+    out = tmp_path / "bad"
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(small)
+    with pytest.raises(PredictionInputError, match=r"small\.png is 12x10.*same size"):
+        predict(str(checkpoint), [*images[:2], small], FOCUS, out=out)
+    with pytest.raises(PredictionInputError, match="2 focus distances for 3 images"):
+        predict(str(checkpoint), images, FOCUS[:2], out=out)
+    with pytest.raises(PredictionInputError, match=r"0.05 m \(for img_1.png\) is at or below the camera's focal length 0.05 m"):
+        predict(str(checkpoint), images, [1.0, 0.05, 6.0], out=out)
+    with pytest.raises(PredictionInputError, match=r"0.09 m .* focal length 0.1 m"):  # an explicit camera wins over the model's
+        predict(str(checkpoint), images, [1.0, 0.09, 6.0], camera=ThinLensCamera(0.1, 2.0, 5e-6), out=out)
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    with pytest.raises(PredictionInputError, match=r"cannot read .*broken\.png"):
+        predict(str(checkpoint), [*images[:2], broken], FOCUS, out=out)
+    with pytest.raises(PredictionInputError, match=r"missing\.png does not exist"):
+        predict(str(checkpoint), [*images[:2], tmp_path / "missing.png"], FOCUS, out=out)
+    folder = tmp_path / "nofocus"
+    folder.mkdir()
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(folder / "a.png")
+    with pytest.raises(PredictionInputError, match="focus_distances.txt not found"):
+        predict(str(checkpoint), folder, out=out)
+    with pytest.raises(PredictionInputError, match="camera"):
+        predict(str(checkpoint), images, FOCUS, camera="1,2", out=out)
+    assert not out.exists()  # nothing written for a rejected input
+
+    code = main(["predict", "--model", str(checkpoint), "--images", *map(str, images), "--focus-distances", "1", "2", "--out", str(out)])
+    assert code == 2 and "2 focus distances for 3 images" in capsys.readouterr().err
