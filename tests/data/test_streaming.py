@@ -40,7 +40,7 @@ def test_streamed_stacks_match_the_renderer_and_vary_by_epoch(dense_store):
     np.testing.assert_array_equal(rows[0]["focus_distances"], epochs[2][0]["focus_distances"])
     aif = torch.tensor(rows[0]["aif"]).permute(2, 0, 1)[None].float() / 255.0
     depth = torch.tensor(rows[0]["depth"])[None, None]
-    expected = render_focal_stack(aif, depth, torch.from_numpy(rows[0]["focus_distances"])[None], store.camera)[0]
+    expected = render_focal_stack(aif, depth, torch.tensor(rows[0]["focus_distances"])[None], store.camera)[0]
     expected = (expected.clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()
     assert np.abs(rows[0]["stack"].astype(np.float64) - expected).max() <= 1.0
     batch = make_batch(
@@ -49,4 +49,4 @@ def test_streamed_stacks_match_the_renderer_and_vary_by_epoch(dense_store):
         np.stack([r["focus_distances"] for r in rows[:2]]),
     )
     assert batch["stack"].shape == (2, 5, 3, 24, 32)
-    torch.testing.assert_close(batch["focus_distances"][1], torch.from_numpy(rows[1]["focus_distances"]))
+    torch.testing.assert_close(batch["focus_distances"][1], torch.tensor(rows[1]["focus_distances"]))
