@@ -1,0 +1,55 @@
+"""Inputs for the --smoke-test runs of jobs/evaluate.py and jobs/predict.py: a tiny store, an
+untrained checkpoint (written the way the training loop writes one) and a small focal stack on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def untrained_checkpoint(directory: str | Path, camera: dict, focus_distances: list[float], depth_range=(0.1, 10.0)) -> str:
+    """A checkpoint directory (state.pt + meta.json) of a freshly initialised small DAIF-Net."""
+    import torch
+
+    from daif.model import DAIFNet
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    net = DAIFNet(width=4, levels=2, near=depth_range[0], far=depth_range[1])
+    torch.save({"model": net.state_dict(), "optimizer": {}, "step": 0, "epoch": 0}, directory / "state.pt")
+    meta = {"model": net.config, "camera": camera, "focus_distances": list(focus_distances),
+            "depth_range": list(depth_range), "epoch": 0, "step": 0}
+    (directory / "meta.json").write_text(json.dumps(meta, indent=1))
+    return str(directory)
+
+
+def tiny_store(directory: str | Path) -> str:
+    """A 10-scene 32x32 synthetic nyuv2-5 store rendered with Ray Data (Ray must be running)."""
+    from daif.data.pipeline import render_store
+
+    render_store(out=str(directory), source="synthetic", preset="nyuv2-5", size=(32, 32), scenes=10, shard_size=8)
+    return str(directory)
+
+
+def stack_folder(directory: str | Path, preset: str = "nyuv2-5", size=(48, 64)) -> str:
+    """A synthetic scene's focal stack as PNGs plus focus_distances.txt, in `directory`."""
+    import torch
+    from PIL import Image
+
+    from daif.data.synthetic import make_scene
+    from daif.optics import get_preset, render_focal_stack
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    chosen = get_preset(preset)
+    scene = make_scene(0, size, (0.8, 7.5))
+    aif = torch.from_numpy(scene["aif"].transpose(2, 0, 1).copy()).float()[None] / 255
+    depth = torch.from_numpy(scene["depth"])[None, None]
+    stack = render_focal_stack(aif, depth, list(chosen.focus_distances), chosen.camera)[0]  # (S, 3, H, W)
+    for k, image in enumerate(stack):
+        Image.fromarray((image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)).save(directory / f"focus_{k:02d}.png")
+    (directory / "focus_distances.txt").write_text("\n".join(f"{f:g}" for f in chosen.focus_distances) + "\n")
+    return str(directory)
