@@ -119,3 +119,19 @@ def test_predict_rejects_bad_inputs(setup, tmp_path, capsys):
 
     code = main(["predict", "--model", str(checkpoint), "--images", *map(str, images), "--focus-distances", "1", "2", "--out", str(out)])
     assert code == 2 and "2 focus distances for 3 images" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_job_smoke_test(tmp_path):
+    """jobs/predict.py --smoke-test end to end: a synthetic stack, an untrained checkpoint, the files."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "jobs/predict.py", "--smoke-test", "--out", str(tmp_path / "smoke")],
+                          cwd=root, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    depth = np.load(tmp_path / "smoke" / "depth.npy")
+    with Image.open(tmp_path / "smoke" / "depth.png") as png:
+        assert np.abs(np.asarray(png) / 1000 - depth).max() <= 1e-3
+    assert json.loads((tmp_path / "smoke" / "prediction.json").read_text())["focus_distances"] == list(PRESET.focus_distances)
