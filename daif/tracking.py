@@ -119,6 +119,10 @@ class RunLogger:
     caller's work (training, checkpoints) goes on. `errors` keeps what went wrong."""
 
     def __init__(self, uri: str, run_id: str):
+        # bounded retries: a lost server costs seconds once, not minutes of backoff per call
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         import mlflow
 
         self.client = mlflow.MlflowClient(uri)

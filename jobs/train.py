@@ -7,8 +7,11 @@
 
 import sys
 import tempfile
+from pathlib import Path
 
-from daif.cli import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working dir of `ray job submit`
+
+from daif.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

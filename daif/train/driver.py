@@ -20,7 +20,7 @@ from daif.config import Config, flatten, replace, to_dict, to_yaml
 from daif.data.store import open_store
 from daif.optics import ThinLensCamera
 from daif.tracking import check_reachable, end_run, resolve_tracking_uri, start_run
-from daif.train.loop import build_model, load_state, train_loop_per_worker
+from daif.train.loop import load_state, train_loop_per_worker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +132,7 @@ def train(config: Config, resume: str | None = None) -> TrainResult:
             "train": _read(store.path, config.data.train_split),
             "val": _read(store.path, config.data.val_split),
         },
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),  # rank 0 validates on the whole split
     )
     status = "FAILED"
     try:

@@ -1,7 +1,7 @@
 """The per-worker training loop (`train_loop_per_worker`) that Ray Train runs on every worker.
 
 Each epoch: draw the bins (seeded by (seed, epoch, rank)), train over this worker's shard, validate
-on the fixed middle-of-bin stacks, report metrics and a checkpoint (rank 0 writes it), log to MLflow
+on the fixed middle-of-bin stacks (rank 0, whole split), report metrics and a checkpoint (rank 0 writes it), log to MLflow
 (rank 0). A restart after a worker failure, or `--resume`, continues from the checkpoint exactly:
 model, optimiser, schedule, epoch, best score and patience counter.
 """
@@ -182,9 +182,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         metrics["lr"] = optimizer.param_groups[0]["lr"]
 
         last_epoch = epoch == config.train.epochs - 1
+        figure_batch = None
         want_figures = rank == 0 and (last_epoch or (config.train.figures_every > 0 and epoch % config.train.figures_every == 0))
-        val_metrics, figure_batch = _validate(model, config, camera, val_sampler, focus_all, device, world_size, want_figures)
-        metrics.update(val_metrics)
+        if rank == 0:  # the whole (small) validation split, on the unwrapped net: no collectives
+            val_metrics, figure_batch = _validate(net, config, camera, val_sampler, focus_all, device, want_figures)
+            metrics.update(val_metrics)
         metrics["epoch"] = epoch
 
         score = metrics.get(config.train.val_metric)
@@ -230,14 +232,14 @@ def _inject_fault(config: Config, epoch: int, storage_dir: str) -> None:
 
 
 @torch.no_grad()
-def _validate(model, config: Config, camera, sampler: BinSampler, focus_all, device, world_size: int, want_figures: bool):
+def _validate(model, config: Config, camera, sampler: BinSampler, focus_all, device, want_figures: bool):
     import ray.train
 
     model.eval()
     sums = _Reducer()
     figure_batch = None
     rng = np.random.default_rng(0)  # unused by middle/fixed draws
-    for rows in ray.train.get_dataset_shard("val").iter_batches(batch_size=max(1, config.optim.batch_size // world_size), batch_format="numpy"):
+    for rows in ray.train.get_dataset_shard("val").iter_batches(batch_size=config.optim.batch_size, batch_format="numpy"):
         batch = _to_device(make_batch(rows, sampler.draw(rng, len(rows["scene_id"])), focus_all), device)
         aif, depth = _predict(model, batch["stack"], batch["focus_distances"], device, config.train.mixed_precision)
         result = objective(batch["stack"], batch["focus_distances"], aif, depth, camera, config.loss)
@@ -254,4 +256,5 @@ def _validate(model, config: Config, camera, sampler: BinSampler, focus_all, dev
                 "sigma": defocus_sigma(depth[:1], batch["focus_distances"][:1], camera)[0].cpu().numpy(),
             }
     keys = TERM_KEYS + DEPTH_KEYS + AIF_KEYS
-    return {f"val/{k}": v for k, v in sums.mean(keys, world_size).items()}, figure_batch
+    model.train()
+    return {f"val/{k}": v for k, v in sums.mean(keys, world_size=1).items()}, figure_batch

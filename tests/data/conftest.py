@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
 from data_fixtures import DENSE, nyuv2_frames, write_depth_png, write_nyuv2_mat, write_splits_mat
 from PIL import Image
-
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-
-@pytest.fixture(scope="session")
-def ray_local():
-    """One Ray per test session: local with 2 CPUs, or the cluster RAY_ADDRESS names (no resources passed)."""
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()
-    else:
-        ray.init(num_cpus=2, object_store_memory=300 * 1024 * 1024, include_dashboard=False)
-    yield ray
-    ray.shutdown()
-
 
 @pytest.fixture
 def nyuv2_mat(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from data_fixtures import DENSE, SIZE, write_depth_png
 import daif.cli
 from daif.data.dataset import read_split
 from daif.data.pipeline import RenderConfig, plan_render, render_store
-from daif.data.sources import DataError, prepare_scene
+from daif.data.sources import prepare_scene
 from daif.data.store import StoreError, open_store
 from daif.optics import get_preset, render_focal_stack
 

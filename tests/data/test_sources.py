@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from data_fixtures import nyuv2_frames, write_depth_png, write_nyuv2_mat, write_splits_mat
+from data_fixtures import write_nyuv2_mat, write_splits_mat
 from PIL import Image
 
 from daif.data.folders import DefocusNetSource, RGBDFolderSource

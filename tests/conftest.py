@@ -1,0 +1,36 @@
+"""Shared fixtures: one local Ray per test session (real, 127.0.0.1, 2 CPUs), environment for tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests only: no usage stats, no telemetry, no token auth, no preemption-watcher noise.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray with 2 CPUs (or the cluster RAY_ADDRESS names, without passing resources); shut
+    down at the end only if this fixture started it."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+    else:
+        ray.init(
+            num_cpus=2,
+            object_store_memory=400 * 1024 * 1024,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+        )
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,58 @@
+import pytest
+import yaml
+
+from daif.config import Config, flatten, from_dict, load_config, parse_override, to_dict, to_yaml
+from daif.losses import LossConfig
+
+
+def test_defaults_are_the_papers_published_command():
+    config = Config()
+    assert (config.optim.lr, config.optim.weight_decay, config.optim.batch_size, config.optim.schedule) == (5e-4, 5e-4, 32, "cosine")
+    assert (config.loss.recon, config.loss.blur, config.loss.aif_recon, config.loss.aif_blur) == (1000.0, 10.0, 100.0, 10.0)
+    assert (config.loss.smooth, config.loss.smooth_beta, config.loss.alpha) == (10.0, 2.5, 0.85)
+    assert (config.model.width, config.model.levels) == (16, 4)
+
+
+def test_yaml_then_overrides_then_round_trip(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("loss:\n  recon: 100\n  blur: 0.1\ntrain:\n  epochs: 7\n")
+    config = load_config(path, ["loss.blur=1", "data.fixed_indices=[0, 2, 4]", "scaling.use_gpu=true"], preset="nyuv2-robust")
+    assert config.loss.recon == 100.0 and config.loss.blur == 1.0 and config.train.epochs == 7
+    assert config.data.fixed_indices == (0, 2, 4) and config.scaling.use_gpu is True
+    assert config.data.mode == "binned" and config.model.far == 10.0  # from the preset
+    assert isinstance(config.loss, LossConfig)
+    assert from_dict(yaml.safe_load(to_yaml(config))) == config
+
+
+def test_flatten_gives_dotted_keys_for_mlflow():
+    flat = flatten(load_config(overrides=["data.fixed_indices=[1,3]"]))
+    assert flat["loss.recon"] == 1000.0 and flat["data.fixed_indices"] == "1,3" and flat["optim.lr"] == 5e-4
+    assert len(flat) == sum(len(section) for section in to_dict(Config()).values())
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("loss.recn=1", "loss.recn"),
+        ("lossy.recon=1", "lossy"),
+        ("train.epochs=1.5", "train.epochs"),
+        ("optim.lr=fast", "optim.lr"),
+        ("scaling.use_gpu=1", "scaling.use_gpu"),
+        ("loss.coarse_aif=medium", "coarse_aif"),
+        ("data.fixed_indices=3", "data.fixed_indices"),
+    ],
+)
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(overrides=[override])
+
+
+def test_bad_override_syntax_and_files(tmp_path):
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_override("loss.recon")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        load_config(bad)
+    with pytest.raises(ValueError, match="preset"):
+        load_config(preset="kitti")

@@ -1,0 +1,131 @@
+"""Training on a real local Ray (Train + Data) with a real MLflow store: what a run leaves behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import mlflow.pytorch
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from daif.config import flatten, load_config, replace
+from daif.data.store import open_store
+from daif.model import DAIFNet
+from daif.tracking import TrackingUnavailable
+from daif.train.driver import train
+from daif.train.loop import load_state
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def tiny_store(ray_local, tmp_path_factory):
+    from daif.data.pipeline import render_store
+
+    out = tmp_path_factory.mktemp("store")
+    render_store(out=str(out), source="synthetic", preset="nyuv2-5", size=(32, 32), scenes=14, shard_size=8, seed=3)
+    return str(out)
+
+
+def _config(store: str, tmp_path: Path, **sections):
+    base = load_config(overrides=[
+        f"data.path={store}", "model.width=4", "model.levels=2", "optim.batch_size=4", "train.epochs=2",
+        "train.figures_every=1", f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.storage={tmp_path}/runs", "scaling.cpus_per_worker=0.5",
+    ])
+    return replace(base, **sections) if sections else base
+
+
+def test_two_cpu_workers_log_params_metrics_figures_and_a_loadable_model(tiny_store, tmp_path):
+    config = _config(tiny_store, tmp_path, scaling={"num_workers": 2})
+    result = train(config)
+    client = mlflow.MlflowClient(result.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    for key, value in flatten(config).items():
+        if key != "tracking.tracking_uri":
+            assert params[key] == str(value), key
+    assert params["data.manifest_hash"] == open_store(tiny_store).manifest_hash
+    assert params["version.torch"] == torch.__version__.split("+")[0] or params["version.torch"].startswith("2.")
+    assert "git_commit" in params
+    for name in ("train/recon", "train/total", "val/recon", "val/delta1", "val/abs_rel", "train/samples_per_s"):
+        history = client.get_metric_history(result.run_id, name)
+        assert sorted(m.step for m in history) == [0, 1], name
+    recon = client.get_metric_history(result.run_id, "val/recon")
+    assert all(0.0 <= m.value <= 1.0 for m in recon)  # alpha (1 - SSIM) + (1 - alpha) L1 of [0, 1] images
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "figures")}
+    assert artifacts == {"figures/epoch_0000.png", "figures/epoch_0001.png"}
+    assert "config.yaml" in {a.path for a in client.list_artifacts(result.run_id)}
+
+    mlflow.set_tracking_uri(result.tracking_uri)
+    model = mlflow.pytorch.load_model(result.model_uri, map_location="cpu")
+    assert isinstance(model, DAIFNet)
+    aif, depth = model(torch.rand(1, 3, 3, 24, 40), torch.tensor([[1.0, 2.5, 6.0]]))
+    assert aif.shape == (1, 3, 24, 40) and depth.shape == (1, 1, 24, 40)
+    assert float(depth.min()) >= 0.1 - 1e-6 and float(depth.max()) <= 10.0 + 1e-6  # the store's depth clip
+
+    state, meta = load_state(result.best_checkpoint)
+    assert set(state) == {"model", "optimizer", "step", "epoch"}
+    assert meta["manifest_hash"] == open_store(tiny_store).manifest_hash
+    assert meta["camera"] == open_store(tiny_store).camera.to_dict()
+    # 10 training scenes, 2 workers: 5 rows each, per-worker batch 2 -> 3 steps an epoch
+    assert state["epoch"] in (0, 1) and state["step"] == 3 * (state["epoch"] + 1)
+    saved = yaml.safe_load((Path(result.best_checkpoint) / "config.yaml").read_text())
+    assert saved["model"]["width"] == 4 and saved["data"]["path"] == tiny_store
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_store, tmp_path):
+    whole = train(_config(tiny_store, tmp_path / "whole", train={"epochs": 3, "figures_every": 0}))
+    first = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "stop_after": 1, "figures_every": 0}))
+    assert first.metrics["epoch"] == 0
+    resumed = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "figures_every": 0}), resume=first.latest_checkpoint)
+    assert resumed.metrics["epoch"] == 2 and resumed.run_id == first.run_id  # the same MLflow run goes on
+    for key in ("train/total", "val/total", "val/abs_rel", "lr"):
+        assert resumed.metrics[key] == pytest.approx(whole.metrics[key], rel=1e-4, abs=1e-7), key
+    whole_state, _ = load_state(whole.latest_checkpoint)
+    resumed_state, _ = load_state(resumed.latest_checkpoint)
+    for name, tensor in whole_state["model"].items():
+        torch.testing.assert_close(resumed_state["model"][name], tensor, rtol=1e-4, atol=1e-6)
+    history = mlflow.MlflowClient(resumed.tracking_uri).get_metric_history(resumed.run_id, "train/total")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+
+
+def test_a_worker_failure_restarts_from_the_latest_checkpoint(tiny_store, tmp_path):
+    config = _config(tiny_store, tmp_path, train={"epochs": 3, "fail_at_epoch": 1, "figures_every": 0},
+                     scaling={"num_workers": 1, "max_failures": 1})
+    result = train(config)
+    assert result.metrics["epoch"] == 2
+    assert list(Path(result.storage_path).glob(".daif-fault-injected-1"))  # the fault did fire
+    state, _ = load_state(result.latest_checkpoint)
+    assert state["epoch"] == 2 and state["step"] == 3 * 3  # 10 scenes, batch 4: 3 steps an epoch, none lost
+
+
+def test_explicit_camera_that_disagrees_with_the_store_is_an_error(tiny_store, tmp_path):
+    with pytest.raises(ValueError, match="data.camera"):
+        train(_config(tiny_store, tmp_path, data={"camera": "defocusnet"}))
+
+
+def test_unreachable_tracking_server_fails_fast(tiny_store, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a free port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(TrackingUnavailable, match=f"127.0.0.1:{port}"):
+        train(_config(tiny_store, tmp_path, tracking={"tracking_uri": f"http://127.0.0.1:{port}"}))
+    assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def test_checkpoint_state_loads_safely(tiny_store, tmp_path):
+    """weights_only=True refuses arbitrary objects: a checkpoint holding one does not load."""
+    directory = tmp_path / "bad"
+    directory.mkdir()
+    torch.save({"model": {}, "payload": np.dtype("float32")}, directory / "state.pt")
+    (directory / "meta.json").write_text(json.dumps({}))
+    with pytest.raises(Exception, match="weights_only|Unsupported global"):
+        load_state(directory)
