@@ -226,15 +226,22 @@ class SceneEvaluator:
 # ------------------------------------------------------------------ running it
 
 
+def _batch_of(scenes: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Store scenes -> a numpy batch shaped like Ray Data's (scene_id as an object array)."""
+    batch = {c: np.stack([s[c] for s in scenes]) for c in SCENE_COLUMNS if c != "scene_id"}
+    batch["scene_id"] = np.array([s["scene_id"] for s in scenes], dtype=object)
+    return batch
+
+
 def _local_batches(store, split: str, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
     scenes: list[dict[str, Any]] = []
     for scene in store.iter_scenes(split, SCENE_COLUMNS):
         scenes.append(scene)
         if len(scenes) == batch_size:
-            yield {c: np.stack([s[c] for s in scenes]) if c != "scene_id" else np.array([s[c] for s in scenes], dtype=object) for c in SCENE_COLUMNS}
+            yield _batch_of(scenes)
             scenes = []
     if scenes:
-        yield {c: np.stack([s[c] for s in scenes]) if c != "scene_id" else np.array([s[c] for s in scenes], dtype=object) for c in SCENE_COLUMNS}
+        yield _batch_of(scenes)
 
 
 def _rows_of(columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -393,6 +400,21 @@ def _metric_key(*parts: str) -> str:
     return "/".join(re.sub(r"[^A-Za-z0-9_.\- ]", "_", p) for p in parts)
 
 
+def check_tracking(tracking_uri: str, run_id: str | None) -> None:
+    """Fail before any work when the tracking server is down or `run_id` is not a run there."""
+    import mlflow
+
+    from daif.tracking import check_reachable, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
+    if run_id is not None:
+        try:
+            mlflow.MlflowClient(uri).get_run(run_id)
+        except mlflow.exceptions.MlflowException as error:
+            raise ValueError(f"log_to_run: no run {run_id!r} in {uri} ({error.message})") from None
+
+
 def log_evaluation(result: dict[str, Any], paths: dict[str, Path], tracking_uri: str, run_id: str | None, experiment: str) -> dict[str, Any]:
     """Log metrics and files into run `run_id`, or into a new run of `experiment`; returns {tracking_uri, run_id, errors}."""
     import mlflow
@@ -484,6 +506,8 @@ def evaluate(
             raise ValueError(f"max_depths: expected positive metres, got {value!r}")
         masks.append(float(value))
     labels = method_names(sources, names)
+    if track:
+        check_tracking(tracking_uri, log_to_run)
     data = str(Path(data).resolve())
     store = open_store(data)
     scenes = store.num_scenes(split)

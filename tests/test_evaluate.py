@@ -164,7 +164,7 @@ def test_evaluate_on_ray_data_with_mlflow_model_uri(store_and_model, tracking_ur
     assert logged["eval/from-checkpoint/image/delta1"] == pytest.approx(result["methods"]["from-checkpoint"]["image"]["delta1"])
 
 
-def test_evaluate_cli_and_bad_inputs(store_and_model, tmp_path, capsys):
+def test_evaluate_cli_and_bad_inputs(store_and_model, tracking_uri, tmp_path, capsys):
     from daif.cli import main
     from daif.evaluate import evaluate
 
@@ -179,5 +179,7 @@ def test_evaluate_cli_and_bad_inputs(store_and_model, tmp_path, capsys):
         evaluate(str(checkpoint), store_path, "nosuch", tmp_path / "x", track=False)
     with pytest.raises(ValueError, match="model"):
         evaluate(str(tmp_path), store_path, "test", tmp_path / "x", track=False)
+    with pytest.raises(ValueError, match="log_to_run: no run 'nosuchrun'"):
+        evaluate(str(checkpoint), store_path, "test", tmp_path / "x", tracking_uri=tracking_uri, log_to_run="nosuchrun")
     with pytest.raises(ValueError, match="focus_sets.*focal length"):
         evaluate(str(checkpoint), store_path, "test", tmp_path / "x", focus_sets=["0.01,2"], track=False)
