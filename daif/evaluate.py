@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -619,11 +620,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = evaluate(
-        args.model, args.data, args.split, args.out, stack_sizes=args.stack_sizes, focus_sets=args.focus_sets,
-        max_depths=args.max_depth, names=args.name, backend=args.backend, batch_size=args.batch_size, use_gpu=args.gpu,
-        tracking_uri=args.tracking_uri, log_to_run=args.log_to_run, experiment=args.experiment, track=not args.no_tracking,
-    )
+    from daif.tracking import TrackingUnavailable
+
+    try:
+        result = evaluate(
+            args.model, args.data, args.split, args.out, stack_sizes=args.stack_sizes, focus_sets=args.focus_sets,
+            max_depths=args.max_depth, names=args.name, backend=args.backend, batch_size=args.batch_size, use_gpu=args.gpu,
+            tracking_uri=args.tracking_uri, log_to_run=args.log_to_run, experiment=args.experiment, track=not args.no_tracking,
+        )
+    except (ValueError, TrackingUnavailable) as error:  # bad arguments or data: the message names them
+        print(f"daif evaluate: error: {error}", file=sys.stderr)
+        return 2
     print(result["markdown"])
     for note in result["notes"]:
         print(f"note: {note}")

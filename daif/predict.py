@@ -267,7 +267,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         paths = predict(args.model, args.images, args.focus_distances, args.camera, args.out, args.tracking_uri, "cuda" if args.gpu else "cpu")
-    except PredictionInputError as error:
+    except ValueError as error:  # PredictionInputError, or a model source that is neither a URI nor a checkpoint
         print(f"daif predict: error: {error}", file=sys.stderr)
         return 2
     for name, path in paths.items():

@@ -175,6 +175,9 @@ def test_evaluate_cli_and_bad_inputs(store_and_model, tracking_uri, tmp_path, ca
     written = json.loads((tmp_path / "cli" / "metrics.json").read_text())
     assert 0.0 <= written["delta1"] <= 1.0 and not math.isnan(written["methods"]["baseline"]["image"]["rmse"])
 
+    assert main(["evaluate", "--model", str(checkpoint), "--data", str(store_path), "--split", "nosuch", "--out", str(tmp_path / "x"),
+                 "--no-tracking"]) == 2
+    assert "split: " in capsys.readouterr().err
     with pytest.raises(ValueError, match="split"):
         evaluate(str(checkpoint), store_path, "nosuch", tmp_path / "x", track=False)
     with pytest.raises(ValueError, match="model"):
