@@ -27,7 +27,8 @@ DEPTH_METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log10", "rmse_log", "de
 REDUCTIONS = ("image", "pixel")
 
 
-def _as_tensor(name: str, value) -> torch.Tensor:
+def _as_tensor(value):
+    """numpy arrays become tensors; integer tensors become float64; anything else is returned as is."""
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(value)
     if isinstance(value, torch.Tensor) and not value.is_floating_point() and value.dtype != torch.bool:
@@ -67,14 +68,14 @@ def depth_metrics(
     pooled). pred is clamped to >= min_pred metres so logs and ratios stay finite.
     Returns {name: float} for DEPTH_METRIC_NAMES; NaN everywhere when no pixel is valid.
     """
-    pred = check_tensor("pred", _as_tensor("pred", pred), ("B", 1, "H", "W"))
-    gt = check_tensor("gt", _as_tensor("gt", gt), tuple(pred.shape))
+    pred = check_tensor("pred", _as_tensor(pred), ("B", 1, "H", "W"))
+    gt = check_tensor("gt", _as_tensor(gt), tuple(pred.shape))
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
     pred, gt = pred.detach().double().clamp_min(min_pred), gt.detach().double()
     mask = torch.isfinite(gt) & (gt > 0)
     if valid is not None:
-        valid = _as_tensor("valid", valid)
+        valid = _as_tensor(valid)
         if not isinstance(valid, torch.Tensor) or tuple(valid.shape) != tuple(pred.shape):
             shape = tuple(valid.shape) if isinstance(valid, torch.Tensor) else type(valid).__name__
             raise ValueError(f"valid: expected a mask of shape {tuple(pred.shape)}, got {shape}")
@@ -96,7 +97,7 @@ def depth_metrics(
 
 
 def _check_images(name: str, images) -> torch.Tensor:
-    images = check_tensor(name, _as_tensor(name, images), ("B", "C", "H", "W"))
+    images = check_tensor(name, _as_tensor(images), ("B", "C", "H", "W"))
     if images.shape[1] not in (1, 3):
         raise ValueError(f"{name}: expected 1 or 3 channels, got shape {tuple(images.shape)}")
     return images.detach().double()
