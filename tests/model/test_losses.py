@@ -164,3 +164,12 @@ def test_bad_arguments_are_named():
         total_loss(stack, focus[:, :3], aif, depth, CAMERA)
     with pytest.raises(ValueError, match="target_focus_distances"):
         total_loss(stack, focus, aif, depth, CAMERA, targets=stack)
+
+
+def test_sharpness_penalises_an_aif_blurrier_than_the_coarse_aif():
+    stack, focus, aif, depth = make_scenes(1, 24, 24, seed=6)
+    flat = torch.full_like(aif, 0.5)  # blurriness -0.25 log(1e-8), the largest possible
+    result = objective(stack, focus, flat, depth, CAMERA, LossConfig(sharpness=1.0))
+    expected = -0.25 * math.log(1e-8) - float(blurriness(result.coarse_aif)[0])
+    assert float(result.terms["sharpness"]) == pytest.approx(expected, rel=1e-5)
+    assert float(objective(stack, focus, aif, depth, CAMERA).terms["sharpness"]) == 0.0  # the true AIF is sharper
