@@ -41,8 +41,10 @@ def test_short_self_supervised_optimisation_learns_depth():
     finally:
         torch.set_num_threads(threads)
     correlations = [_pearson(depth[i], true_depth[i]) for i in range(4)]
-    # measured: recon 0.646 -> 0.107; per-scene Pearson from -0.25 (untrained) to 0.21, 0.28, 0.36, 0.14
+    print(f"recon {first_recon:.3f} -> {last_recon:.3f}; mean Pearson {first_correlation:.3f} -> {correlations}")
+    # measured: recon 0.646 -> 0.108; per-scene Pearson from -0.24 (untrained mean) to 0.21, 0.29, 0.34, 0.15
     assert last_recon < first_recon / 3
     # threshold: every scene positive and the mean clearly above the untrained net's (a random sign near -0.25)
     assert min(correlations) > 0.0, correlations
-    assert sum(correlations) / 4 > 0.15 > first_correlation + 0.3, (first_correlation, correlations)
+    mean_correlation = sum(correlations) / 4
+    assert mean_correlation > 0.15 and mean_correlation > first_correlation + 0.3, (first_correlation, correlations)
