@@ -116,6 +116,11 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
             raise ValueError(f"config key '{key}': expected true/false, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"config key '{key}': expected a number, got {value!r}")
         return float(value)

@@ -16,8 +16,8 @@ def test_defaults_are_the_papers_published_command():
 def test_yaml_then_overrides_then_round_trip(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("loss:\n  recon: 100\n  blur: 0.1\ntrain:\n  epochs: 7\n")
-    config = load_config(path, ["loss.blur=1", "data.fixed_indices=[0, 2, 4]", "scaling.use_gpu=true"], preset="nyuv2-robust")
-    assert config.loss.recon == 100.0 and config.loss.blur == 1.0 and config.train.epochs == 7
+    config = load_config(path, ["loss.blur=1", "optim.lr=1e-3", "data.fixed_indices=[0, 2, 4]", "scaling.use_gpu=true"], preset="nyuv2-robust")
+    assert config.loss.recon == 100.0 and config.loss.blur == 1.0 and config.train.epochs == 7 and config.optim.lr == 1e-3
     assert config.data.fixed_indices == (0, 2, 4) and config.scaling.use_gpu is True
     assert config.data.mode == "binned" and config.model.far == 10.0  # from the preset
     assert isinstance(config.loss, LossConfig)

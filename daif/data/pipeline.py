@@ -23,6 +23,7 @@ from daif.data import store
 from daif.data.bins import split_bins
 from daif.data.sources import DataError, Source, get_source, prepare_scene, train_val_split
 from daif.optics import ThinLensCamera, get_preset, render_focal_stack
+from daif.runtime import ensure_ray
 
 SOURCES = ("nyuv2-mat", "rgbd-folder", "defocusnet", "synthetic")
 SPLIT_CHOICES = {"train": ("train", "val"), "test": ("test",), "all": ("train", "val", "test")}
@@ -281,21 +282,10 @@ def _check_existing(directory: str, plan: RenderPlan) -> dict[str, Any] | None:
     return existing
 
 
-def _ensure_ray(num_cpus: int | None = None) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()  # a running cluster: its resources are its own
-    else:
-        ray.init(num_cpus=num_cpus)
-
-
 def render_store(config: RenderConfig | None = None, **overrides: Any) -> dict[str, Any]:
     """Render a store (module docstring); returns the summary dict.
 
-    Uses the running Ray if `ray.is_initialized()`, else calls `ray.init()` (honouring RAY_ADDRESS).
+    Uses the running Ray if `ray.is_initialized()`, else `daif.runtime.ensure_ray()` (honouring RAY_ADDRESS).
     Summary: scenes, images, bytes, seconds, scenes_per_s (of the scenes rendered in this run), path,
     rendered_shards, skipped_shards, splits {split: scenes}, manifest_hash.
     """
@@ -344,7 +334,7 @@ def render_store(config: RenderConfig | None = None, **overrides: Any) -> dict[s
 def _run_pending(plan: RenderPlan, pending: list[dict[str, Any]], directory: str) -> list[dict[str, Any]]:
     import ray
 
-    _ensure_ray()
+    ensure_ray()
     plan_job = {
         "source": plan.source,
         "camera": plan.camera.to_dict(),
