@@ -35,9 +35,10 @@ class DataConfig:
 class ModelConfig:
     width: int = 16
     levels: int = 4
-    depth_mapping: str = "max"
+    depth_mapping: str = "sigmoid"  # "max" (the reference's), "minmax", "sigmoid" or "clip"; see daif.model
     near: float = 0.0  # metres; 0 = the store's depth range
     far: float = 0.0
+    focus_scale: float = 0.0  # focus-distance input plane = focus / focus_scale; 0 = far
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Inputs for the --smoke-test runs of jobs/evaluate.py and jobs/predict.py: a tiny store, an
+"""Inputs for the --smoke-test runs of the jobs: a tiny store, an
 untrained checkpoint (written the way the training loop writes one) and a small focal stack on disk."""
 
 from __future__ import annotations

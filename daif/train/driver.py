@@ -157,9 +157,17 @@ def train(config: Config, resume: str | None = None) -> TrainResult:
 
 
 def _read(path: str, split: str):
-    from daif.data.dataset import read_split
+    """The split as a Ray Dataset, held in the object store when it fits in a quarter of it: the store is
+    then read (and its shards hash-checked) once, not every epoch. Larger splits stream from the store."""
+    import ray
 
-    return read_split(path, split)
+    from daif.data.dataset import StoreDatasource, read_split
+
+    dataset = read_split(path, split)
+    capacity = ray.cluster_resources().get("object_store_memory", 0)
+    if StoreDatasource(path, split).estimate_inmemory_data_size() < capacity / 4:
+        dataset = dataset.materialize()
+    return dataset
 
 
 def _log_models(tracking_uri: str, run_id: str | None, best, latest) -> str | None:
