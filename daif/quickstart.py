@@ -19,7 +19,7 @@ def quickstart(
     out: str = DEFAULT_OUT,
     scenes: int = 240,
     size: tuple[int, int] = (64, 64),
-    epochs: int = 30,
+    epochs: int = 12,
     num_workers: int = 2,
     width: int = 16,
     levels: int = 3,
@@ -95,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT})")
     parser.add_argument("--scenes", type=int, default=240)
     parser.add_argument("--size", type=_size, default=(64, 64), help="WxH of the rendered images (default 64x64)")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: ./mlflow.db)")
     parser.add_argument("--smoke-test", action="store_true", help="a tiny run in about a minute (not meant to beat anything)")
