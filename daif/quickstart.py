@@ -37,7 +37,7 @@ def quickstart(
 
     out_dir = Path(out).resolve()
     started = time.perf_counter()
-    ensure_ray()
+    connected = ensure_ray()
     print(f"[1/3] rendering {scenes} synthetic scenes ({size[0]}x{size[1]}, preset nyuv2-5) with Ray Data")
     summary = render_store(
         out=str(out_dir / "store"), source="synthetic", preset="nyuv2-5", size=size, scenes=scenes, seed=seed, shard_size=32
@@ -62,6 +62,10 @@ def quickstart(
         [result.best_checkpoint], str(out_dir / "store"), "test", str(out_dir / "evaluation"), tracking_uri=result.tracking_uri
     )
     minutes = (time.perf_counter() - started) / 60
+    if connected:  # ours to stop; also ends Ray's progress output before the summary
+        import ray
+
+        ray.shutdown()
     _print_summary(out_dir, result, evaluation, minutes)
     (out_dir / "quickstart.json").write_text(json.dumps({
         "minutes": minutes, "run_id": result.run_id, "model_uri": result.model_uri,
@@ -76,6 +80,11 @@ def _print_summary(out_dir: Path, result, evaluation: dict, minutes: float) -> N
     table = (out_dir / "evaluation" / "metrics.md")
     print()
     print(table.read_text() if table.exists() else json.dumps(evaluation, indent=2, default=str))
+    model_delta1 = evaluation.get("delta1")
+    baseline_delta1 = evaluation.get("methods", {}).get("baseline", {}).get("image", {}).get("delta1")
+    if model_delta1 is not None and baseline_delta1 is not None:
+        verdict = "beats" if model_delta1 > baseline_delta1 else "does NOT beat"
+        print(f"delta1: DAIF-Net {model_delta1:.3f} vs analytic baseline {baseline_delta1:.3f}: the model {verdict} the baseline")
     print(f"finished in {minutes:.1f} min")
     print(f"results:          {out_dir}")
     print(f"  metrics:        {out_dir / 'evaluation'} (metrics.json, metrics.csv, metrics.md, figures)")

@@ -10,16 +10,17 @@ os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # silences a 
 LOCAL_OBJECT_STORE_BYTES = 2 << 30  # cap: Ray's default takes ~30% of RAM in /dev/shm
 
 
-def ensure_ray(num_cpus: int | None = None, object_store_memory: int | None = LOCAL_OBJECT_STORE_BYTES) -> None:
+def ensure_ray(num_cpus: int | None = None, object_store_memory: int | None = LOCAL_OBJECT_STORE_BYTES) -> bool:
     """Use the running Ray if initialised; else join RAY_ADDRESS's cluster (its resources are its own);
-    else start a local Ray with `num_cpus` (default: all) and its dashboard on 127.0.0.1."""
+    else start a local Ray with `num_cpus` (default: all) and its dashboard on 127.0.0.1.
+    Returns True when this call connected (so the caller may `ray.shutdown()` what it started)."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
-        return
+        return True
     ray.init(
         num_cpus=num_cpus,
         object_store_memory=object_store_memory,
@@ -27,3 +28,4 @@ def ensure_ray(num_cpus: int | None = None, object_store_memory: int | None = LO
         dashboard_host="127.0.0.1",
         log_to_driver=True,
     )
+    return True
