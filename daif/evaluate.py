@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from daif.files import write_text_atomic
+
 DEFAULT_STACK_SIZES = (2, 3, 5, 8, 10)
 RAY_MIN_SCENES = 64  # below this, starting an actor pool costs more than it saves
 BATCH_SIZE = 4
@@ -316,13 +318,6 @@ def _mean(values: Sequence[float]) -> float:
 # ------------------------------------------------------------------ files
 
 
-def _atomic_write(path: Path, text: str) -> Path:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-    return path
-
-
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -373,23 +368,23 @@ def _generalisation_outputs(result: dict[str, Any], rows: list[list[Any]], out: 
         figure = line_plot(series, "mean focus distance of the test stack [m]", "delta1", "delta1 vs focus-distance set")
         paths["generalisation_focus_png"] = save_figure(figure, out / "generalisation_focus.png")
     header = ["study", "condition", "x", "focus_distances", "method", "delta1", *[k for k in DEPTH_KEYS if k != "delta1"]]
-    paths["generalisation_csv"] = _atomic_write(out / "generalisation.csv", _csv_text(header, rows))
+    paths["generalisation_csv"] = write_text_atomic(out / "generalisation.csv", _csv_text(header, rows))
     return paths
 
 
 def write_outputs(result: dict[str, Any], per_image: list[dict[str, Any]], generalisation_rows: list[list[Any]], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"metrics_json": _atomic_write(out / "metrics.json", json.dumps(result, indent=1, allow_nan=True) + "\n")}
+    paths = {"metrics_json": write_text_atomic(out / "metrics.json", json.dumps(result, indent=1, allow_nan=True) + "\n")}
     header = ["method", "source", "variant", *DEPTH_KEYS, *AIF_KEYS]
     table = [
         [name, section["source"], variant, *(section[variant][k] for k in DEPTH_KEYS), *(section["aif"][k] for k in AIF_KEYS)]
         for name, section in result["methods"].items()
         for variant in result["variants"]
     ]
-    paths["metrics_csv"] = _atomic_write(out / "metrics.csv", _csv_text(header, table))
-    paths["metrics_md"] = _atomic_write(out / "metrics.md", markdown_report(result))
+    paths["metrics_csv"] = write_text_atomic(out / "metrics.csv", _csv_text(header, table))
+    paths["metrics_md"] = write_text_atomic(out / "metrics.md", markdown_report(result))
     columns = ["scene_id", "condition", "method", "mask", "count", *DEPTH_KEYS, *AIF_KEYS]
-    paths["per_image_csv"] = _atomic_write(out / "per_image.csv", _csv_text(columns, [[r[c] for c in columns] for r in per_image]))
+    paths["per_image_csv"] = write_text_atomic(out / "per_image.csv", _csv_text(columns, [[r[c] for c in columns] for r in per_image]))
     paths.update(_generalisation_outputs(result, generalisation_rows, out))
     return paths
 

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from daif.files import atomic_path, write_text_atomic
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 FOCUS_FILE = "focus_distances.txt"
 MAX_DEPTH_MM = 65535  # the 16-bit PNG's ceiling, 65.535 m
@@ -141,31 +143,17 @@ def _camera(camera, meta: dict[str, Any]):
 # ------------------------------------------------------------------ writing
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def _save_png(array: np.ndarray, path: Path) -> Path:
     from PIL import Image
 
-    temporary = _temporary(path)
-    Image.fromarray(array).save(temporary, format="PNG")
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        Image.fromarray(array).save(temporary, format="PNG")
     return path
 
 
 def _save_npy(array: np.ndarray, path: Path) -> Path:
-    temporary = _temporary(path)
-    with open(temporary, "wb") as file:
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
         np.save(file, array)
-    os.replace(temporary, path)
-    return path
-
-
-def _save_text(text: str, path: Path) -> Path:
-    temporary = _temporary(path)
-    temporary.write_text(text)
-    os.replace(temporary, path)
     return path
 
 
@@ -247,7 +235,7 @@ def predict(
         "depth_max": float(depth_m.max()),
         "depth_png_units": "millimetres (uint16)",
     }
-    paths["json"] = _save_text(json.dumps(summary, indent=1) + "\n", out / "prediction.json")
+    paths["json"] = write_text_atomic(out / "prediction.json", json.dumps(summary, indent=1) + "\n")
     return {k: str(v) for k, v in paths.items()}
 
 

@@ -15,6 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from daif.files import atomic_path  # noqa: E402
+
 DEPTH_CMAP = "magma_r"  # near = bright
 SIGMA_CMAP = "viridis"
 
@@ -23,10 +25,11 @@ def save_figure(figure: plt.Figure, path: str | os.PathLike) -> Path:
     """Write a figure as PNG through a temporary name, then close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=100, bbox_inches="tight")
-    plt.close(figure)
-    os.replace(temporary, path)
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(figure)
     return path
 
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import h5py
 import numpy as np
 
+from daif.files import atomic_path, temporary_sibling
 from daif.optics import ThinLensCamera
 
 FORMAT_VERSION = 1
@@ -56,18 +56,11 @@ def json_hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _temporary(path: str) -> str:
-    directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
-
-
 def write_json_atomic(path: str, payload: Any) -> None:
-    temporary = _temporary(path)
-    with open(temporary, "w") as file:
+    with atomic_path(path) as temporary, open(temporary, "w") as file:
         json.dump(payload, file, indent=1, sort_keys=True)
         file.flush()
         os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 def _compression(name: str) -> dict[str, Any]:
@@ -97,7 +90,7 @@ class ShardWriter:
         compression: str = "lzf",
     ) -> None:
         self.path, self.num_scenes, self.count = path, num_scenes, 0
-        self.temporary = _temporary(path)
+        self.temporary = temporary_sibling(path)
         height, width = image_size
         num_focus = len(focus_distances)
         options = _compression(compression)
