@@ -87,10 +87,10 @@ class _Reducer:
                 self.sums[key] += float(value) * count
                 self.counts[key] += count
 
-    def mean(self, keys: list[str], world_size: int) -> dict[str, float]:
-        totals = torch.tensor([[self.sums[k], self.counts[k]] for k in keys], dtype=torch.float64)
+    def mean(self, keys: list[str], world_size: int, device: torch.device | None = None) -> dict[str, float]:
+        totals = torch.tensor([[self.sums[k], self.counts[k]] for k in keys], dtype=torch.float64, device=device)
         if world_size > 1:
-            torch.distributed.all_reduce(totals)
+            torch.distributed.all_reduce(totals)  # on the worker's device: NCCL takes no CPU tensors
         return {k: (float(s / c) if c else float("nan")) for k, (s, c) in zip(keys, totals.tolist())}
 
 
@@ -175,8 +175,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             samples += count
             train_sums.add({"total": float(result.total), **{k: float(v) for k, v in result.terms.items()}}, count)
         seconds = time.perf_counter() - started
-        metrics = {f"train/{k}": v for k, v in train_sums.mean(TERM_KEYS, world_size).items()}
-        throughput = torch.tensor([samples / max(seconds, 1e-9)], dtype=torch.float64)
+        metrics = {f"train/{k}": v for k, v in train_sums.mean(TERM_KEYS, world_size, device).items()}
+        throughput = torch.tensor([samples / max(seconds, 1e-9)], dtype=torch.float64, device=device)
         if world_size > 1:
             torch.distributed.all_reduce(throughput)
         metrics["train/samples_per_s"] = float(throughput)
@@ -197,6 +197,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             stale += 1
         metrics["best_score"] = best if best is not None else float("nan")
         stop_early = config.train.patience > 0 and stale >= config.train.patience
+        if world_size > 1:  # only rank 0 validated: its decision holds for every worker, or DDP would hang
+            decision = torch.tensor([float(stop_early)], device=device)
+            torch.distributed.broadcast(decision, src=0)
+            stop_early = bool(decision.item())
         epochs_this_run += 1
         stop_now = stop_early or (config.train.stop_after > 0 and epochs_this_run >= config.train.stop_after)
 

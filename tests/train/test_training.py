@@ -130,3 +130,15 @@ def test_checkpoint_state_loads_safely(tiny_store, tmp_path):
     (directory / "meta.json").write_text(json.dumps({}))
     with pytest.raises(Exception, match="weights_only|Unsupported global"):
         load_state(directory)
+
+
+@pytest.mark.timeout(300)
+def test_early_stopping_is_decided_by_rank_zero_for_every_worker(tiny_store, tmp_path):
+    """Only rank 0 validates; the other worker must follow its decision (else DDP hangs: the timeout)."""
+    config = _config(tiny_store, tmp_path, scaling={"num_workers": 2},
+                     train={"epochs": 4, "patience": 1, "val_metric": "val/recon", "val_mode": "min", "figures_every": 0})
+    result = train(config)
+    history = sorted(mlflow.MlflowClient(result.tracking_uri).get_metric_history(result.run_id, "val/recon"), key=lambda m: m.step)
+    values = [m.value for m in history]
+    expected_last = next((i for i in range(1, len(values)) if values[i] >= min(values[:i])), 3)  # first epoch without improvement
+    assert result.metrics["epoch"] == expected_last and len(values) == expected_last + 1
