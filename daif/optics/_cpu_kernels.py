@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from daif.optics.render import IN_FOCUS_SIGMA  # a compile-time constant of the kernels
+
 try:
     import numba
     from numba import prange
@@ -22,9 +24,6 @@ try:
     AVAILABLE = True
 except ImportError:  # the plain-torch backend in render.py serves instead
     AVAILABLE = False
-
-IN_FOCUS_SIGMA = 1.0  # px, as daif.optics.render
-
 
 def _prepare(sigma, a, e):
     """a = sigma^-2 where sigma > 1 else 0; e = exp(-2a). Flat (size,) arrays."""
