@@ -43,8 +43,12 @@ def run(args: argparse.Namespace) -> int:
     from daif.train.driver import train
 
     config = config_from_args(args)
-    ensure_ray(args.num_cpus)
+    connected = ensure_ray(args.num_cpus)
     result = train(config, resume=args.resume)
+    if connected:  # ours to stop; also ends Ray's progress output before the summary
+        import ray
+
+        ray.shutdown()
     print(f"MLflow run:       {result.run_id}  ({result.tracking_uri})")
     print(f"model URI:        {result.model_uri}")
     print(f"best checkpoint:  {result.best_checkpoint}")
