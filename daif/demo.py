@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from daif.data.synthetic import make_scene
-from daif.optics import defocus_sigma, get_preset, render_focal_stack
+from daif.data.pipeline import render_scene_stack
+from daif.optics import defocus_sigma, get_preset
 from daif.viz import focal_stack_rows, grid_figure, save_figure
 
 
@@ -19,14 +20,12 @@ def render_demo(out: str | Path, preset: str = "nyuv2-5", seed: int = 0, kernel_
     near = max(setting.depth_range[0], setting.focus_distances[0] * 0.7)
     far = min(setting.depth_range[1], setting.focus_distances[-1] * 1.5)
     scene = make_scene(seed, size=setting.image_size, depth_range=(near, far))
-    aif = torch.from_numpy(scene["aif"]).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
-    depth = torch.from_numpy(scene["depth"])[None, None]  # (1, 1, H, W) metres
-    focus = torch.tensor(setting.focus_distances, dtype=torch.float32)
+    focus = np.asarray(setting.focus_distances, dtype=np.float32)
     if len(focus) > 5:  # a dense preset: show 5 of its images, evenly spread
         focus = focus[np.linspace(0, len(focus) - 1, 5).round().astype(int)]
-    with torch.no_grad():
-        stack = render_focal_stack(aif, depth, focus, setting.camera, kernel_size)[0].numpy()  # (S, 3, H, W)
-        sigma = defocus_sigma(depth, focus, setting.camera)[0].numpy()  # (S, H, W)
+    stack = render_scene_stack(scene, focus, setting.camera, kernel_size)  # (S, H, W, 3) uint8, as a store holds it
+    depth = torch.from_numpy(scene["depth"])[None, None]  # (1, 1, H, W) metres
+    sigma = defocus_sigma(depth, torch.from_numpy(focus), setting.camera)[0].numpy()  # (S, H, W)
     rows = focal_stack_rows(stack, focus.tolist(), sigma=sigma)
     rows.append([
         {"image": scene["aif"], "title": "all-in-focus"},

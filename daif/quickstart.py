@@ -95,15 +95,12 @@ def _print_summary(out_dir: Path, result, evaluation: dict, minutes: float) -> N
     print(f"open the UI with: {ui_command(result.tracking_uri)}")
 
 
-def _size(text: str) -> tuple[int, int]:
-    width, _, height = text.lower().partition("x")
-    return int(height), int(width)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT})")
     parser.add_argument("--scenes", type=int, default=240)
-    parser.add_argument("--size", type=_size, default=(64, 64), help="WxH of the rendered images (default 64x64)")
+    from daif.data.cli import parse_size
+
+    parser.add_argument("--size", type=parse_size, default=(64, 64), help="WxH of the rendered images (default 64x64)")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: ./mlflow.db)")

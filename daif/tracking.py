@@ -62,6 +62,13 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+def local_artifact_root(uri: str) -> str | None:
+    """Where a local sqlite store keeps its artifacts: `mlartifacts` beside the database file."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
+
+
 def experiment_id(name: str, uri: str) -> str:
     """The id of experiment `name`, created if missing (local stores keep artifacts beside mlflow.db)."""
     import mlflow
@@ -70,10 +77,7 @@ def experiment_id(name: str, uri: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    artifact_location = None
-    if uri.startswith("sqlite:///"):
-        artifact_location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=artifact_location)
+    return client.create_experiment(name, artifact_location=local_artifact_root(uri))
 
 
 def git_commit() -> str:
@@ -179,8 +183,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     uri = resolve_tracking_uri(args.tracking_uri)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
-    if uri.startswith("sqlite:///"):
-        command += ["--default-artifact-root", (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()]
+    artifact_root = local_artifact_root(uri)
+    if artifact_root:
+        command += ["--default-artifact-root", artifact_root]
     print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)")
     return subprocess.call(command)
 

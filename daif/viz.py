@@ -82,7 +82,7 @@ def grid_figure(rows: Sequence[Sequence[dict]], title: str | None = None, panel_
 def focal_stack_rows(
     stack: np.ndarray, focus_distances: Sequence[float], label: str = "", sigma: np.ndarray | None = None
 ) -> list[list[dict]]:
-    """Rows of panels for a stack (S, 3, H, W) and optionally its defocus maps (S, H, W) in pixels."""
+    """Rows of panels for a stack ((S, 3, H, W) float or (S, H, W, 3) uint8) and optionally its defocus maps (S, H, W) in pixels."""
     images = [{"image": stack[k], "title": f"{label}focus {float(f):.2f} m"} for k, f in enumerate(focus_distances)]
     rows = [images]
     if sigma is not None:

@@ -36,20 +36,18 @@ def tiny_store(directory: str | Path) -> str:
 
 def stack_folder(directory: str | Path, preset: str = "nyuv2-5", size=(48, 64)) -> str:
     """A synthetic scene's focal stack as PNGs plus focus_distances.txt, in `directory`."""
-    import torch
     from PIL import Image
 
+    from daif.data.pipeline import render_scene_stack
     from daif.data.synthetic import make_scene
-    from daif.optics import get_preset, render_focal_stack
+    from daif.optics import get_preset
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     chosen = get_preset(preset)
     scene = make_scene(0, size, (0.8, 7.5))
-    aif = torch.from_numpy(scene["aif"].transpose(2, 0, 1).copy()).float()[None] / 255
-    depth = torch.from_numpy(scene["depth"])[None, None]
-    stack = render_focal_stack(aif, depth, list(chosen.focus_distances), chosen.camera)[0]  # (S, 3, H, W)
+    stack = render_scene_stack(scene, np.asarray(chosen.focus_distances), chosen.camera)  # (S, H, W, 3) uint8
     for k, image in enumerate(stack):
-        Image.fromarray((image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)).save(directory / f"focus_{k:02d}.png")
+        Image.fromarray(image).save(directory / f"focus_{k:02d}.png")
     (directory / "focus_distances.txt").write_text("\n".join(f"{f:g}" for f in chosen.focus_distances) + "\n")
     return str(directory)

@@ -13,7 +13,7 @@ import shlex
 import sys
 
 
-def _size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
     """'320x240' (width x height, as the paper writes it) -> (H, W)."""
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", help="the .mat file or folder of the source (not for synthetic)")
     parser.add_argument("--split", choices=list(SPLIT_CHOICES), default="all", help="train also writes a 'val' split")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="nyuv2-5")
-    parser.add_argument("--size", type=_size, help="WIDTHxHEIGHT, default the preset's (320x240 for NYUv2)")
+    parser.add_argument("--size", type=parse_size, help="WIDTHxHEIGHT, default the preset's (320x240 for NYUv2)")
     parser.add_argument("--out", required=True, help="store directory (shared storage on a cluster)")
     parser.add_argument("--scenes", type=int, help="synthetic: number of scenes (default 100); others: at most N per split")
     parser.add_argument("--seed", type=int, default=0)
