@@ -49,6 +49,25 @@ def test_backward_equals_reference_autograd_on_both_paths():
         torch.testing.assert_close(got[1], expected[1], rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fast_path_with_one_and_two_threads(threads):
+    """A one-thread budget (a Ray worker with <= 1 CPU) runs the serial kernels; both equal the reference."""
+    image, sigma = _sigma_away_from_switch((2, 3, 12, 10), seed=3)
+    grad_out = torch.randn(2, 3, 12, 10, dtype=torch.float64)
+    expected = render_defocus_reference(image, sigma, 7)
+    expected_grads = torch.autograd.grad((expected * grad_out).sum(), (image, sigma))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = render_defocus(image, sigma, 7)
+        got_grads = torch.autograd.grad((got * grad_out).sum(), (image, sigma))
+    finally:
+        torch.set_num_threads(previous)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+    for grad, want in zip(got_grads, expected_grads):
+        torch.testing.assert_close(grad, want, rtol=0, atol=1e-10)
+
+
 def test_all_in_focus_returns_input_bit_for_bit():
     image, _ = _inputs((2, 3, 16, 12), torch.float32)
     sigma = torch.rand(2, 1, 16, 12)  # all <= 1
