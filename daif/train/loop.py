@@ -106,7 +106,7 @@ def _predict(model, stack: torch.Tensor, focus: torch.Tensor, device: torch.devi
     return model(stack, focus)
 
 
-TERM_KEYS = ["total", "recon", "blur", "aif_recon", "aif_blur", "smooth", "sharpness"]
+TERM_KEYS = ["total", "recon", "coarse_recon", "blur", "aif_recon", "aif_blur", "smooth", "sharpness"]
 DEPTH_KEYS = ["abs_rel", "sq_rel", "rmse", "rmse_log10", "rmse_log", "delta1", "delta2", "delta3"]
 AIF_KEYS = ["mg", "sf", "psnr", "ssim"]
 
@@ -122,6 +122,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     rank, world_size = context.get_world_rank(), context.get_world_size()
     torch.manual_seed(config.train.seed)
     device = ray.train.torch.get_device()
+    if device.type == "cpu":  # torch defaults to every core of the node; a worker uses the CPUs it reserved
+        torch.set_num_threads(max(1, int(config.scaling.cpus_per_worker)))
     camera = ThinLensCamera.from_dict(loop_config["camera"])
     focus_all = np.asarray(loop_config["focus_distances"], dtype=np.float32)
     near, far = loop_config["depth_range"]
