@@ -39,6 +39,23 @@ def test_ssim_of_constant_images_by_hand():
     assert float(ssim_map(x, x).min()) == pytest.approx(1.0, abs=1e-12)
 
 
+def test_ssim_at_one_pixel_equals_the_direct_weighted_sums():
+    """The separable filtering against the defining sums over one full 11x11 window (numpy, float64)."""
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 1, 15, 15, generator=generator, dtype=torch.float64)
+    y = (x + 0.2 * torch.rand(1, 1, 15, 15, generator=generator, dtype=torch.float64)).clamp(0, 1)
+    offsets = np.arange(11) - 5.0
+    g = np.exp(-offsets**2 / (2 * 1.5**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    px, py = x[0, 0, 2:13, 2:13].numpy(), y[0, 0, 2:13, 2:13].numpy()  # the window around pixel (7, 7)
+    mx, my = (w * px).sum(), (w * py).sum()
+    vx, vy, cxy = (w * px * px).sum() - mx**2, (w * py * py).sum() - my**2, (w * px * py).sum() - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    expected = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    assert float(ssim_map(x, y)[0, 0, 7, 7]) == pytest.approx(expected, rel=1e-10)
+    assert float(ssim_map(x, y, padding="valid")[0, 0, 2, 2]) == pytest.approx(expected, rel=1e-10)
+
+
 def test_photometric_loss_of_constant_images_by_hand():
     a, b, c1 = 0.3, 0.5, 0.01**2
     ssim = (2 * a * b + c1) / (a * a + b * b + c1)
@@ -123,6 +140,37 @@ def test_ground_truth_reconstructs_its_stack_and_a_wrong_depth_does_not():
     assert float(wrong) > 0.02
 
 
+def test_coarse_recon_renders_the_coarse_aif_with_the_predicted_depth():
+    # depth exactly on the 3rd focus plane: that image is unblurred there, so the coarse AIF is the true AIF
+    # and re-rendering it reproduces the stack exactly; a coarse AIF is otherwise blurrier than the AIF
+    focus_value = FOCUS_DISTANCES[2]
+    aif = make_scenes(1, 24, 24, seed=7)[2]
+    on_plane = torch.full((1, 1, 24, 24), focus_value)
+    focus = torch.tensor(FOCUS_DISTANCES).expand(1, -1)
+    stack = render_focal_stack(aif, on_plane, focus, CAMERA)
+    config = LossConfig(coarse_recon=1.0)
+    assert float(objective(stack, focus, aif, on_plane, CAMERA, config).terms["coarse_recon"]) < 1e-6
+    wrong = objective(stack, focus, aif, on_plane * 1.6, CAMERA, config)
+    expected = photometric_loss(render_focal_stack(wrong.coarse_aif, on_plane * 1.6, focus, CAMERA), stack)
+    assert float(wrong.terms["coarse_recon"]) == pytest.approx(float(expected), rel=1e-6)
+    assert float(wrong.terms["coarse_recon"]) > 0.02
+
+
+def test_gradient_routing_of_the_reconstruction_terms():
+    stack, focus, aif, depth = make_scenes(1, 24, 24, seed=8)
+    config = LossConfig(coarse_recon=1.0, recon_trains_depth=False)
+    predicted_aif = (aif * 0.8 + 0.1).requires_grad_(True)
+    predicted = (depth * 1.2).requires_grad_(True)
+    terms = objective(stack, focus, predicted_aif, predicted, CAMERA, config).terms
+    to_aif, to_depth = torch.autograd.grad(terms["recon"], (predicted_aif, predicted), allow_unused=True, retain_graph=True)
+    assert float(to_aif.abs().sum()) > 1e-6 and to_depth is None  # recon trains the AIF only
+    to_aif, to_depth = torch.autograd.grad(terms["coarse_recon"], (predicted_aif, predicted), allow_unused=True)
+    assert to_aif is None and float(to_depth.abs().sum()) > 1e-6  # coarse_recon trains depth only
+    default = objective(stack, focus, predicted_aif, predicted, CAMERA, LossConfig()).terms
+    assert float(torch.autograd.grad(default["recon"], predicted)[0].abs().sum()) > 1e-6  # the paper's: both
+    assert not default["coarse_recon"].requires_grad  # weight 0: reported, not trained
+
+
 def test_targets_at_other_focus_distances():
     stack, focus, aif, depth = make_scenes(1, 32, 32, seed=4)
     target_focus = torch.tensor([[0.35, 0.6, 1.0]])
@@ -139,17 +187,18 @@ def test_total_is_the_weighted_sum_of_the_terms():
     config = LossConfig(sharpness=3.0)
     noisy_aif = (aif + 0.1 * torch.randn(aif.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     total, terms = total_loss(stack, focus, noisy_aif, depth * 0.9, CAMERA, config)
-    assert set(terms) == {"recon", "blur", "aif_recon", "aif_blur", "smooth", "sharpness"}
+    assert set(terms) == {"recon", "coarse_recon", "blur", "aif_recon", "aif_blur", "smooth", "sharpness"}
     expected = (1000 * terms["recon"] + 10 * terms["blur"] + 100 * terms["aif_recon"] + 10 * terms["aif_blur"]
                 + 10 * terms["smooth"] + 3 * terms["sharpness"])
     assert float(total) == pytest.approx(float(expected), rel=1e-6)
-    assert all(float(value) != 0 for name, value in terms.items() if name != "sharpness")
+    assert all(float(value) != 0 for name, value in terms.items() if name != "sharpness")  # coarse_recon: reported at weight 0
 
 
 def test_loss_config_defaults_and_checks():
     config = LossConfig()
     assert (config.recon, config.blur, config.aif_recon, config.aif_blur, config.smooth) == (1000, 10, 100, 10, 10)
     assert (config.smooth_beta, config.alpha, config.sharpness, config.coarse_aif, config.kernel_size) == (2.5, 0.85, 0, "hard", 7)
+    assert (config.coarse_recon, config.recon_trains_depth) == (0, True)  # the paper's objective
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.recon = 1.0
     with pytest.raises(ValueError, match="coarse_aif"):
