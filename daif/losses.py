@@ -89,16 +89,10 @@ class LossConfig:
 
 
 def gaussian_taps(size: int, sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
-    """Normalised 1-D Gaussian (size,); the 2-D kernel is its outer product."""
+    """Normalised 1-D Gaussian (size,); the 2-D Gaussian window is its outer product with itself."""
     offsets = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
     g = torch.exp(-(offsets**2) / (2 * sigma**2))
     return g / g.sum()
-
-
-def gaussian_kernel(size: int, sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
-    """Normalised 2-D Gaussian (size, size)."""
-    g = gaussian_taps(size, sigma, dtype, device)
-    return g[:, None] * g[None, :]
 
 
 def laplacian_of_gaussian_kernel(size: int = 7, sigma: float = 1.0, dtype=torch.float32, device=None) -> torch.Tensor:

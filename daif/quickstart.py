@@ -41,41 +41,37 @@ def quickstart(
     from daif.config import load_config
     from daif.data.pipeline import render_store
     from daif.evaluate import evaluate
-    from daif.runtime import ensure_ray
+    from daif.runtime import ray_session
     from daif.train.driver import train
 
     out_dir = Path(out).resolve()
     started = time.perf_counter()
-    connected = ensure_ray()
-    print(f"[1/3] rendering {scenes} synthetic scenes ({size[0]}x{size[1]}, preset nyuv2-5) with Ray Data")
-    summary = render_store(
-        out=str(out_dir / "store"), source="synthetic", preset="nyuv2-5", size=size, scenes=scenes, seed=seed, shard_size=32
-    )
-    print(f"      {summary['splits']} in {summary['seconds']:.0f} s")
+    with ray_session():  # the Ray it starts is stopped before the summary
+        print(f"[1/3] rendering {scenes} synthetic scenes ({size[0]}x{size[1]}, preset nyuv2-5) with Ray Data")
+        summary = render_store(
+            out=str(out_dir / "store"), source="synthetic", preset="nyuv2-5", size=size, scenes=scenes, seed=seed, shard_size=32
+        )
+        print(f"      {summary['splits']} in {summary['seconds']:.0f} s")
 
-    print(f"[2/3] training DAIF-Net on Ray Train: {num_workers} CPU worker(s), {epochs} epochs")
-    config = load_config(
-        preset="nyuv2-5",
-        overrides=[
-            f"data.path={out_dir / 'store'}", f"train.epochs={epochs}", f"train.seed={seed}",
-            f"model.width={width}", f"model.levels={levels}", f"optim.batch_size={batch_size}", f"optim.lr={lr}",
-            # leave Ray Data a CPU (ray-notes.md): one 1-CPU worker, or two 0.5-CPU DDP workers
-            f"scaling.num_workers={num_workers}", f"scaling.cpus_per_worker={1.0 if num_workers == 1 else 0.5}",
-            f"train.figures_every={max(1, epochs // 3)}", "tracking.experiment=daif-quickstart",
-            f"tracking.storage={out_dir / 'runs'}", f"tracking.tracking_uri={tracking_uri}", *RECIPE,
-        ],
-    )
-    result = train(config)
+        print(f"[2/3] training DAIF-Net on Ray Train: {num_workers} CPU worker(s), {epochs} epochs")
+        config = load_config(
+            preset="nyuv2-5",
+            overrides=[
+                f"data.path={out_dir / 'store'}", f"train.epochs={epochs}", f"train.seed={seed}",
+                f"model.width={width}", f"model.levels={levels}", f"optim.batch_size={batch_size}", f"optim.lr={lr}",
+                # leave Ray Data a CPU (ray-notes.md): one 1-CPU worker, or two 0.5-CPU DDP workers
+                f"scaling.num_workers={num_workers}", f"scaling.cpus_per_worker={1.0 if num_workers == 1 else 0.5}",
+                f"train.figures_every={max(1, epochs // 3)}", "tracking.experiment=daif-quickstart",
+                f"tracking.storage={out_dir / 'runs'}", f"tracking.tracking_uri={tracking_uri}", *RECIPE,
+            ],
+        )
+        result = train(config)
 
-    print("[3/3] evaluating the trained model and the analytic depth-from-focus baseline on the test split")
-    evaluation = evaluate(
-        [result.best_checkpoint], str(out_dir / "store"), "test", str(out_dir / "evaluation"), tracking_uri=result.tracking_uri
-    )
+        print("[3/3] evaluating the trained model and the analytic depth-from-focus baseline on the test split")
+        evaluation = evaluate(
+            [result.best_checkpoint], str(out_dir / "store"), "test", str(out_dir / "evaluation"), tracking_uri=result.tracking_uri
+        )
     minutes = (time.perf_counter() - started) / 60
-    if connected:  # ours to stop; also ends Ray's progress output before the summary
-        import ray
-
-        ray.shutdown()
     _print_summary(out_dir, result, evaluation, minutes)
     (out_dir / "quickstart.json").write_text(json.dumps({
         "minutes": minutes, "run_id": result.run_id, "model_uri": result.model_uri,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # silences a core-worker error on machines without it
@@ -29,3 +31,17 @@ def ensure_ray(num_cpus: int | None = None, object_store_memory: int | None = LO
         log_to_driver=True,
     )
     return True
+
+
+@contextlib.contextmanager
+def ray_session(num_cpus: int | None = None) -> Iterator[None]:
+    """`ensure_ray(num_cpus)` for the block; on leaving it, shut down the Ray this call connected to (one
+    that was already initialised stays). Shutting down also ends Ray's progress output before a summary."""
+    connected = ensure_ray(num_cpus)
+    try:
+        yield
+    finally:
+        if connected:
+            import ray
+
+            ray.shutdown()

@@ -38,17 +38,13 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from daif.runtime import ensure_ray
+    from daif.runtime import ray_session
     from daif.tracking import ui_command
     from daif.train.driver import train
 
     config = config_from_args(args)
-    connected = ensure_ray(args.num_cpus)
-    result = train(config, resume=args.resume)
-    if connected:  # ours to stop; also ends Ray's progress output before the summary
-        import ray
-
-        ray.shutdown()
+    with ray_session(args.num_cpus):
+        result = train(config, resume=args.resume)
     print(f"MLflow run:       {result.run_id}  ({result.tracking_uri})")
     print(f"model URI:        {result.model_uri}")
     print(f"best checkpoint:  {result.best_checkpoint}")

@@ -14,7 +14,7 @@ from daif.losses import (
     LossConfig,
     blurriness,
     coarse_aif,
-    gaussian_kernel,
+    gaussian_taps,
     laplacian_of_gaussian_kernel,
     objective,
     photometric_loss,
@@ -65,9 +65,9 @@ def test_photometric_loss_of_constant_images_by_hand():
 
 
 def test_kernels():
-    g = gaussian_kernel(11, 1.5, dtype=torch.float64)
+    g = gaussian_taps(11, 1.5, dtype=torch.float64)
     assert float(g.sum()) == pytest.approx(1.0, abs=1e-12)
-    assert float(g[5, 5] / g[5, 6]) == pytest.approx(math.exp(1 / (2 * 1.5**2)), rel=1e-12)
+    assert float(g[5] / g[6]) == pytest.approx(math.exp(1 / (2 * 1.5**2)), rel=1e-12)
     log = laplacian_of_gaussian_kernel(7, 1.0, dtype=torch.float64)
     assert float(log.sum()) == pytest.approx(0.0, abs=1e-12)
     assert float(log[3, 3]) < 0 < float(log[0, 0])  # negative centre, positive surround
