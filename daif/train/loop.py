@@ -160,12 +160,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         _inject_fault(config, epoch, loop_config.get("storage_dir", ""))
         model.train()
         rng = np.random.default_rng([config.train.seed, epoch, rank])
+        # the depth jitter's draws, fixed by (seed, epoch, rank) like the bins, so a resumed run repeats them
+        jitter_seed = np.random.default_rng([config.train.seed, epoch, rank, 1]).integers(2**62)
+        jitter = torch.Generator().manual_seed(int(jitter_seed))
         train_sums = _Reducer()
         started, samples = time.perf_counter(), 0
         for rows in ray.train.get_dataset_shard("train").iter_batches(batch_size=per_worker_batch, batch_format="numpy"):
             batch = _to_device(make_batch(rows, train_sampler.draw(rng, len(rows["scene_id"])), focus_all), device)
             aif, depth = _predict(model, batch["stack"], batch["focus_distances"], device, config.train.mixed_precision)
-            result = objective(batch["stack"], batch["focus_distances"], aif, depth, camera, config.loss)
+            result = objective(batch["stack"], batch["focus_distances"], aif, depth, camera, config.loss, generator=jitter)
             optimizer.zero_grad(set_to_none=True)
             result.total.backward()
             if config.optim.grad_clip > 0:

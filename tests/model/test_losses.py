@@ -15,6 +15,7 @@ from daif.losses import (
     blurriness,
     coarse_aif,
     gaussian_taps,
+    jitter_depth,
     laplacian_of_gaussian_kernel,
     objective,
     photometric_loss,
@@ -198,11 +199,13 @@ def test_loss_config_defaults_and_checks():
     config = LossConfig()
     assert (config.recon, config.blur, config.aif_recon, config.aif_blur, config.smooth) == (1000, 10, 100, 10, 10)
     assert (config.smooth_beta, config.alpha, config.sharpness, config.coarse_aif, config.kernel_size) == (2.5, 0.85, 0, "hard", 7)
-    assert (config.coarse_recon, config.recon_trains_depth) == (0, True)  # the paper's objective
+    assert (config.coarse_recon, config.recon_trains_depth, config.depth_jitter) == (0, True, 0)  # the paper's objective
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.recon = 1.0
     with pytest.raises(ValueError, match="coarse_aif"):
         LossConfig(coarse_aif="median")
+    with pytest.raises(ValueError, match="depth_jitter"):
+        LossConfig(depth_jitter=-0.1)
 
 
 def test_bad_arguments_are_named():
@@ -222,3 +225,32 @@ def test_sharpness_penalises_an_aif_blurrier_than_the_coarse_aif():
     expected = -0.25 * math.log(1e-8) - float(blurriness(result.coarse_aif)[0])
     assert float(result.terms["sharpness"]) == pytest.approx(expected, rel=1e-5)
     assert float(objective(stack, focus, aif, depth, CAMERA).terms["sharpness"]) == 0.0  # the true AIF is sharper
+
+
+def test_depth_jitter_is_a_log_normal_factor_per_pixel():
+    depth = torch.full((4, 1, 128, 128), 2.0, dtype=torch.float64)
+    jittered = jitter_depth(depth, 0.2, torch.Generator().manual_seed(0))
+    log_factor = torch.log(jittered / depth)
+    assert abs(float(log_factor.mean())) < 0.005 and float(log_factor.std()) == pytest.approx(0.2, rel=0.02)
+    assert float(torch.corrcoef(torch.stack([log_factor[..., 1:].flatten(), log_factor[..., :-1].flatten()]))[0, 1]) < 0.02
+    again = jitter_depth(depth, 0.2, torch.Generator().manual_seed(0))
+    assert torch.equal(jittered, again)  # the generator fixes the draw
+    assert jitter_depth(depth, 0.2, None) is depth and jitter_depth(depth, 0.0, torch.Generator()) is depth
+
+
+def test_depth_jitter_reaches_depth_inside_a_dead_zone():
+    # The predicted depth sits on the one focus plane: the renderer passes every pixel through (defocus 0),
+    # so the reconstruction does not depend on depth there and its gradient is exactly zero. The target was
+    # rendered at a depth 40 % further, blurred. Jittered renders land outside the dead zone: a gradient.
+    aif = make_scenes(1, 24, 24, seed=9)[2]
+    focus = torch.tensor([[FOCUS_DISTANCES[2]]])
+    on_plane = torch.full((1, 1, 24, 24), FOCUS_DISTANCES[2])
+    target = render_focal_stack(aif, on_plane * 1.4, focus, CAMERA)
+    assert float((target - aif[:, None]).abs().mean()) > 0.01  # the target is blurred
+    config = LossConfig(depth_jitter=0.3)
+    predicted = on_plane.clone().requires_grad_(True)
+    still = objective(target, focus, aif, predicted, CAMERA, config).terms["recon"]  # no generator: no jitter
+    assert float(torch.autograd.grad(still, predicted)[0].abs().sum()) == 0.0
+    moved = objective(target, focus, aif, predicted, CAMERA, config, generator=torch.Generator().manual_seed(3)).terms["recon"]
+    assert float(torch.autograd.grad(moved, predicted)[0].abs().sum()) > 1e-6
+    assert float(moved.detach()) < float(still.detach())  # some pixels now render blurred, closer to the target

@@ -81,10 +81,12 @@ def test_two_cpu_workers_log_params_metrics_figures_and_a_loadable_model(tiny_st
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_store, tmp_path):
-    whole = train(_config(tiny_store, tmp_path / "whole", train={"epochs": 3, "figures_every": 0}))
-    first = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "stop_after": 1, "figures_every": 0}))
+    jitter = {"depth_jitter": 0.3}  # random draws in every step: a resumed run must repeat them
+    whole = train(_config(tiny_store, tmp_path / "whole", train={"epochs": 3, "figures_every": 0}, loss=jitter))
+    first = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "stop_after": 1, "figures_every": 0}, loss=jitter))
     assert first.metrics["epoch"] == 0
-    resumed = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "figures_every": 0}), resume=first.latest_checkpoint)
+    resumed = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "figures_every": 0}, loss=jitter),
+                    resume=first.latest_checkpoint)
     assert resumed.metrics["epoch"] == 2 and resumed.run_id == first.run_id  # the same MLflow run goes on
     for key in ("train/total", "val/total", "val/abs_rel", "lr"):
         assert resumed.metrics[key] == pytest.approx(whole.metrics[key], rel=1e-4, abs=1e-7), key
