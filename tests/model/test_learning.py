@@ -1,11 +1,12 @@
 """Learning check: the self-supervised objective, no ground truth, trains DAIF-Net on tiny scenes.
 
-It uses the coarse-AIF recipe of the quickstart (daif/losses.py, "Depth through the coarse AIF"). A run of
-200 steps on four scenes is chaotic: builds of the renderer that differ in the last float bit (numba's
-vectorisation) end it in different places (measured for seed 0: mean Pearson 0.35 on one checkout, 0.21
-on a fresh one). So the test trains from three seeds and judges the average, with margins taken from
-the spread measured over six seeds on one checkout (mean Pearson 0.05 to 0.36) and seeds 0-2 on a fresh
-one (0.21, 0.12, 0.27; average 0.20, untrained average -0.11).
+It uses the hard coarse-AIF recipe (daif/losses.py, "Depth through the coarse AIF"; the quickstart adds
+the soft selection and the depth jitter). A run of 200 steps on four scenes is chaotic: builds of the
+renderer that differ in the last float bit (numba's vectorisation) end it in different places (measured
+for seed 0: mean Pearson 0.35 on one checkout, 0.21 on a fresh one). So the test trains from three seeds
+and judges the average, with margins taken from the spread measured over six seeds on one checkout (mean
+Pearson 0.05 to 0.36) and seeds 0-2 on a fresh one (0.21, 0.12, 0.27; average 0.20, untrained average
+-0.11).
 """
 
 from __future__ import annotations

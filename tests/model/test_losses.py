@@ -254,3 +254,21 @@ def test_depth_jitter_reaches_depth_inside_a_dead_zone():
     moved = objective(target, focus, aif, predicted, CAMERA, config, generator=torch.Generator().manual_seed(3)).terms["recon"]
     assert float(torch.autograd.grad(moved, predicted)[0].abs().sum()) > 1e-6
     assert float(moved.detach()) < float(still.detach())  # some pixels now render blurred, closer to the target
+
+
+def test_soft_coarse_recon_trains_the_selection_and_tends_to_the_hard_one():
+    stack, focus, aif, depth = make_scenes(1, 24, 24, seed=14)
+    predicted = (depth * 1.3).requires_grad_(True)
+    config = LossConfig(coarse_recon=1.0, coarse_recon_temperature=2.0)
+    term = objective(stack, focus, aif, predicted, CAMERA, config).terms["coarse_recon"]
+    through_weights = torch.autograd.grad(term, predicted)[0]
+    # by hand: the same soft coarse AIF, held fixed; the difference is the gradient through its weights
+    source = coarse_aif(stack, focus, predicted, CAMERA, "soft", 2.0).detach()
+    held = photometric_loss(render_focal_stack(source, predicted, focus, CAMERA), stack)
+    assert float(term.detach()) == pytest.approx(float(held.detach()), rel=1e-6)
+    assert float((through_weights - torch.autograd.grad(held, predicted)[0]).abs().sum()) > 1e-4
+    hard = objective(stack, focus, aif, predicted, CAMERA, LossConfig(coarse_recon=1.0)).terms["coarse_recon"]
+    sharp = objective(stack, focus, aif, predicted, CAMERA, LossConfig(coarse_recon=1.0, coarse_recon_temperature=1e-3))
+    assert float(sharp.terms["coarse_recon"].detach()) == pytest.approx(float(hard.detach()), rel=1e-5)  # T -> 0: arg-min
+    with pytest.raises(ValueError, match="coarse_recon_temperature"):
+        LossConfig(coarse_recon_temperature=-1.0)
