@@ -16,11 +16,14 @@ import argparse
 import numpy as np
 import torch
 
+from daif.metrics import depth_metrics
+
 DEFAULT_EDGES = "0.5,0.9,1.1,1.4,1.8,2.3,3,3.7,4.5,5.5,7,8"
 
 
 def band_table(predictions: dict[str, torch.Tensor], depth: torch.Tensor, valid: torch.Tensor, edges) -> list[dict]:
-    """One row per band [lo, hi) of true depth: share of the valid pixels, per method delta1 and median ratio."""
+    """One row per band [lo, hi) of true depth: share of the valid pixels, per method delta1 (all the band's
+    pixels pooled, `daif.metrics.depth_metrics`) and median ratio."""
     rows = []
     for low, high in zip(edges[:-1], edges[1:]):
         inside = valid & (depth >= low) & (depth < high)
@@ -28,9 +31,8 @@ def band_table(predictions: dict[str, torch.Tensor], depth: torch.Tensor, valid:
             continue
         row = {"band": f"{low:g}-{high:g} m", "share": float(inside.sum() / valid.sum())}
         for name, predicted in predictions.items():
-            ratio = predicted[inside] / depth[inside]
-            row[f"{name} delta1"] = float((torch.maximum(ratio, 1 / ratio) < 1.25).double().mean())
-            row[f"{name} median ratio"] = float(ratio.median())
+            row[f"{name} delta1"] = depth_metrics(predicted, depth, inside, reduction="pixel")["delta1"]
+            row[f"{name} median ratio"] = float((predicted[inside] / depth[inside]).median())
         rows.append(row)
     return rows
 
