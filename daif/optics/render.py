@@ -189,3 +189,34 @@ def render_focal_stack(
     images = aif[:, None].expand(b, s, *aif.shape[1:]).reshape(b * s, aif.shape[1], h, w)  # (B*S, C, H, W)
     stack = render_defocus(images, sigma.reshape(b * s, 1, h, w), kernel_size)
     return stack.reshape(b, s, aif.shape[1], h, w)
+
+
+def render_uniform_defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
+    """`render_defocus` for a defocus that is constant over each image, as two 1-D convolutions.
+
+    image: (N, C, H, W); sigma: (N,) pixels, one value per image. Equal to `render_defocus(image, s)` with
+    s the constant map of each image's sigma: with a single sigma the weight sigma^-2 exp(-2|q - x|^2 / sigma^2)
+    is separable and its factor sigma^-2 cancels in the normalisation, so the output is the image filtered
+    by the 1-D taps exp(-2 r^2 / sigma^2) along both axes, divided by the same filtering of ones (sources
+    outside the image are left out); an image with sigma <= 1 passes through. O(N C H W K) work.
+    Differentiable w.r.t. the image (the searches that use it need no gradient to sigma).
+    """
+    kernel_size = _check_kernel_size(kernel_size)
+    check_tensor("image", image, ("N", "C", "H", "W"))
+    check_tensor("sigma", sigma, (image.shape[0],))
+    n, c, h, w = image.shape
+    m = kernel_size // 2
+    offsets = torch.arange(-m, m + 1, dtype=image.dtype, device=image.device)
+    blurred = sigma.to(image.dtype) > IN_FOCUS_SIGMA
+    inverse_square = torch.where(blurred, sigma.to(image.dtype).clamp_min(IN_FOCUS_SIGMA) ** -2, 0.0)
+    taps = torch.exp(-2.0 * inverse_square[:, None] * offsets**2)  # (N, K); all ones where passed through
+    taps = taps.repeat_interleave(c, dim=0)  # (N*C, K): one kernel per channel group
+
+    def filter_2d(planes: torch.Tensor) -> torch.Tensor:  # (1, N*C, H, W), zero padding = sources outside left out
+        planes = F.conv2d(planes, taps[:, None, None, :], padding=(0, m), groups=n * c)
+        return F.conv2d(planes, taps[:, None, :, None], padding=(m, 0), groups=n * c)
+
+    numerator = filter_2d(image.reshape(1, n * c, h, w))
+    denominator = filter_2d(torch.ones(1, n * c, h, w, dtype=image.dtype, device=image.device))
+    out = (numerator / denominator).reshape(n, c, h, w)
+    return torch.where(blurred[:, None, None, None], out, image)

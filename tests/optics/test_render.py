@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from daif.optics import ThinLensCamera, defocus_sigma, render_defocus, render_defocus_reference, render_focal_stack
+from daif.optics import (
+    ThinLensCamera,
+    defocus_sigma,
+    render_defocus,
+    render_defocus_reference,
+    render_focal_stack,
+    render_uniform_defocus,
+)
 from daif.optics import render as render_module
 
 SHAPES = [(2, 3, 9, 13), (1, 1, 1, 1), (3, 2, 4, 2), (1, 3, 1, 17), (2, 3, 20, 17)]
@@ -138,3 +145,21 @@ def test_near_and_far_focus_sharpen_different_regions():
     error = (stack - aif[:, None]).abs()
     assert error[0, 0, :, :, :18].max() == 0.0 and error[0, 0, :, :, 22:].mean() > 0.05  # near focus
     assert error[0, 1, :, :, 22:].max() == 0.0 and error[0, 1, :, :, :18].mean() > 0.05  # far focus
+
+
+@pytest.mark.parametrize("kernel_size", [3, 7, 11])
+def test_uniform_defocus_equals_the_renderer_with_a_constant_map(kernel_size):
+    # one defocus per image, across the pass-through switch and beyond the window
+    image = torch.rand(5, 3, 9, 13, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    sigma = torch.tensor([0.3, 1.0, 1.0001, 2.5, 40.0], dtype=torch.float64)
+    expected = render_defocus_reference(image, sigma[:, None, None, None].expand(5, 1, 9, 13).contiguous(), kernel_size)
+    assert torch.allclose(render_uniform_defocus(image, sigma, kernel_size), expected, atol=1e-12, rtol=0)
+    assert torch.equal(render_uniform_defocus(image, sigma, kernel_size)[:2], image[:2])  # in focus: bit for bit
+
+
+def test_uniform_defocus_names_bad_arguments():
+    image = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="sigma"):
+        render_uniform_defocus(image, torch.ones(3))
+    with pytest.raises(ValueError, match="kernel_size"):
+        render_uniform_defocus(image, torch.ones(2), 4)
