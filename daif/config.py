@@ -35,7 +35,7 @@ class DataConfig:
 class ModelConfig:
     width: int = 16
     levels: int = 4
-    depth_mapping: str = "sigmoid"  # "max" (the reference's), "minmax", "sigmoid" or "clip"; see daif.model
+    depth_mapping: str = "sigmoid"  # "max" (the reference's), "minmax", "sigmoid", "log" or "clip"; see daif.model
     near: float = 0.0  # metres; 0 = the store's depth range
     far: float = 0.0
     focus_scale: float = 0.0  # focus-distance input plane = focus / focus_scale; 0 = far

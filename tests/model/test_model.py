@@ -109,6 +109,12 @@ def test_depth_mappings_by_hand():
     softplus = [math.log1p(math.exp(x)) for x in (0.0, 1.0, 2.0)]
     expected_max = [1 + 2 * s / softplus[-1] for s in softplus]
     assert map_depth(raw, "max", near, far).flatten().tolist() == pytest.approx(expected_max, abs=1e-5)
+    # log: uniform in log depth, raw 0 gives the geometric mean, both ends reached
+    logged = map_depth(raw, "log", near, far).flatten().tolist()
+    assert logged == pytest.approx([math.exp(math.log(3.0) / (1 + math.exp(-x))) for x in (0.0, 1.0, 2.0)], rel=1e-6)
+    assert logged[0] == pytest.approx(math.sqrt(near * far), rel=1e-6)
+    ends = map_depth(torch.tensor([-40.0, 40.0]).reshape(1, 1, 1, 2), "log", near, far).flatten().tolist()
+    assert ends == pytest.approx([near, far], rel=1e-5)
     # clip: raw is metres offset by the range middle (2 m)
     clipped = map_depth(torch.tensor([-3.0, 0.5, 3.0]).reshape(1, 1, 1, 3), "clip", near, far)
     assert clipped.flatten().tolist() == pytest.approx([1.0, 2.5, 3.0])
