@@ -7,6 +7,8 @@ forward + backward (inputs of the later parts are detached leaves that require g
     rendering  render_focal_stack(aif, depth, focus) and backward
     loss       total_loss(...) and backward, minus rendering (SSIM, coarse AIF, blurriness, smoothness)
     step       the whole thing end to end (network + total_loss, one backward)
+    search     daif.search.defocus_search over 24 candidates in 0.1..3 m (no backward): what the
+               objective's `search` term (not in the paper, off in this step) adds to a step
 Times are medians over repeats; the machine's load average is recorded because other processes share it.
 
     python benchmarks/model_step.py [--threads 2] [--repeats 5] [--out benchmarks/results/model_step.json]
@@ -47,6 +49,7 @@ def main() -> None:
     from daif.losses import LossConfig, total_loss
     from daif.model import DAIFNet
     from daif.optics import get_preset, render_focal_stack
+    from daif.search import defocus_search
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -80,8 +83,12 @@ def main() -> None:
         aif, depth = net(stack, focus)
         total_loss(stack, focus, aif, depth, camera, config)[0].backward()
 
+    def search() -> None:
+        defocus_search(stack, focus, camera, 0.1, 3.0)
+
     seconds = {name: _median_time(fn, args.repeats) for name, fn in
-               (("network", network), ("rendering", rendering), ("loss_with_rendering", loss), ("step", step))}
+               (("network", network), ("rendering", rendering), ("loss_with_rendering", loss), ("step", step),
+                ("search", search))}
     seconds["loss"] = seconds["loss_with_rendering"] - seconds["rendering"]
     parts = seconds["network"] + seconds["rendering"] + seconds["loss"]
     result = {
@@ -101,6 +108,7 @@ def main() -> None:
         print(f"{name:<12}{seconds[name]:>10.3f}{seconds[name] / parts:>9.1%}")
     print(f"{'sum':<12}{parts:>10.3f}")
     print(f"{'step (e2e)':<12}{seconds['step']:>10.3f}")
+    print(f"{'search':<12}{seconds['search']:>10.3f}   (the `search` term's extra, not in this step)")
     print(f"rendering share: {result['rendering_share_of_parts']:.1%} of the parts, "
           f"{result['rendering_share_of_step']:.1%} of the end-to-end step (goal <= 25%); "
           f"load average {result['load_average_1min']:.1f}")

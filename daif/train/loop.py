@@ -106,7 +106,18 @@ def _predict(model, stack: torch.Tensor, focus: torch.Tensor, device: torch.devi
     return model(stack, focus)
 
 
-TERM_KEYS = ["total", "recon", "coarse_recon", "blur", "aif_recon", "aif_blur", "smooth", "sharpness"]
+TERM_KEYS = ["total", "recon", "blur", "aif_recon", "aif_blur", "smooth", "sharpness"]
+
+
+def _term_keys(config: Config, training: bool) -> list[str]:
+    """The loss terms a run reports (`daif.losses.objective`): coarse_recon in validation always, in training
+    where it is weighted; search only where it is weighted (it costs a search per batch)."""
+    keys = list(TERM_KEYS)
+    if config.loss.coarse_recon or not training:
+        keys.append("coarse_recon")
+    if config.loss.search:
+        keys.append("search")
+    return keys
 DEPTH_KEYS = ["abs_rel", "sq_rel", "rmse", "rmse_log10", "rmse_log", "delta1", "delta2", "delta3"]
 AIF_KEYS = ["mg", "sf", "psnr", "ssim"]
 
@@ -127,6 +138,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     camera = ThinLensCamera.from_dict(loop_config["camera"])
     focus_all = np.asarray(loop_config["focus_distances"], dtype=np.float32)
     near, far = loop_config["depth_range"]
+    search_range = (near, far) if config.loss.search else None  # the search term's candidates span the model's range
 
     net = build_model(config, near, far)
     model = ray.train.torch.prepare_model(net)  # to the device; DDP when world_size > 1
@@ -168,7 +180,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         for rows in ray.train.get_dataset_shard("train").iter_batches(batch_size=per_worker_batch, batch_format="numpy"):
             batch = _to_device(make_batch(rows, train_sampler.draw(rng, len(rows["scene_id"])), focus_all), device)
             aif, depth = _predict(model, batch["stack"], batch["focus_distances"], device, config.train.mixed_precision)
-            result = objective(batch["stack"], batch["focus_distances"], aif, depth, camera, config.loss, generator=jitter)
+            result = objective(
+                batch["stack"], batch["focus_distances"], aif, depth, camera, config.loss, generator=jitter, depth_range=search_range
+            )
             optimizer.zero_grad(set_to_none=True)
             result.total.backward()
             if config.optim.grad_clip > 0:
@@ -180,7 +194,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             samples += count
             train_sums.add({"total": float(result.total), **{k: float(v) for k, v in result.terms.items()}}, count)
         seconds = time.perf_counter() - started
-        metrics = {f"train/{k}": v for k, v in train_sums.mean(TERM_KEYS, world_size, device).items()}
+        metrics = {f"train/{k}": v for k, v in train_sums.mean(_term_keys(config, training=True), world_size, device).items()}
         throughput = torch.tensor([samples / max(seconds, 1e-9)], dtype=torch.float64, device=device)
         if world_size > 1:
             torch.distributed.all_reduce(throughput)
@@ -191,7 +205,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         figure_batch = None
         want_figures = rank == 0 and (last_epoch or (config.train.figures_every > 0 and epoch % config.train.figures_every == 0))
         if rank == 0:  # the whole (small) validation split, on the unwrapped net: no collectives
-            val_metrics, figure_batch = _validate(net, config, camera, val_sampler, focus_all, device, want_figures)
+            val_metrics, figure_batch = _validate(net, config, camera, val_sampler, focus_all, device, want_figures, search_range)
             metrics.update(val_metrics)
         metrics["epoch"] = epoch
 
@@ -242,7 +256,7 @@ def _inject_fault(config: Config, epoch: int, storage_dir: str) -> None:
 
 
 @torch.no_grad()
-def _validate(model, config: Config, camera, sampler: BinSampler, focus_all, device, want_figures: bool):
+def _validate(model, config: Config, camera, sampler: BinSampler, focus_all, device, want_figures: bool, search_range):
     import ray.train
 
     model.eval()
@@ -252,7 +266,7 @@ def _validate(model, config: Config, camera, sampler: BinSampler, focus_all, dev
     for rows in ray.train.get_dataset_shard("val").iter_batches(batch_size=config.optim.batch_size, batch_format="numpy"):
         batch = _to_device(make_batch(rows, sampler.draw(rng, len(rows["scene_id"])), focus_all), device)
         aif, depth = _predict(model, batch["stack"], batch["focus_distances"], device, config.train.mixed_precision)
-        result = objective(batch["stack"], batch["focus_distances"], aif, depth, camera, config.loss)
+        result = objective(batch["stack"], batch["focus_distances"], aif, depth, camera, config.loss, depth_range=search_range)
         count = batch["stack"].shape[0]
         sums.add({"total": float(result.total), **{k: float(v) for k, v in result.terms.items()}}, count)
         sums.add(depth_metrics(depth, batch["depth"], batch["valid"]), count)
@@ -265,6 +279,6 @@ def _validate(model, config: Config, camera, sampler: BinSampler, focus_all, dev
                 "true_depth": batch["depth"][0, 0].cpu().numpy(), "true_aif": batch["aif"][0].cpu().numpy(),
                 "sigma": defocus_sigma(depth[:1], batch["focus_distances"][:1], camera)[0].cpu().numpy(),
             }
-    keys = TERM_KEYS + DEPTH_KEYS + AIF_KEYS
+    keys = _term_keys(config, training=False) + DEPTH_KEYS + AIF_KEYS
     model.train()
     return {f"val/{k}": v for k, v in sums.mean(keys, world_size=1).items()}, figure_batch

@@ -1,0 +1,80 @@
+"""Depth by exhaustive defocus search, against scenes of known depth rendered here."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import CAMERA, FOCUS_DISTANCES, textured_image
+from daif.losses import LossConfig, objective
+from daif.optics import render_focal_stack
+from daif.search import defocus_search
+
+NEAR, FAR, CANDIDATES = 0.25, 2.5, 25
+STEP = math.log(FAR / NEAR) / (CANDIDATES - 1)  # log-depth spacing of the candidates
+SIZE = 40
+
+
+def _render(depth: torch.Tensor, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    aif = torch.stack([textured_image(SIZE, SIZE, generator, scales=(1, 2)) for _ in range(depth.shape[0])]).float()
+    focus = torch.tensor(FOCUS_DISTANCES).expand(depth.shape[0], -1)
+    return render_focal_stack(aif, depth, focus, CAMERA), focus, aif
+
+
+def test_fronto_parallel_planes_are_found_within_half_a_step():
+    # planes on and between the candidates, across the focus range (0.3 .. 1.8 m)
+    depths = [NEAR * math.exp(STEP * index) for index in (3, 8, 12.5, 15.3, 19)]
+    depth = torch.tensor(depths).reshape(-1, 1, 1, 1).expand(-1, 1, SIZE, SIZE).contiguous()
+    stack, focus, _ = _render(depth)
+    found = defocus_search(stack, focus, CAMERA, NEAR, FAR, CANDIDATES)
+    assert found.shape == depth.shape
+    error = (found.log() - depth.log()).abs() / STEP  # in candidate steps
+    assert float(error.max()) <= 0.5 + 1e-4
+    assert float(error.median()) < 0.25
+
+
+def test_two_planes_each_found_away_from_their_edge():
+    depth = torch.full((2, 1, SIZE, SIZE), 0.46)
+    depth[..., SIZE // 2 :] = 1.5  # left half near, right half far
+    depth[1] = depth[1].flip(-1)
+    stack, focus, _ = _render(depth, seed=1)
+    found = defocus_search(stack, focus, CAMERA, NEAR, FAR, CANDIDATES, window=5)
+    margin = 3 + 2 + 1  # renderer half-window + error half-window + one
+    interior = torch.ones_like(depth, dtype=torch.bool)
+    interior[..., SIZE // 2 - margin : SIZE // 2 + margin] = False
+    error = (found.log() - depth.log()).abs()[interior] / STEP
+    assert float(error.max()) <= 0.5 + 1e-4
+
+
+def test_search_term_of_the_objective():
+    depth = torch.full((2, 1, SIZE, SIZE), NEAR * math.exp(STEP * 10))  # on a candidate: found exactly
+    stack, focus, aif = _render(depth)
+    config = LossConfig(search=1.0, search_candidates=CANDIDATES)
+    at_truth = objective(stack, focus, aif, depth, CAMERA, config, depth_range=(NEAR, FAR)).terms["search"]
+    assert float(at_truth) < 0.5 * STEP
+    too_far = objective(stack, focus, aif, depth * 1.5, CAMERA, config, depth_range=(NEAR, FAR)).terms["search"]
+    assert float(too_far) == pytest.approx(math.log(1.5) - float(at_truth), abs=0.5 * STEP)
+    # the term trains depth only, towards the searched depth
+    predicted = (depth * 1.5).requires_grad_()
+    objective(stack, focus, aif, predicted, CAMERA, config, depth_range=(NEAR, FAR)).terms["search"].backward()
+    assert float(predicted.grad.min()) > 0  # lowering the depth lowers the term
+    assert "search" not in objective(stack, focus, aif, depth, CAMERA, LossConfig()).terms
+    with pytest.raises(ValueError, match="depth_range"):
+        objective(stack, focus, aif, depth, CAMERA, config)
+
+
+def test_bad_arguments_are_named():
+    stack, focus, _ = _render(torch.full((1, 1, SIZE, SIZE), 1.0))
+    with pytest.raises(ValueError, match="near, far"):
+        defocus_search(stack, focus, CAMERA, 2.0, 1.0)
+    with pytest.raises(ValueError, match="candidates"):
+        defocus_search(stack, focus, CAMERA, NEAR, FAR, candidates=1)
+    with pytest.raises(ValueError, match="window"):
+        defocus_search(stack, focus, CAMERA, NEAR, FAR, window=4)
+    with pytest.raises(ValueError, match="focus_distances"):
+        defocus_search(stack, focus[:, :3], CAMERA, NEAR, FAR)
+    with pytest.raises(ValueError, match="search_window"):
+        LossConfig(search_window=2)
