@@ -1,11 +1,13 @@
-"""Evaluation: trained models and the analytic baseline on a store's test split (method.md, "Metrics").
+"""Evaluation: trained models and two analytic methods on a store's test split (method.md, "Metrics").
 
     result = evaluate(["runs:/<run_id>/model"], data="stores/nyu", split="test", out="eval")
     result["delta1"], result["methods"]["baseline"]["image"]["delta1"], result["markdown"]
 
 The evaluation stack is the store's middle-of-bin stack (K = the store's num_bins), the one
-validation uses. Every method (each model, then the analytic baseline `daif.baseline`) sees the
-same stacks. Metrics come from `daif.metrics.depth_metrics` per image; the two aggregations are
+validation uses. Every method sees the same stacks: each model, then the analytic baseline
+(`daif.baseline.depth_from_focus`, a focus measure's peak) and the defocus search
+(`daif.search.defocus_search` over the first model's depth range, the target of the objective's `search`
+term, so a model trained with that term is shown beside its teacher). Metrics come from `daif.metrics.depth_metrics` per image; the two aggregations are
 derived from them exactly: "image" is the mean over images (the reference), "pixel" pools all valid
 pixels (each per-image mean weighted by its valid count, rmse-type metrics through their squares).
 `max_depths` adds masked variants (gt < d), e.g. "image_max0.5m" (DefocusNet's 0.5 m).
@@ -45,6 +47,8 @@ RAY_MIN_SCENES = 64  # below this, starting an actor pool costs more than it sav
 BATCH_SIZE = 4
 BASELINE = "baseline"
 BASELINE_LABEL = "analytic baseline (depth from focus)"
+SEARCH = "search"
+ANALYTIC = {BASELINE: (BASELINE_LABEL, "daif.baseline.depth_from_focus"), SEARCH: ("defocus search", "daif.search.defocus_search")}
 EXPERIMENT = "daif-eval"
 DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log10", "rmse_log", "delta1", "delta2", "delta3")
 SQUARED_KEYS = ("rmse", "rmse_log10", "rmse_log")  # pooled through their squares
@@ -143,6 +147,7 @@ class SceneEvaluator:
         tracking_uri: str = "",
         device: str = "cpu",
         threads: int | None = None,
+        search_range: tuple[float, float] | None = None,
     ):
         import torch
 
@@ -157,6 +162,8 @@ class SceneEvaluator:
         self.camera = ThinLensCamera.from_dict(camera)
         self.kernel_size = kernel_size
         self.max_depths = list(max_depths)
+        first = next(iter(self.models.values()))
+        self.search_range = tuple(search_range) if search_range else (first.near, first.far)
 
     def inputs(self, batch: dict[str, np.ndarray], condition: Condition):
         """stack (B, K, 3, H, W) in [0, 1] and focus distances (B, K) of `condition` for the batch."""
@@ -182,10 +189,15 @@ class SceneEvaluator:
         import torch
 
         from daif.baseline import depth_from_focus
+        from daif.losses import coarse_aif
+        from daif.search import defocus_search
 
         with torch.no_grad():
             if method == BASELINE:
                 return depth_from_focus(stack, focus, self.camera)
+            if method == SEARCH:
+                depth = defocus_search(stack, focus, self.camera, *self.search_range, kernel_size=self.kernel_size)
+                return depth, coarse_aif(stack, focus, depth, self.camera)
             aif, depth = self.models[method](stack, focus)
             return depth, aif
 
@@ -201,7 +213,7 @@ class SceneEvaluator:
         rows: list[dict[str, Any]] = []
         for condition in self.conditions:
             stack, focus = self.inputs(batch, condition)
-            for method in [*self.models, BASELINE]:
+            for method in [*self.models, *ANALYTIC]:
                 depth, aif = (t.float().cpu() for t in self.predict(method, stack, focus))
                 aif_values = {key: [math.nan] * len(scene_ids) for key in AIF_KEYS}
                 if condition.study == "main":
@@ -334,7 +346,7 @@ def markdown_table(methods: dict[str, dict[str, Any]], variant: str) -> str:
     header = ["method", *TABLE_KEYS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, section in methods.items():
-        label = BASELINE_LABEL if name == BASELINE else name
+        label = ANALYTIC[name][0] if name in ANALYTIC else name
         lines.append("| " + " | ".join([label, *(_fmt(section[variant][k]) for k in TABLE_KEYS)]) + " |")
     return "\n".join(lines)
 
@@ -357,7 +369,7 @@ def _generalisation_outputs(result: dict[str, Any], rows: list[list[Any]], out: 
 
     paths = {}
     methods = list(result["methods"])
-    label = {m: (BASELINE_LABEL if m == BASELINE else m) for m in methods}
+    label = {m: (ANALYTIC[m][0] if m in ANALYTIC else m) for m in methods}
     sizes = [r for r in rows if r[0] == "stack_size"]
     series = {label[m]: ([r[2] for r in sizes if r[4] == m], [r[5] for r in sizes if r[4] == m]) for m in methods}
     figure = line_plot(series, "number of test images (middles of equal bins)", "delta1", "delta1 vs test stack size")
@@ -425,7 +437,7 @@ def log_evaluation(result: dict[str, Any], paths: dict[str, Path], tracking_uri:
         run_id = run.info.run_id
         params = {"data": result["data"], "split": result["split"], "scenes": result["scenes"],
                   "stack_focus_distances": ",".join(f"{f:g}" for f in result["stack"]["focus_distances"])}
-        params.update({f"model.{name}": section["source"] for name, section in result["methods"].items() if name != BASELINE})
+        params.update({f"model.{name}": section["source"] for name, section in result["methods"].items() if name not in ANALYTIC})
         client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in params.items()])
     logger = RunLogger(uri, run_id)
     values = {}
@@ -452,8 +464,8 @@ def method_names(model_sources: Sequence[str], names: Sequence[str] | None = Non
     if names:
         if len(names) != len(model_sources):
             raise ValueError(f"names: {len(names)} names for {len(model_sources)} models")
-        if len(set(names)) != len(names) or BASELINE in names:
-            raise ValueError(f"names: expected distinct names other than {BASELINE!r}, got {list(names)}")
+        if len(set(names)) != len(names) or set(names) & set(ANALYTIC):
+            raise ValueError(f"names: expected distinct names other than {' and '.join(map(repr, ANALYTIC))}, got {list(names)}")
         return list(names)
     return ["daif-net"] if len(model_sources) == 1 else [f"daif-net-{i}" for i in range(1, len(model_sources) + 1)]
 
@@ -475,7 +487,7 @@ def evaluate(
     experiment: str = EXPERIMENT,
     track: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate models (MLflow URIs or checkpoint directories) and the analytic baseline on `split` of
+    """Evaluate models (MLflow URIs or checkpoint directories) and the analytic methods on `split` of
     the store `data`; write the files of the module docstring into `out` and log them to MLflow
     (`log_to_run`, else a new run of `experiment`; `track=False` skips MLflow).
 
@@ -484,7 +496,7 @@ def evaluate(
     max_depths: masked variants, ground truth < each [m]. backend: "auto" (Ray from RAY_MIN_SCENES
     scenes on), "local" or "ray".
     Returns metrics.json's content: top-level DEPTH_KEYS of the first model (image mean, all valid
-    pixels), "methods" {name: {source, image, pixel, <masked variants>, aif}} with "baseline" last,
+    pixels), "methods" {name: {source, image, pixel, <masked variants>, aif}} with "baseline" and "search" last,
     "generalisation", "notes", plus "markdown" (metrics.md's text), "paths" and "mlflow".
     """
     from daif.data.store import open_store
@@ -531,7 +543,7 @@ def evaluate(
 
     variants = [variant_name(r, mask_name(m)) for m in masks for r in ("image", "pixel")]
     methods: dict[str, dict[str, Any]] = {}
-    for label, source in [*zip(labels, sources), (BASELINE, "daif.baseline.depth_from_focus")]:
+    for label, source in [*zip(labels, sources), *((name, source) for name, (_, source) in ANALYTIC.items())]:
         section: dict[str, Any] = {"source": source}
         for max_depth in masks:
             values = aggregate(per_image, "main", label, mask_name(max_depth))

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from daif.baseline import depth_from_focus
+from daif.search import defocus_search
 from daif.data.bins import BinSampler
 from daif.data.store import open_store
 from daif.metrics import depth_metrics
@@ -51,7 +52,7 @@ def tracking_uri(tmp_path_factory):
 
 
 def direct_predictions(store_path: Path, net: DAIFNet, indices) -> dict[str, torch.Tensor]:
-    """Model and baseline depth on the test scenes' stacks at `indices`, computed here."""
+    """Model, baseline and search depth on the test scenes' stacks at `indices`, computed here."""
     store = open_store(str(store_path))
     scenes = list(store.iter_scenes("test"))
     stack = torch.from_numpy(np.stack([s["stack"][list(indices)] for s in scenes]).transpose(0, 1, 4, 2, 3).copy()).float() / 255
@@ -61,6 +62,7 @@ def direct_predictions(store_path: Path, net: DAIFNet, indices) -> dict[str, tor
     return {
         "daif-net": model_depth,
         "baseline": depth_from_focus(stack, focus, store.camera)[0],
+        "search": defocus_search(stack, focus, store.camera, net.near, net.far),  # over the model's depth range
         "gt": torch.from_numpy(np.stack([s["depth"] for s in scenes]))[:, None],
         "valid": torch.from_numpy(np.stack([s["valid"] for s in scenes]))[:, None],
     }
@@ -82,7 +84,7 @@ def test_evaluate_writes_metrics_equal_to_daif_metrics(store_and_model, tracking
     written = json.loads((out / "metrics.json").read_text())
     main = direct_predictions(store_path, net, BinSampler(5, 5, "middle").fixed)
 
-    for method in ("daif-net", "baseline"):
+    for method in ("daif-net", "baseline", "search"):
         section = written["methods"][method]
         for reduction in ("image", "pixel"):
             assert_metrics_equal(section[reduction], depth_metrics(main[method], main["gt"], main["valid"], reduction=reduction))
@@ -98,12 +100,14 @@ def test_evaluate_writes_metrics_equal_to_daif_metrics(store_and_model, tracking
         rows = list(csv.DictReader(file))
     by_key = {(r["method"], r["variant"]): r for r in rows}
     assert float(by_key["baseline", "pixel"]["delta1"]) == pytest.approx(written["methods"]["baseline"]["pixel"]["delta1"])
-    assert len(rows) == 2 * 4  # two methods x image/pixel x all/masked
+    assert len(rows) == 3 * 4  # three methods x image/pixel x all/masked
 
     table = (out / "metrics.md").read_text().split("###")[1].strip().splitlines()
     assert table[0] == "image: mean over images"
     assert table[4].startswith("| daif-net |") and table[5].startswith("| analytic baseline")
+    assert table[6].startswith("| defocus search |")
     assert f"{written['methods']['baseline']['image']['delta1']:.4f}" in table[5]
+    assert f"{written['methods']['search']['image']['delta1']:.4f}" in table[6]
 
     # generalisation: sizes 2, 3, 5 of the 5-image stacks; 8 skipped with a note; one focus set
     with open(out / "generalisation.csv") as file:
@@ -112,12 +116,12 @@ def test_evaluate_writes_metrics_equal_to_daif_metrics(store_and_model, tracking
     assert sizes == [2, 3, 5] and written["generalisation"]["stack_sizes"] == [2, 3, 5]
     assert any("stack size 8 skipped" in note for note in written["notes"])
     two = direct_predictions(store_path, net, BinSampler(5, 2, "middle").fixed)
-    for method in ("daif-net", "baseline"):
+    for method in ("daif-net", "baseline", "search"):
         row = next(r for r in general if r["condition"] == "stack-2" and r["method"] == method)
         assert float(row["delta1"]) == pytest.approx(depth_metrics(two[method], two["gt"], two["valid"])["delta1"])
         five = next(r for r in general if r["study"] == "stack_size" and int(float(r["x"])) == 5 and r["method"] == method)
         assert float(five["delta1"]) == pytest.approx(written["methods"][method]["image"]["delta1"])
-    assert [r["method"] for r in general if r["study"] == "focus_set"] == ["daif-net", "baseline"]
+    assert [r["method"] for r in general if r["study"] == "focus_set"] == ["daif-net", "baseline", "search"]
     for name in ("generalisation.png", "generalisation_focus.png", "per_image.csv"):
         assert (out / name).stat().st_size > 0
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
@@ -159,7 +163,7 @@ def test_evaluate_on_ray_data_with_mlflow_model_uri(store_and_model, tracking_ur
     expected = depth_metrics(main["daif-net"], main["gt"], main["valid"], reduction="pixel")
     for name in ("from-mlflow", "from-checkpoint"):
         assert_metrics_equal(result["methods"][name]["pixel"], expected)
-    assert list(result["methods"]) == ["from-mlflow", "from-checkpoint", "baseline"]
+    assert list(result["methods"]) == ["from-mlflow", "from-checkpoint", "baseline", "search"]
     logged = mlflow.MlflowClient(uri).get_run(run.info.run_id).data.metrics
     assert logged["eval/from-checkpoint/image/delta1"] == pytest.approx(result["methods"]["from-checkpoint"]["image"]["delta1"])
 
@@ -186,3 +190,5 @@ def test_evaluate_cli_and_bad_inputs(store_and_model, tracking_uri, tmp_path, ca
         evaluate(str(checkpoint), store_path, "test", tmp_path / "x", tracking_uri=tracking_uri, log_to_run="nosuchrun")
     with pytest.raises(ValueError, match="focus_sets.*focal length"):
         evaluate(str(checkpoint), store_path, "test", tmp_path / "x", focus_sets=["0.01,2"], track=False)
+    with pytest.raises(ValueError, match="names: expected distinct names other than 'baseline' and 'search'"):
+        evaluate(str(checkpoint), store_path, "test", tmp_path / "x", names=["search"], track=False)
