@@ -7,9 +7,10 @@ The evaluation stack is the store's middle-of-bin stack (K = the store's num_bin
 validation uses. Every method sees the same stacks: each model, then the analytic baseline
 (`daif.baseline.depth_from_focus`, a focus measure's peak) and the defocus search
 (`daif.search.defocus_search` over the first model's depth range, the target of the objective's `search`
-term, so a model trained with that term is shown beside its teacher). Metrics come from `daif.metrics.depth_metrics` per image; the two aggregations are
-derived from them exactly: "image" is the mean over images (the reference), "pixel" pools all valid
-pixels (each per-image mean weighted by its valid count, rmse-type metrics through their squares).
+term, so a model trained with that term is shown beside its teacher). Metrics come from
+`daif.metrics.depth_metrics` per image; the two aggregations are derived from them exactly: "image" is
+the mean over images (the reference), "pixel" pools all valid pixels (each per-image mean weighted by its
+valid count, rmse-type metrics through their squares).
 `max_depths` adds masked variants (gt < d), e.g. "image_max0.5m" (DefocusNet's 0.5 m).
 
 Generalisation (the paper's Figure 6): delta1 against the test stack size, K images taken as the
@@ -147,7 +148,6 @@ class SceneEvaluator:
         tracking_uri: str = "",
         device: str = "cpu",
         threads: int | None = None,
-        search_range: tuple[float, float] | None = None,
     ):
         import torch
 
@@ -163,7 +163,7 @@ class SceneEvaluator:
         self.kernel_size = kernel_size
         self.max_depths = list(max_depths)
         first = next(iter(self.models.values()))
-        self.search_range = tuple(search_range) if search_range else (first.near, first.far)
+        self.search_range = (first.near, first.far)  # the defocus search spans the first model's depth range
 
     def inputs(self, batch: dict[str, np.ndarray], condition: Condition):
         """stack (B, K, 3, H, W) in [0, 1] and focus distances (B, K) of `condition` for the batch."""

@@ -125,7 +125,7 @@ class LossConfig:
             raise ValueError(f"search: expected a finite weight >= 0, got {self.search!r}")
         if isinstance(self.search_candidates, bool) or not isinstance(self.search_candidates, int) or self.search_candidates < 2:
             raise ValueError(f"search_candidates: expected an integer >= 2, got {self.search_candidates!r}")
-        if not isinstance(self.search_window, int) or self.search_window < 1 or self.search_window % 2 == 0:
+        if isinstance(self.search_window, bool) or not isinstance(self.search_window, int) or self.search_window < 1 or self.search_window % 2 == 0:
             raise ValueError(f"search_window: expected an odd positive integer, got {self.search_window!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1], got {self.alpha!r}")
