@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
 from daif.metrics import depth_metrics
@@ -41,6 +40,7 @@ def main() -> None:
     from daif.baseline import depth_from_focus
     from daif.data.bins import BinSampler, make_batch
     from daif.data.store import open_store
+    from daif.evaluate import scenes_to_batch
     from daif.model_io import load_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -54,7 +54,7 @@ def main() -> None:
     scenes = list(store.iter_scenes(args.split))
     if not scenes:
         raise SystemExit(f"--split: the store at {args.data} has no scenes in split {args.split!r}")
-    columns = {key: np.stack([scene[key] for scene in scenes]) for key in ("stack", "depth", "aif", "valid")}
+    columns = scenes_to_batch(scenes)
     sampler = BinSampler(len(store.focus_distances), store.num_bins, "middle")
     batch = make_batch(columns, sampler.draw(None, len(scenes)), store.focus_distances)
     model, _ = load_model(args.model)

@@ -28,3 +28,18 @@ def check_tensor(name: str, value: object, shape: Sequence[int | str | None]) ->
             if size < 1 or symbols.setdefault(spec, size) != size:
                 raise ValueError(f"{name}: expected shape {expected}, got {tuple(value.shape)}")
     return value
+
+
+def check_focus_distances(name: str, value: object, batch: int, size: int, like: torch.Tensor) -> torch.Tensor:
+    """Focus distances given as (B, S) or (S,) metres, as a (batch, size) tensor of `like`'s dtype and device."""
+    focus = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if focus.dim() == 1:
+        focus = focus.expand(batch, -1)
+    return check_tensor(name, focus, (batch, size))
+
+
+def check_odd_size(name: str, value: object) -> int:
+    """An odd positive integer (a window or kernel size); raises ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+        raise ValueError(f"{name}: expected an odd positive integer, got {value!r}")
+    return value

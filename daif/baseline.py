@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from daif._checks import check_tensor
+from daif._checks import check_focus_distances, check_odd_size, check_tensor
 from daif.losses import to_grey
 from daif.optics import ThinLensCamera
 
@@ -63,12 +63,8 @@ def depth_from_focus(
     """
     check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
     batch, stack_size, _, height, width = stack.shape
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1 or window % 2 == 0:
-        raise ValueError(f"window: expected an odd positive integer, got {window!r}")
-    focus = torch.as_tensor(focus_distances, dtype=stack.dtype, device=stack.device)
-    if focus.dim() == 1:
-        focus = focus.expand(batch, -1)
-    check_tensor("focus_distances", focus, (batch, stack_size))
+    check_odd_size("window", window)
+    focus = check_focus_distances("focus_distances", focus_distances, batch, stack_size, stack)
     if not bool(torch.all(focus > camera.focal_length)):
         raise ValueError(f"focus_distances: every focus distance must exceed the focal length {camera.focal_length} m")
 

@@ -241,7 +241,7 @@ class SceneEvaluator:
 # ------------------------------------------------------------------ running it
 
 
-def _batch_of(scenes: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+def scenes_to_batch(scenes: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """Store scenes -> a numpy batch shaped like Ray Data's (scene_id as an object array)."""
     batch = {c: np.stack([s[c] for s in scenes]) for c in SCENE_COLUMNS if c != "scene_id"}
     batch["scene_id"] = np.array([s["scene_id"] for s in scenes], dtype=object)
@@ -253,10 +253,10 @@ def _local_batches(store, split: str, batch_size: int) -> Iterator[dict[str, np.
     for scene in store.iter_scenes(split, SCENE_COLUMNS):
         scenes.append(scene)
         if len(scenes) == batch_size:
-            yield _batch_of(scenes)
+            yield scenes_to_batch(scenes)
             scenes = []
     if scenes:
-        yield _batch_of(scenes)
+        yield scenes_to_batch(scenes)
 
 
 def _rows_of(columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:

@@ -79,7 +79,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from daif._checks import check_tensor
+from daif._checks import check_focus_distances, check_odd_size, check_tensor
 from daif.optics import ThinLensCamera, defocus_sigma, render_focal_stack
 from daif.search import defocus_search
 
@@ -125,8 +125,7 @@ class LossConfig:
             raise ValueError(f"search: expected a finite weight >= 0, got {self.search!r}")
         if isinstance(self.search_candidates, bool) or not isinstance(self.search_candidates, int) or self.search_candidates < 2:
             raise ValueError(f"search_candidates: expected an integer >= 2, got {self.search_candidates!r}")
-        if isinstance(self.search_window, bool) or not isinstance(self.search_window, int) or self.search_window < 1 or self.search_window % 2 == 0:
-            raise ValueError(f"search_window: expected an odd positive integer, got {self.search_window!r}")
+        check_odd_size("search_window", self.search_window)
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1], got {self.alpha!r}")
 
@@ -319,7 +318,7 @@ def objective(
     batch, stack_size, _, height, width = stack.shape
     check_tensor("aif", aif, (batch, 3, height, width))
     check_tensor("depth", depth, (batch, 1, height, width))
-    focus = _check_focus("focus_distances", focus_distances, batch, stack_size, stack)
+    focus = check_focus_distances("focus_distances", focus_distances, batch, stack_size, stack)
     if targets is None:
         if target_focus_distances is not None:
             raise ValueError("target_focus_distances: given without targets")
@@ -328,7 +327,7 @@ def objective(
         check_tensor("targets", targets, (batch, "T", 3, height, width))
         if target_focus_distances is None:
             raise ValueError("target_focus_distances: required with targets")
-        target_focus = _check_focus("target_focus_distances", target_focus_distances, batch, targets.shape[1], stack)
+        target_focus = check_focus_distances("target_focus_distances", target_focus_distances, batch, targets.shape[1], stack)
 
     # the jittered depth goes where the renderer trains depth; the AIF learns from the predicted depth as it is
     jittered = jitter_depth(depth, config.depth_jitter, generator)
@@ -390,10 +389,3 @@ def total_loss(
     """
     result = objective(stack, focus_distances, aif, depth, camera, config, targets, target_focus_distances, generator)
     return result.total, result.terms
-
-
-def _check_focus(name: str, focus_distances, batch: int, size: int, like: torch.Tensor) -> torch.Tensor:
-    focus = torch.as_tensor(focus_distances, dtype=like.dtype, device=like.device)
-    if focus.dim() == 1:
-        focus = focus.expand(batch, -1)
-    return check_tensor(name, focus, (batch, size))

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from daif._checks import check_tensor
+from daif._checks import check_focus_distances, check_tensor
 
 DEPTH_MAPPINGS = ("max", "minmax", "sigmoid", "log", "clip")
 _EPS = 1e-6
@@ -144,10 +144,7 @@ class DAIFNet(nn.Module):
         """
         check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
         batch, stack_size, _, height, width = stack.shape
-        focus = torch.as_tensor(focus_distances, dtype=stack.dtype, device=stack.device)
-        if focus.dim() == 1:
-            focus = focus.expand(batch, -1)
-        check_tensor("focus_distances", focus, (batch, stack_size))
+        focus = check_focus_distances("focus_distances", focus_distances, batch, stack_size, stack)
 
         multiple = 2**self.levels
         pad_h, pad_w = -height % multiple, -width % multiple

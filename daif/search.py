@@ -27,7 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from daif._checks import check_tensor
+from daif._checks import check_focus_distances, check_odd_size, check_tensor
 from daif.optics import ThinLensCamera, defocus_sigma, render_uniform_defocus
 from daif.optics.render import IN_FOCUS_SIGMA
 
@@ -55,12 +55,8 @@ def defocus_search(
         raise ValueError(f"near, far: expected 0 < near < far metres, got near={near!r}, far={far!r}")
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
         raise ValueError(f"candidates: expected an integer >= 2, got {candidates!r}")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1 or window % 2 == 0:
-        raise ValueError(f"window: expected an odd positive integer, got {window!r}")
-    focus = torch.as_tensor(focus_distances, dtype=stack.dtype, device=stack.device)
-    if focus.dim() == 1:
-        focus = focus.expand(batch, -1)
-    check_tensor("focus_distances", focus, (batch, size))
+    check_odd_size("window", window)
+    focus = check_focus_distances("focus_distances", focus_distances, batch, size, stack)
 
     log_depths = torch.linspace(math.log(near), math.log(far), candidates, dtype=stack.dtype, device=stack.device)
     rows = torch.arange(batch, device=stack.device)

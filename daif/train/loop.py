@@ -118,6 +118,8 @@ def _term_keys(config: Config, training: bool) -> list[str]:
     if config.loss.search:
         keys.append("search")
     return keys
+
+
 DEPTH_KEYS = ["abs_rel", "sq_rel", "rmse", "rmse_log10", "rmse_log", "delta1", "delta2", "delta3"]
 AIF_KEYS = ["mg", "sf", "psnr", "ssim"]
 
