@@ -5,8 +5,8 @@ the paper's loss weights, DefocusNet camera and focus distances. Each part is ti
 forward + backward (inputs of the later parts are detached leaves that require grad):
     network    net(stack, focus) and backward of a scalar of both outputs
     rendering  render_focal_stack(aif, depth, focus) and backward
-    loss       total_loss(...) and backward, minus rendering (SSIM, coarse AIF, blurriness, smoothness)
-    step       the whole thing end to end (network + total_loss, one backward)
+    loss       objective(...) and backward, minus rendering (SSIM, coarse AIF, blurriness, smoothness)
+    step       the whole thing end to end (network + objective, one backward)
     search     daif.search.defocus_search over 24 candidates in 0.1..3 m (no backward): what the
                objective's `search` term (not in the paper, off in this step) adds to a step
 Times are medians over repeats; the machine's load average is recorded because other processes share it.
@@ -46,7 +46,8 @@ def main() -> None:
 
     import torch
 
-    from daif.losses import LossConfig, total_loss
+    from daif.config import LossConfig
+    from daif.losses import objective
     from daif.model import DAIFNet
     from daif.optics import get_preset, render_focal_stack
     from daif.search import defocus_search
@@ -76,12 +77,12 @@ def main() -> None:
 
     def loss() -> None:
         aif, depth = leaves()
-        total_loss(stack, focus, aif, depth, camera, config)[0].backward()
+        objective(stack, focus, aif, depth, camera, config).total.backward()
 
     def step() -> None:
         net.zero_grad(set_to_none=True)
         aif, depth = net(stack, focus)
-        total_loss(stack, focus, aif, depth, camera, config)[0].backward()
+        objective(stack, focus, aif, depth, camera, config).total.backward()
 
     def search() -> None:
         defocus_search(stack, focus, camera, 0.1, 3.0)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from daif._checks import check_focus_distances, check_odd_size, check_tensor
-from daif.losses import to_grey
+from daif.filters import to_grey
 from daif.optics import ThinLensCamera
 
 _EPS = 1e-12

@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv)  # prints usage or the unknown-command error and exits
         return 2
+    from daif.runtime import set_default_environment
+
+    set_default_environment()
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"daif {name}", description=COMMANDS[name][1])

@@ -1,15 +1,19 @@
 """Run configuration: one frozen, nested dataclass, loadable from YAML, overridable from the command line.
 
     config = load_config("my.yaml", overrides=["loss.recon=100", "optim.lr=1e-4"], preset="nyuv2-robust")
+    load_config(preset="quickstart")   # the quickstart's training, exactly (`daif train --preset quickstart`)
     flatten(config)   # {"loss.recon": 100.0, ...}: what goes to mlflow.log_params and train_loop_config
     to_yaml(config)   # the full file, logged as an artifact so every run says exactly what ran
 
-Unknown keys and values of the wrong type are errors that name the key.
+Unknown keys and values of the wrong type are errors that name the key. Every default lives here: the
+dataclass fields (the paper's published command) and the named presets in `TRAINING_PRESETS`.
+Importing this module needs no torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -17,7 +21,9 @@ from typing import Any
 
 import yaml
 
-from daif.losses import LossConfig
+COARSE_AIF_MODES = ("hard", "soft")
+DEPTH_MAPPINGS = ("sigmoid", "max")
+DEPTH_RANGE_SOURCES = ("clip", "scenes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,10 +41,62 @@ class DataConfig:
 class ModelConfig:
     width: int = 16
     levels: int = 4
-    depth_mapping: str = "sigmoid"  # "max" (the reference's), "minmax", "sigmoid", "log" or "clip"; see daif.model
-    near: float = 0.0  # metres; 0 = the store's depth range
+    depth_mapping: str = "sigmoid"  # "sigmoid" or "max" (the reference's); see daif.model.map_depth
+    near: float = 0.0  # metres; 0 = the store's depth range (`range_source`)
     far: float = 0.0
+    range_source: str = "clip"  # near/far 0: "clip", the store's depth clip; "scenes", the depths its scenes span
     focus_scale: float = 0.0  # focus-distance input plane = focus / focus_scale; 0 = far
+
+    def __post_init__(self) -> None:
+        if self.depth_mapping not in DEPTH_MAPPINGS:
+            raise ValueError(f"depth_mapping: expected one of {DEPTH_MAPPINGS}, got {self.depth_mapping!r}")
+        if self.range_source not in DEPTH_RANGE_SOURCES:
+            raise ValueError(f"range_source: expected one of {DEPTH_RANGE_SOURCES}, got {self.range_source!r}")
+
+
+def _check_odd(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+        raise ValueError(f"{name}: expected an odd positive integer, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Loss weights and parameters (`daif.losses.objective`); defaults are the paper's published command."""
+
+    recon: float = 1000.0
+    blur: float = 10.0
+    aif_recon: float = 100.0
+    aif_blur: float = 10.0
+    smooth: float = 10.0
+    smooth_beta: float = 2.5
+    alpha: float = 0.85  # SSIM share of the photometric terms
+    coarse_aif: str = "hard"  # "hard" | "soft"
+    temperature: float = 1.0  # px of defocus, softmin temperature of the "soft" coarse AIF
+    kernel_size: int = 7  # renderer window
+    recon_trains_depth: bool = True  # False: the recon term's gradient reaches the AIF only
+    search: float = 0.0  # weight of |log depth - log depth searched| (daif.search); not in the paper
+    search_candidates: int = 24  # candidate depths of the search, log-spaced over the model's depth range
+    search_window: int = 3  # px, box the search's reconstruction error is averaged over
+
+    def __post_init__(self) -> None:
+        if self.coarse_aif not in COARSE_AIF_MODES:
+            raise ValueError(f"coarse_aif: expected one of {COARSE_AIF_MODES}, got {self.coarse_aif!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature: expected > 0, got {self.temperature!r}")
+        if not (math.isfinite(self.search) and self.search >= 0):
+            raise ValueError(f"search: expected a finite weight >= 0, got {self.search!r}")
+        if isinstance(self.search_candidates, bool) or not isinstance(self.search_candidates, int) or self.search_candidates < 2:
+            raise ValueError(f"search_candidates: expected an integer >= 2, got {self.search_candidates!r}")
+        _check_odd("search_window", self.search_window)
+        _check_odd("kernel_size", self.kernel_size)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha: expected a value in [0, 1], got {self.alpha!r}")
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Term name -> weight of every weighted term of the objective."""
+        return {"recon": self.recon, "blur": self.blur, "aif_recon": self.aif_recon, "aif_blur": self.aif_blur,
+                "smooth": self.smooth, "search": self.search}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +118,6 @@ class TrainConfig:
     figures_every: int = 10  # epochs between figure logs (and always at the end)
     mixed_precision: bool = True  # bf16 autocast for the network on GPU (the renderer stays float32)
     stop_after: int = 0  # stop this invocation after N epochs (resume continues); 0 = run to the end
-    fail_at_epoch: int = -1  # fault injection for tests: a worker raises once at this epoch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,18 +147,31 @@ class Config:
     tracking: TrackingConfig = TrackingConfig()
 
 
-PRESETS: dict[str, dict[str, Any]] = {
+TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     # the paper's 5-image NYUv2 stacks at fixed focus distances (1, 1.5, 2.5, 4, 6 m)
     "nyuv2-5": {"data": {"mode": "fixed"}, "model": {"near": 0.1, "far": 10.0}},
     # appendix A.1/A.2: dense 100-image stacks, one random image per bin each step
     "nyuv2-robust": {"data": {"mode": "binned", "num_bins": 5}, "model": {"near": 0.1, "far": 10.0}},
+    # `daif quickstart`'s training on its small synthetic store (QUICKSTART_DATA): depth learns from the
+    # defocus search and smoothness, the AIF from the paper's reconstruction with depth held fixed, at scales
+    # small enough not to starve depth in the shared decoder (docs/experiments.md, entry 5); one 1-CPU worker
+    "quickstart": {
+        "data": {"mode": "fixed"},
+        "model": {"width": 16, "levels": 3, "range_source": "scenes"},
+        "loss": {"search": 300.0, "recon_trains_depth": False, "recon": 10.0, "aif_recon": 1.0, "aif_blur": 0.1},
+        "optim": {"batch_size": 8, "lr": 2e-3},
+        "train": {"epochs": 60, "figures_every": 20},
+        "scaling": {"num_workers": 1, "cpus_per_worker": 1.0},
+        "tracking": {"experiment": "daif-quickstart"},
+    },
 }
+
+# the store `daif quickstart` renders before training with the "quickstart" preset
+QUICKSTART_DATA: dict[str, Any] = {"scenes": 320, "size": (64, 64), "camera_preset": "nyuv2-5", "shard_size": 32}
 
 
 def _convert(key: str, value: Any, annotation: Any) -> Any:
     """Check (and where lossless, convert) `value` to the field type `annotation`."""
-    if isinstance(annotation, str):
-        annotation = eval(annotation, vars(typing), globals())  # noqa: S307 (a field annotation of this module)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ValueError(f"config key '{key}': expected a mapping, got {value!r}")
@@ -143,7 +213,8 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"unknown config key '{prefix}{unknown[0]}' (known: {', '.join(prefix + f for f in fields)})")
-    kwargs = {name: _convert(prefix + name, value, fields[name].type) for name, value in values.items()}
+    types_of = typing.get_type_hints(cls)
+    kwargs = {name: _convert(prefix + name, value, types_of[name]) for name, value in values.items()}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
@@ -190,9 +261,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), prese
     """Defaults, then a preset, then the YAML file, then `--set` overrides; validated."""
     values: dict[str, Any] = {}
     if preset:
-        if preset not in PRESETS:
-            raise ValueError(f"config preset: expected one of {sorted(PRESETS)}, got {preset!r}")
-        values = _merge(values, PRESETS[preset])
+        if preset not in TRAINING_PRESETS:
+            raise ValueError(f"config preset: expected one of {sorted(TRAINING_PRESETS)}, got {preset!r}")
+        values = _merge(values, TRAINING_PRESETS[preset])
     if path:
         try:
             loaded = yaml.safe_load(Path(path).read_text()) or {}

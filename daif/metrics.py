@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from daif._checks import check_tensor
-from daif.losses import ssim_map, to_grey
+from daif.filters import ssim_map, to_grey
 
 DEPTH_METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log10", "rmse_log", "delta1", "delta2", "delta3")
+AIF_METRIC_NAMES = ("mg", "sf", "psnr", "ssim")
 REDUCTIONS = ("image", "pixel")
 
 

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from daif._checks import check_focus_distances, check_tensor
+from daif.config import DEPTH_MAPPINGS
 
-DEPTH_MAPPINGS = ("max", "minmax", "sigmoid", "log", "clip")
 _EPS = 1e-6
 
 
@@ -43,28 +43,15 @@ def _repeat_over_stack(features: torch.Tensor, stack_size: int) -> torch.Tensor:
 def map_depth(raw: torch.Tensor, mapping: str, near: float, far: float) -> torch.Tensor:
     """Map the network's raw depth channel (B, 1, H, W) to metres in [near, far].
 
-    "max": softplus(raw) / its per-image maximum, scaled to [near, far] (the reference's
-        normalisation; softplus keeps it positive without dead gradients).
-    "minmax": per-image (raw - min) / (max - min), scaled to [near, far].
     "sigmoid": near + (far - near) * sigmoid(raw).
-    "log": exp(log near + (log far - log near) * sigmoid(raw)): uniform in log depth, the scale of the
-        ratio metrics (delta, AbsRel). (Uniform in inverse depth, which defocus is linear in, was tried: on the
-        quickstart data it saturated at `far` within 300 steps and its AIF output died, so it is not offered.)
-    "clip": raw read as metres offset by the range middle, clamped to [near, far].
+    "max": softplus(raw) / its per-image maximum, scaled to [near, far] (the reference's normalisation;
+        softplus keeps it positive without dead gradients).
     """
-    if mapping == "max":
+    if mapping == "sigmoid":
+        unit = torch.sigmoid(raw)
+    elif mapping == "max":
         positive = F.softplus(raw)
         unit = positive / (positive.amax(dim=(2, 3), keepdim=True) + _EPS)
-    elif mapping == "minmax":
-        low = raw.amin(dim=(2, 3), keepdim=True)
-        high = raw.amax(dim=(2, 3), keepdim=True)
-        unit = (raw - low) / (high - low + _EPS)
-    elif mapping == "sigmoid":
-        unit = torch.sigmoid(raw)
-    elif mapping == "log":
-        return near * (far / near) ** torch.sigmoid(raw)
-    elif mapping == "clip":
-        return torch.clamp(raw + 0.5 * (near + far), near, far)
     else:
         raise ValueError(f"depth_mapping: expected one of {DEPTH_MAPPINGS}, got {mapping!r}")
     return near + (far - near) * unit
@@ -75,7 +62,7 @@ class DAIFNet(nn.Module):
 
     width: channels of the first level (W, 16 in the paper); level i has width * 2**i.
     levels: encoder levels (D, 4 in the paper); inputs are padded to a multiple of 2**levels.
-    depth_mapping: "max" | "minmax" | "sigmoid" | "clip" (see `map_depth`).
+    depth_mapping: "sigmoid" | "max" (see `map_depth`).
     near, far: depth range [m].
     focus_scale: the focus-distance input plane is focus_distance / focus_scale [m]; None means `far`.
     All arguments are plain JSON values; `config` returns them and `from_config` rebuilds the model.

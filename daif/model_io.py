@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from daif.checkpoint import is_checkpoint, load_checkpoint_model
 from daif.model import DAIFNet
 
 MODEL_URI_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/", "file:", "s3://", "gs://", "http://", "https://")
@@ -21,13 +22,8 @@ def load_model(source: str | os.PathLike, tracking_uri: str = "") -> tuple[DAIFN
     (default: MLFLOW_TRACKING_URI, else the local store in the working directory)."""
     text = str(source)
     path = Path(text)
-    if path.is_dir() and (path / "state.pt").exists():
-        from daif.train.loop import load_state
-
-        state, meta = load_state(path)
-        model = DAIFNet.from_config(meta["model"])
-        model.load_state_dict(state["model"])
-        return model.eval(), meta
+    if path.is_dir() and is_checkpoint(path):
+        return load_checkpoint_model(path)
     if path.is_dir() and (path / "MLmodel").exists():
         text = path.resolve().as_uri()
     elif not text.startswith(MODEL_URI_SCHEMES):

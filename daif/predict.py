@@ -194,6 +194,7 @@ def predict(
     """
     import torch
 
+    from daif.images import to_uint8_hwc
     from daif.model_io import load_model
 
     files, folder = _image_files(images)
@@ -212,7 +213,7 @@ def predict(
     with torch.no_grad():
         aif, depth = model(stack_tensor, focus_tensor)
     depth_m = depth[0, 0].float().cpu().numpy().astype(np.float32)
-    aif_rgb = (aif[0].float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
+    aif_rgb = to_uint8_hwc(aif[0].float())
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,63 +13,40 @@ import time
 from pathlib import Path
 
 DEFAULT_OUT = "daif-results/quickstart"
-
-# The loss recipe that trains depth from scratch in minutes (daif/losses.py, daif/search.py): depth learns
-# from the defocus search, the per-pixel least coarse reconstruction error over 24 candidate depths, and
-# from smoothness; the AIF from the paper's reconstruction with the depth held fixed and from the coarse AIF,
-# at scales small enough not to starve depth in the shared decoder. Quickstart test split (delta1, AIF PSNR):
-# gradient-only recipe (coarse_recon, soft selection, depth jitter) 0.763, 22.1 dB; search 100: 0.863,
-# 21.6 dB; search 300: 0.878, 16.8 dB (the analytic baseline: 0.872; the search alone 0.918).
-RECIPE = ("loss.search=300", "loss.recon_trains_depth=false", "loss.recon=10", "loss.aif_recon=1", "loss.aif_blur=0.1")
+SMOKE_OVERRIDES = ("train.epochs=2", "model.width=4", "model.levels=2")
 
 
 def quickstart(
     out: str = DEFAULT_OUT,
-    scenes: int = 320,
-    size: tuple[int, int] = (64, 64),
-    epochs: int = 60,
-    num_workers: int = 1,
-    width: int = 16,
-    levels: int = 3,
-    batch_size: int = 8,
-    lr: float = 2e-3,
+    scenes: int | None = None,
+    size: tuple[int, int] | None = None,
     seed: int = 0,
     tracking_uri: str = "",
+    overrides: list[str] = (),
 ) -> dict:
-    """Run render -> train -> evaluate; returns {"store", "train": TrainResult, "metrics": dict, "out"}."""
-    from daif.config import load_config
+    """Render `QUICKSTART_DATA` (or `scenes` scenes of `size`), train with the "quickstart" preset plus
+    `overrides`, evaluate. Returns {"store", "train": TrainResult, "metrics": dict, "out"}."""
+    from daif.config import QUICKSTART_DATA, load_config
     from daif.data.pipeline import render_store
-    from daif.data.store import open_store
     from daif.evaluate import evaluate
     from daif.runtime import ray_session
     from daif.train.driver import train
 
     out_dir = Path(out).resolve()
+    scenes, size = scenes or QUICKSTART_DATA["scenes"], size or QUICKSTART_DATA["size"]
+    config = load_config(preset="quickstart", overrides=[
+        f"data.path={out_dir / 'store'}", f"train.seed={seed}", f"tracking.storage={out_dir / 'runs'}",
+        f"tracking.tracking_uri={tracking_uri}", *overrides,
+    ])
     started = time.perf_counter()
     with ray_session():  # the Ray it starts is stopped before the summary
-        print(f"[1/3] rendering {scenes} synthetic scenes ({size[0]}x{size[1]}, preset nyuv2-5) with Ray Data")
-        summary = render_store(
-            out=str(out_dir / "store"), source="synthetic", preset="nyuv2-5", size=size, scenes=scenes, seed=seed, shard_size=32
-        )
+        print(f"[1/3] rendering {scenes} synthetic scenes ({size[0]}x{size[1]}, camera {QUICKSTART_DATA['camera_preset']}) with Ray Data")
+        summary = render_store(out=str(out_dir / "store"), source="synthetic", preset=QUICKSTART_DATA["camera_preset"],
+                               size=size, scenes=scenes, seed=seed, shard_size=QUICKSTART_DATA["shard_size"])
         print(f"      {summary['splits']} in {summary['seconds']:.0f} s")
-        # the model's depth range is the one the scenes were made with (focus range widened by a quarter)
-        near, far = open_store(str(out_dir / "store")).manifest["content"]["source"]["depth_range"]
-
-        print(f"[2/3] training DAIF-Net on Ray Train: {num_workers} CPU worker(s), {epochs} epochs")
-        config = load_config(
-            preset="nyuv2-5",
-            overrides=[
-                f"data.path={out_dir / 'store'}", f"train.epochs={epochs}", f"train.seed={seed}",
-                f"model.width={width}", f"model.levels={levels}", f"model.near={near}", f"model.far={far}",
-                f"optim.batch_size={batch_size}", f"optim.lr={lr}",
-                # leave Ray Data a CPU (ray-notes.md): one 1-CPU worker, or two 0.5-CPU DDP workers
-                f"scaling.num_workers={num_workers}", f"scaling.cpus_per_worker={1.0 if num_workers == 1 else 0.5}",
-                f"train.figures_every={max(1, epochs // 3)}", "tracking.experiment=daif-quickstart",
-                f"tracking.storage={out_dir / 'runs'}", f"tracking.tracking_uri={tracking_uri}", *RECIPE,
-            ],
-        )
+        print(f"[2/3] training DAIF-Net on Ray Train: {config.scaling.num_workers} CPU worker(s), {config.train.epochs} epochs "
+              "(daif train --preset quickstart)")
         result = train(config)
-
         print("[3/3] evaluating the trained model and the analytic depth-from-focus baseline on the test split")
         evaluation = evaluate(
             [result.best_checkpoint], str(out_dir / "store"), "test", str(out_dir / "evaluation"), tracking_uri=result.tracking_uri
@@ -109,25 +86,34 @@ def _print_summary(out_dir: Path, result, evaluation: dict, minutes: float) -> N
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT})")
-    parser.add_argument("--scenes", type=int, default=320)
+    from daif.config import QUICKSTART_DATA
     from daif.data.cli import parse_size
 
-    parser.add_argument("--size", type=parse_size, default=(64, 64), help="WxH of the rendered images (default 64x64)")
-    parser.add_argument("--epochs", type=int, default=60)
+    width, height = QUICKSTART_DATA["size"]
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT})")
+    parser.add_argument("--scenes", type=int, help=f"synthetic scenes to render (default {QUICKSTART_DATA['scenes']})")
+    parser.add_argument("--size", type=parse_size, help=f"WxH of the rendered images (default {width}x{height})")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: the quickstart preset's)")
     parser.add_argument(
-        "--num-workers", type=int, default=1,
+        "--num-workers", type=int,
         help="Ray Train workers (default 1: on 2 cores, two DDP workers over gloo train 3.3x slower than one)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds the synthetic scenes, the initialisation and the bins")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a training config value of the quickstart preset (repeatable)")
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: ./mlflow.db)")
     parser.add_argument("--smoke-test", action="store_true", help="a tiny run in about a minute (not meant to beat anything)")
 
 
 def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.num_workers is not None:
+        # leave Ray Data a CPU (ray-notes.md): one 1-CPU worker, or 0.5-CPU DDP workers
+        overrides += [f"scaling.num_workers={args.num_workers}", f"scaling.cpus_per_worker={1.0 if args.num_workers == 1 else 0.5}"]
+    scenes, size = args.scenes, args.size
     if args.smoke_test:
-        quickstart(args.out, scenes=16, size=(32, 32), epochs=2, num_workers=args.num_workers, width=4, levels=2,
-                   seed=args.seed, tracking_uri=args.tracking_uri)
-    else:
-        quickstart(args.out, args.scenes, args.size, args.epochs, args.num_workers, seed=args.seed, tracking_uri=args.tracking_uri)
+        overrides, scenes, size = [*SMOKE_OVERRIDES, *overrides], scenes or 16, size or (32, 32)
+    quickstart(args.out, scenes, size, seed=args.seed, tracking_uri=args.tracking_uri, overrides=overrides)
     return 0

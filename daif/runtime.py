@@ -6,10 +6,20 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # silences a core-worker error on machines without it
+# set by the entrypoints (`daif`, the jobs) and before a local Ray starts, unless the user set them
+DEFAULT_ENVIRONMENT = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",  # silences a core-worker error on machines without it
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
 
 LOCAL_OBJECT_STORE_BYTES = 2 << 30  # cap: Ray's default takes ~30% of RAM in /dev/shm
+
+
+def set_default_environment() -> None:
+    """`DEFAULT_ENVIRONMENT` for every variable the environment does not set already."""
+    for name, value in DEFAULT_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
 
 
 def ensure_ray(num_cpus: int | None = None, object_store_memory: int | None = LOCAL_OBJECT_STORE_BYTES) -> bool:
@@ -20,6 +30,7 @@ def ensure_ray(num_cpus: int | None = None, object_store_memory: int | None = LO
 
     if ray.is_initialized():
         return False
+    set_default_environment()
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
         return True

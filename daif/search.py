@@ -6,16 +6,15 @@ For each of J candidate depths c_j, spaced evenly in log depth over [near, far]:
 2. it is rendered at every focus distance s_k with the defocus the candidate implies beyond the source's own,
    sqrt(sigma(c_j, s_k)^2 - sigma(c_j, s_src)^2) (Gaussian blurs add in quadrature; the source's own is 0
    where it is passed through, sigma <= 1 px), one defocus per image: `render_uniform_defocus`, exact and
-   separable. Rendering the full sigma(c_j, s_k) instead ignores that the source is blurred where no stack
-   image is in focus and biased such depths by up to 1.3 candidate steps towards the nearest focus distance;
-   on the quickstart's test split the quadrature form gives delta1 0.918 / AbsRel 0.187 vs 0.916 / 0.206;
+   separable. (The full sigma(c_j, s_k) would ignore that the source is itself blurred where no stack image
+   is in focus, and bias such depths towards the nearest focus distance: docs/experiments.md, entry 5.)
 3. the error e_j(x) = sum_k mean_channels |R_jk(x) - S_k(x)|, averaged over a window x window box.
 Per pixel the candidate of least error wins, refined in log depth by at most half a step to the vertex of
 a V through its error and its two neighbours' (a V rather than a parabola: the error is an L1 distance).
 This is the per-pixel global minimum, over the grid, of the same
 image-formation model the objective trains with, so it has neither the local minima of gradient descent on
-depth nor the dead zones where defocus <= 1 px passes no gradient (`daif.losses`, "Depth jitter").
-The objective's `search` term uses it as a detached target that pulls depth out of those traps.
+depth nor the dead zones where defocus <= 1 px passes no gradient. The objective's `search` term uses it
+as a detached target.
 
 Cost: J x S separable blurs of the stack's source image (`benchmarks/model_step.py` measures it).
 """

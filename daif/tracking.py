@@ -18,10 +18,9 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +128,7 @@ class RunLogger:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         import mlflow
 
+        self.uri = uri
         self.client = mlflow.MlflowClient(uri)
         self.run_id = run_id
         self.errors: list[str] = []
@@ -137,7 +137,7 @@ class RunLogger:
     def ok(self) -> bool:
         return not self.errors
 
-    def _guard(self, what: str, action) -> None:
+    def _guard(self, what: str, action: Callable[[], None]) -> None:
         if self.errors:
             return
         try:
@@ -153,6 +153,19 @@ class RunLogger:
 
         entries = [mlflow.entities.Metric(k, float(v), 0, step) for k, v in values.items() if v == v]  # skip NaN
         self._guard("metrics", lambda: self.client.log_batch(self.run_id, metrics=entries))
+
+    def model(self, model, name: str, metadata: dict[str, Any], checkpoint_dir: str | os.PathLike) -> None:
+        """Log `model` as the MLflow model `name` (with `metadata`) and its checkpoint under checkpoints/<name>."""
+        import mlflow
+        import mlflow.pytorch
+
+        def log() -> None:
+            mlflow.set_tracking_uri(self.uri)
+            with mlflow.start_run(run_id=self.run_id):
+                mlflow.pytorch.log_model(model, name=name, serialization_format="pickle", metadata=metadata)
+                mlflow.log_artifacts(str(checkpoint_dir), artifact_path=f"checkpoints/{name}")
+
+        self._guard(f"the {name}", log)
 
     def artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         self._guard(f"artifact {path}", lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))

@@ -1,9 +1,8 @@
 """Inputs for the --smoke-test runs of the jobs: a tiny store, an
-untrained checkpoint (written the way the training loop writes one) and a small focal stack on disk."""
+untrained checkpoint (daif.checkpoint.save_checkpoint) and a small focal stack on disk."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +12,13 @@ def untrained_checkpoint(directory: str | Path, camera: dict, focus_distances: l
     """A checkpoint directory (state.pt + meta.json) of a freshly initialised small DAIF-Net."""
     import torch
 
+    from daif.checkpoint import save_checkpoint
     from daif.model import DAIFNet
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     net = DAIFNet(width=4, levels=2, near=depth_range[0], far=depth_range[1])
-    torch.save({"model": net.state_dict(), "optimizer": {}, "step": 0, "epoch": 0}, directory / "state.pt")
-    meta = {"model": net.config, "camera": camera, "focus_distances": list(focus_distances),
-            "depth_range": list(depth_range), "epoch": 0, "step": 0}
-    (directory / "meta.json").write_text(json.dumps(meta, indent=1))
-    return str(directory)
+    meta = {"camera": camera, "focus_distances": list(focus_distances), "depth_range": list(depth_range)}
+    return str(save_checkpoint(directory, net, meta))
 
 
 def tiny_store(directory: str | Path) -> str:

@@ -1,8 +1,7 @@
 import pytest
 import yaml
 
-from daif.config import Config, flatten, from_dict, load_config, parse_override, to_dict, to_yaml
-from daif.losses import LossConfig
+from daif.config import Config, LossConfig, flatten, from_dict, load_config, parse_override, to_dict, to_yaml
 
 
 def test_defaults_are_the_papers_published_command():
@@ -56,3 +55,28 @@ def test_bad_override_syntax_and_files(tmp_path):
         load_config(bad)
     with pytest.raises(ValueError, match="preset"):
         load_config(preset="kitti")
+
+
+def test_the_quickstart_preset_is_the_search_recipe_on_the_paper_defaults_elsewhere():
+    config = load_config(preset="quickstart")
+    loss = config.loss
+    assert (loss.search, loss.recon_trains_depth, loss.recon, loss.aif_recon, loss.aif_blur) == (300.0, False, 10.0, 1.0, 0.1)
+    assert (loss.blur, loss.smooth) == (10.0, 10.0)  # the paper's
+    assert (config.model.width, config.model.levels, config.model.range_source, config.model.near) == (16, 3, "scenes", 0.0)
+    assert (config.optim.batch_size, config.optim.lr, config.train.epochs, config.data.mode) == (8, 2e-3, 60, "fixed")
+    assert (config.scaling.num_workers, config.scaling.cpus_per_worker, config.tracking.experiment) == (1, 1.0, "daif-quickstart")
+
+
+def test_model_choices_are_checked():
+    with pytest.raises(ValueError, match="depth_mapping"):
+        load_config(overrides=["model.depth_mapping=log"])
+    with pytest.raises(ValueError, match="range_source"):
+        load_config(overrides=["model.range_source=guess"])
+
+
+def test_importing_the_config_needs_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, daif.config; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from daif.images import to_float_chw
+
 MODES = ("random", "middle", "fixed")
 
 
@@ -84,13 +86,13 @@ def make_batch(
     chosen_focus = focus[indices] if focus.ndim == 1 else np.take_along_axis(focus, indices, axis=1)
     chosen = np.take_along_axis(stack, indices[:, :, None, None, None], axis=1)  # (B, K, H, W, 3)
     batch = {
-        "stack": torch.from_numpy(np.ascontiguousarray(chosen.transpose(0, 1, 4, 2, 3))).float().div_(255.0),
+        "stack": to_float_chw(chosen),
         "focus_distances": torch.from_numpy(np.ascontiguousarray(chosen_focus)),
     }
     if "depth" in rows:
         batch["depth"] = torch.from_numpy(np.array(rows["depth"], dtype=np.float32))[:, None]
     if "aif" in rows:
-        batch["aif"] = torch.from_numpy(np.ascontiguousarray(np.asarray(rows["aif"]).transpose(0, 3, 1, 2))).float().div_(255.0)
+        batch["aif"] = to_float_chw(rows["aif"])
     if "valid" in rows:
         batch["valid"] = torch.from_numpy(np.array(rows["valid"], dtype=bool))[:, None]
     return batch

@@ -34,12 +34,12 @@ def _pair(text: str) -> tuple[float, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from daif.data.pipeline import SOURCES, SPLIT_CHOICES
-    from daif.optics import PRESETS
+    from daif.optics import CAMERA_PRESETS
 
     parser.add_argument("--source", choices=SOURCES, default="synthetic")
     parser.add_argument("--input", help="the .mat file or folder of the source (not for synthetic)")
     parser.add_argument("--split", choices=list(SPLIT_CHOICES), default="all", help="train also writes a 'val' split")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="nyuv2-5")
+    parser.add_argument("--preset", choices=sorted(CAMERA_PRESETS), default="nyuv2-5")
     parser.add_argument("--size", type=parse_size, help="WIDTHxHEIGHT, default the preset's (320x240 for NYUv2)")
     parser.add_argument("--out", required=True, help="store directory (shared storage on a cluster)")
     parser.add_argument("--scenes", type=int, help="synthetic: number of scenes (default 100); others: at most N per split")

@@ -78,8 +78,3 @@ def read_split(path: str, split: str, columns: Sequence[str] = COLUMNS, verify: 
     if unknown:
         raise ValueError(f"columns: unknown {sorted(unknown)}, expected some of {list(COLUMNS)}")
     return ray.data.read_datasource(StoreDatasource(path, split, columns, verify))
-
-
-def store_info(path: str) -> Store:
-    """The opened store (camera, focus distances, bins) that a Dataset from `read_split` came from."""
-    return open_store(path)

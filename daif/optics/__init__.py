@@ -1,11 +1,11 @@
 """Differentiable optics: thin-lens defocus and the Gaussian PSF renderer (method.md)."""
 
-from daif.optics.camera import PRESETS, CameraPreset, ThinLensCamera, get_preset
+from daif.optics.camera import CAMERA_PRESETS, CameraPreset, ThinLensCamera, get_preset
 from daif.optics.render import render_defocus, render_defocus_reference, render_focal_stack, render_uniform_defocus
 from daif.optics.thin_lens import circle_of_confusion, defocus_sigma
 
 __all__ = [
-    "PRESETS",
+    "CAMERA_PRESETS",
     "CameraPreset",
     "ThinLensCamera",
     "circle_of_confusion",

@@ -56,11 +56,11 @@ class ThinLensCamera:
     @classmethod
     def parse(cls, text: str) -> "ThinLensCamera":
         """A preset name, or "f,N,p" in metres (e.g. "0.05,8,12e-6")."""
-        if text in PRESETS:
+        if text in CAMERA_PRESETS:
             return cls.preset(text)
         parts = text.split(",")
         if len(parts) != 3:
-            raise ValueError(f"camera: expected a preset name {sorted(PRESETS)} or 'f,N,p' in metres, got {text!r}")
+            raise ValueError(f"camera: expected a preset name {sorted(CAMERA_PRESETS)} or 'f,N,p' in metres, got {text!r}")
         try:
             return cls(*(float(p) for p in parts))
         except ValueError as error:
@@ -78,7 +78,7 @@ class CameraPreset:
     image_size: tuple[int, int]  # (height, width)
 
 
-PRESETS: dict[str, CameraPreset] = {
+CAMERA_PRESETS: dict[str, CameraPreset] = {
     preset.name: preset
     for preset in (
         CameraPreset(
@@ -108,6 +108,6 @@ PRESETS: dict[str, CameraPreset] = {
 
 def get_preset(name: str) -> CameraPreset:
     try:
-        return PRESETS[name]
+        return CAMERA_PRESETS[name]
     except KeyError:
-        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}") from None
+        raise ValueError(f"preset: expected one of {sorted(CAMERA_PRESETS)}, got {name!r}") from None

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from daif.config import PRESETS, load_config
+from daif.config import TRAINING_PRESETS, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="rendered store directory (data.path)")
     parser.add_argument("--config", help="YAML config file")
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="the paper's settings: fixed 5-stacks or robust bins")
+    parser.add_argument("--preset", choices=sorted(TRAINING_PRESETS), help="named training settings (daif.config.TRAINING_PRESETS): the paper's fixed 5-stacks or robust bins, or the quickstart's")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set loss.recon=100 (repeatable)")
     parser.add_argument("--epochs", type=int)

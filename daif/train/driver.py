@@ -13,14 +13,16 @@ import dataclasses
 import math
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from daif.checkpoint import load_checkpoint
 from daif.config import Config, flatten, replace, to_dict, to_yaml
 from daif.data.store import open_store
 from daif.optics import ThinLensCamera
 from daif.tracking import check_reachable, end_run, resolve_tracking_uri, start_run
-from daif.train.loop import load_state, train_loop_per_worker
+from daif.train.loop import train_loop_per_worker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,10 +42,18 @@ def default_storage() -> str:
 
 
 def _depth_range(config: Config, store) -> tuple[float, float]:
-    """model.near/far, else the depth range of the preset the store was rendered with."""
+    """model.near/far, else the store's: the depth clip of the preset it was rendered with
+    (model.range_source "clip"), or the depths its scenes were made with ("scenes", synthetic stores)."""
     if config.model.near > 0 and config.model.far > config.model.near:
         return config.model.near, config.model.far
-    clip = store.manifest.get("content", {}).get("depth_clip")
+    content = store.manifest.get("content", {})
+    if config.model.range_source == "scenes":
+        scenes = content.get("source", {}).get("depth_range")
+        if not scenes:
+            raise ValueError(f"model.range_source: 'scenes', but {store.path} does not record the depths its scenes span; "
+                             "set model.near/model.far or model.range_source=clip")
+        return float(scenes[0]), float(scenes[1])
+    clip = content.get("depth_clip")
     if not clip:
         raise ValueError("model.near/model.far: the store does not say its depth range; set both")
     return float(clip[0]), float(clip[1])
@@ -61,8 +71,9 @@ def check_camera(config: Config, store) -> ThinLensCamera:
     return store.camera
 
 
-def train(config: Config, resume: str | None = None) -> TrainResult:
-    """Train DAIF-Net on Ray Train as `config` says; `resume` is a checkpoint directory to continue from."""
+def train(config: Config, resume: str | None = None, train_loop: Callable[[dict], None] = train_loop_per_worker) -> TrainResult:
+    """Train DAIF-Net on Ray Train as `config` says; `resume` is a checkpoint directory to continue from.
+    `train_loop` is the function every worker runs (`daif.train.loop.train_loop_per_worker`; tests wrap it)."""
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -78,7 +89,7 @@ def train(config: Config, resume: str | None = None) -> TrainResult:
 
     resume_meta: dict[str, Any] = {}
     if resume:
-        _, resume_meta = load_state(resume)
+        _, resume_meta = load_checkpoint(resume)
         if resume_meta.get("manifest_hash") != store.manifest_hash:
             print(f"WARNING: {resume} was trained on a store with another manifest than {store.path}")
 
@@ -107,11 +118,10 @@ def train(config: Config, resume: str | None = None) -> TrainResult:
         "tracking_uri": tracking_uri,
         "run_id": run_id,
         "resume_from": resume,
-        "storage_dir": str(Path(storage) / name) if "://" not in storage else "",
     }
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # reproducible batches
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        train_loop,
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
             num_workers=world_size,
@@ -171,23 +181,15 @@ def _read(path: str, split: str):
 
 
 def _log_models(tracking_uri: str, run_id: str | None, best, latest) -> str | None:
-    """Log the best and the final model with mlflow.pytorch (loadable by `daif predict`); return the best's URI."""
+    """Log the best and the final model (loadable by `daif predict`); return the best's URI."""
     if not run_id or latest is None:
         return None
-    import mlflow
-    import mlflow.pytorch
-
     from daif.model_io import load_model
     from daif.tracking import RunLogger
 
-    mlflow.set_tracking_uri(tracking_uri)
-    logged = RunLogger(tracking_uri, run_id)
+    logger = RunLogger(tracking_uri, run_id)
     for checkpoint, name in ((best or latest, "model"), (latest, "final_model")):
         with checkpoint.as_directory() as directory:
             model, meta = load_model(directory)
-            def log(model=model, meta=meta, directory=directory, name=name):
-                with mlflow.start_run(run_id=run_id):
-                    mlflow.pytorch.log_model(model, name=name, serialization_format="pickle", metadata={k: meta[k] for k in ("camera", "focus_distances", "depth_range", "epoch")})
-                    mlflow.log_artifacts(directory, artifact_path=f"checkpoints/{name}")
-            logged._guard(f"the {name}", log)
-    return f"runs:/{run_id}/model" if logged.ok else None
+            logger.model(model, name, {k: meta[k] for k in ("camera", "focus_distances", "depth_range", "epoch")}, directory)
+    return f"runs:/{run_id}/model" if logger.ok else None

@@ -1,36 +1,32 @@
 """The per-worker training loop (`train_loop_per_worker`) that Ray Train runs on every worker.
 
-Each epoch: draw the bins (seeded by (seed, epoch, rank)), train over this worker's shard, validate
-on the fixed middle-of-bin stacks (rank 0, whole split), report metrics and a checkpoint (rank 0 writes it), log to MLflow
-(rank 0). A restart after a worker failure, or `--resume`, continues from the checkpoint exactly:
-model, optimiser, schedule, epoch, best score and patience counter.
+Each epoch: draw the bins (seeded by (seed, epoch, rank)), train over this worker's shard, validate on the
+fixed middle-of-bin stacks (rank 0, whole split), decide early stopping (rank 0, broadcast), log to MLflow
+(rank 0) and report metrics and a checkpoint (rank 0 writes it). A restart after a worker failure, or
+`--resume`, continues from the checkpoint exactly: model, optimiser, schedule, epoch, best score and
+patience counter.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import math
-import os
 import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from daif.checkpoint import load_checkpoint, save_checkpoint
 from daif.config import Config, from_dict, to_yaml
 from daif.data.bins import BinSampler, make_batch
-from daif.losses import objective
-from daif.metrics import aif_metrics, depth_metrics
+from daif.losses import objective, term_names
+from daif.metrics import AIF_METRIC_NAMES, DEPTH_METRIC_NAMES, aif_metrics, depth_metrics
 from daif.model import DAIFNet
 from daif.optics import ThinLensCamera, defocus_sigma
-
-STATE_FILE = "state.pt"
-META_FILE = "meta.json"
-CONFIG_FILE = "config.yaml"
 
 
 def build_model(config: Config, near: float, far: float) -> DAIFNet:
@@ -58,22 +54,6 @@ def samplers(config: Config, num_images: int) -> tuple[BinSampler, BinSampler]:
     return BinSampler(num_images, config.data.num_bins, "random"), BinSampler(num_images, config.data.num_bins, "middle")
 
 
-def save_checkpoint(directory: Path, net: DAIFNet, optimizer, step: int, epoch: int, config: Config, meta: dict[str, Any]) -> None:
-    """state.pt (tensors and plain values only: loads with weights_only=True), config.yaml, meta.json."""
-    torch.save(
-        {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch}, directory / STATE_FILE
-    )
-    (directory / CONFIG_FILE).write_text(to_yaml(config))
-    (directory / META_FILE).write_text(json.dumps({**meta, "epoch": epoch, "step": step, "model": net.config}, indent=2))
-
-
-def load_state(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(state, meta) of a checkpoint directory."""
-    directory = Path(directory)
-    state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
-    return state, json.loads((directory / META_FILE).read_text())
-
-
 class _Reducer:
     """Sums of (value x count) per key, averaged over all workers."""
 
@@ -94,193 +74,224 @@ class _Reducer:
         return {k: (float(s / c) if c else float("nan")) for k, (s, c) in zip(keys, totals.tolist())}
 
 
-def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+@dataclasses.dataclass
+class Worker:
+    """Everything one worker trains with; `step`, `epoch`, `best` and `stale` are what a checkpoint restores."""
+
+    config: Config
+    loop_config: dict[str, Any]
+    rank: int
+    world_size: int
+    device: torch.device
+    camera: ThinLensCamera
+    focus_all: np.ndarray  # (F,) metres, the store's stack
+    depth_range: tuple[float, float]
+    net: DAIFNet  # unwrapped (rank 0 validates and checkpoints it)
+    model: torch.nn.Module  # DDP-wrapped when world_size > 1
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    total_steps: int
+    step: int = 0
+    start_epoch: int = 0
+    best: float | None = None
+    stale: int = 0
+
+    @property
+    def search_range(self) -> tuple[float, float] | None:
+        """The search term's candidate range (the model's), when that term is weighted."""
+        return self.depth_range if self.config.loss.search else None
 
 
-def _predict(model, stack: torch.Tensor, focus: torch.Tensor, device: torch.device, mixed_precision: bool):
-    if device.type == "cuda" and mixed_precision:
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    import ray.train
+
+    from daif.tracking import RunLogger
+
+    worker = _setup(loop_config)
+    _restore(worker, ray.train.get_checkpoint(), loop_config.get("resume_from"))
+    train_sampler, val_sampler = samplers(worker.config, len(worker.focus_all))
+    run_id = loop_config.get("run_id")
+    tracker = RunLogger(loop_config["tracking_uri"], run_id) if worker.rank == 0 and run_id else None
+    epochs, stop_after = worker.config.train.epochs, worker.config.train.stop_after
+    for epochs_this_run, epoch in enumerate(range(worker.start_epoch, epochs), start=1):
+        metrics = _train_epoch(worker, train_sampler, epoch)
+        figure_batch = None
+        if worker.rank == 0:  # the whole (small) validation split, on the unwrapped net: no collectives
+            val_metrics, figure_batch = _validate(worker, val_sampler, _wants_figures(worker.config, epoch))
+            metrics.update(val_metrics)
+        metrics["epoch"] = epoch
+        stop = _update_best(worker, metrics) or (stop_after > 0 and epochs_this_run >= stop_after)
+        if tracker is not None:
+            _log_epoch(tracker, metrics, figure_batch, epoch)
+        _report(worker, metrics, epoch)
+        if stop:
+            break
+
+
+def _setup(loop_config: dict[str, Any]) -> Worker:
+    import ray.train
+    import ray.train.torch
+
+    config = from_dict(loop_config["config"])
+    context = ray.train.get_context()
+    torch.manual_seed(config.train.seed)
+    device = ray.train.torch.get_device()
+    if device.type == "cpu":  # torch defaults to every core of the node; a worker uses the CPUs it reserved
+        torch.set_num_threads(max(1, int(config.scaling.cpus_per_worker)))
+    near, far = loop_config["depth_range"]
+    net = build_model(config, near, far)
+    model = ray.train.torch.prepare_model(net)  # to the device; DDP when world_size > 1
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    total_steps = loop_config["steps_per_epoch"] * config.train.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, config.optim.schedule))
+    return Worker(
+        config=config, loop_config=loop_config, rank=context.get_world_rank(), world_size=context.get_world_size(),
+        device=device, camera=ThinLensCamera.from_dict(loop_config["camera"]),
+        focus_all=np.asarray(loop_config["focus_distances"], dtype=np.float32), depth_range=(near, far),
+        net=net, model=model, optimizer=optimizer, scheduler=scheduler, total_steps=total_steps,
+    )
+
+
+def _restore(worker: Worker, checkpoint, resume_dir: str | None) -> None:
+    """Continue from Ray Train's latest checkpoint (a restart) or else `resume_dir` (`--resume`)."""
+    if checkpoint is None and not resume_dir:
+        return
+    with (checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext(resume_dir)) as directory:
+        state, meta = load_checkpoint(directory)
+    worker.net.load_state_dict(state["model"])
+    worker.optimizer.load_state_dict(state["optimizer"])
+    worker.step, worker.start_epoch = int(state["step"]), int(state["epoch"]) + 1
+    worker.scheduler.last_epoch = worker.step
+    for group in worker.optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * lr_factor(worker.step, worker.total_steps, worker.config.optim.schedule)
+    worker.best, worker.stale = meta.get("best"), int(meta.get("stale", 0))
+
+
+def _predict(worker: Worker, model, stack: torch.Tensor, focus: torch.Tensor):
+    if worker.device.type == "cuda" and worker.config.train.mixed_precision:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             aif, depth = model(stack, focus)
         return aif.float(), depth.float()  # the renderer and losses run in float32
     return model(stack, focus)
 
 
-TERM_KEYS = ["total", "recon", "blur", "aif_recon", "aif_blur", "smooth", "sharpness"]
-
-
-def _term_keys(config: Config, training: bool) -> list[str]:
-    """The loss terms a run reports (`daif.losses.objective`): coarse_recon in validation always, in training
-    where it is weighted; search only where it is weighted (it costs a search per batch)."""
-    keys = list(TERM_KEYS)
-    if config.loss.coarse_recon or not training:
-        keys.append("coarse_recon")
-    if config.loss.search:
-        keys.append("search")
-    return keys
-
-
-DEPTH_KEYS = ["abs_rel", "sq_rel", "rmse", "rmse_log10", "rmse_log", "delta1", "delta2", "delta3"]
-AIF_KEYS = ["mg", "sf", "psnr", "ssim"]
-
-
-def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+def _batches(worker: Worker, split: str, sampler: BinSampler, rng: np.random.Generator, batch_size: int):
+    """This worker's `split` shard as training batches on its device (`daif.data.bins.make_batch`)."""
     import ray.train
-    import ray.train.torch
 
-    from daif.tracking import RunLogger
-
-    config = from_dict(loop_config["config"])
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
-    torch.manual_seed(config.train.seed)
-    device = ray.train.torch.get_device()
-    if device.type == "cpu":  # torch defaults to every core of the node; a worker uses the CPUs it reserved
-        torch.set_num_threads(max(1, int(config.scaling.cpus_per_worker)))
-    camera = ThinLensCamera.from_dict(loop_config["camera"])
-    focus_all = np.asarray(loop_config["focus_distances"], dtype=np.float32)
-    near, far = loop_config["depth_range"]
-    search_range = (near, far) if config.loss.search else None  # the search term's candidates span the model's range
-
-    net = build_model(config, near, far)
-    model = ray.train.torch.prepare_model(net)  # to the device; DDP when world_size > 1
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    total_steps = loop_config["steps_per_epoch"] * config.train.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, config.optim.schedule)
-    )
-
-    start_epoch, step, best, stale = 0, 0, None, 0
-    checkpoint = ray.train.get_checkpoint()
-    resume_dir = loop_config.get("resume_from")
-    if checkpoint is not None or resume_dir:
-        with (checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext(resume_dir)) as directory:
-            state, meta = load_state(directory)
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, start_epoch = int(state["step"]), int(state["epoch"]) + 1
-        scheduler.last_epoch = step
-        for group in optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * lr_factor(step, total_steps, config.optim.schedule)
-        best, stale = meta.get("best"), int(meta.get("stale", 0))
-
-    train_sampler, val_sampler = samplers(config, len(focus_all))
-    tracker = RunLogger(loop_config["tracking_uri"], loop_config["run_id"]) if rank == 0 and loop_config.get("run_id") else None
-    per_worker_batch = max(1, config.optim.batch_size // world_size)
-    sign = 1.0 if config.train.val_mode == "max" else -1.0
-    epochs_this_run = 0
-
-    for epoch in range(start_epoch, config.train.epochs):
-        _inject_fault(config, epoch, loop_config.get("storage_dir", ""))
-        model.train()
-        rng = np.random.default_rng([config.train.seed, epoch, rank])
-        # the depth jitter's draws, fixed by (seed, epoch, rank) like the bins, so a resumed run repeats them
-        jitter_seed = np.random.default_rng([config.train.seed, epoch, rank, 1]).integers(2**62)
-        jitter = torch.Generator().manual_seed(int(jitter_seed))
-        train_sums = _Reducer()
-        started, samples = time.perf_counter(), 0
-        for rows in ray.train.get_dataset_shard("train").iter_batches(batch_size=per_worker_batch, batch_format="numpy"):
-            batch = _to_device(make_batch(rows, train_sampler.draw(rng, len(rows["scene_id"])), focus_all), device)
-            aif, depth = _predict(model, batch["stack"], batch["focus_distances"], device, config.train.mixed_precision)
-            result = objective(
-                batch["stack"], batch["focus_distances"], aif, depth, camera, config.loss, generator=jitter, depth_range=search_range
-            )
-            optimizer.zero_grad(set_to_none=True)
-            result.total.backward()
-            if config.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            count = batch["stack"].shape[0]
-            samples += count
-            train_sums.add({"total": float(result.total), **{k: float(v) for k, v in result.terms.items()}}, count)
-        seconds = time.perf_counter() - started
-        metrics = {f"train/{k}": v for k, v in train_sums.mean(_term_keys(config, training=True), world_size, device).items()}
-        throughput = torch.tensor([samples / max(seconds, 1e-9)], dtype=torch.float64, device=device)
-        if world_size > 1:
-            torch.distributed.all_reduce(throughput)
-        metrics["train/samples_per_s"] = float(throughput)
-        metrics["lr"] = optimizer.param_groups[0]["lr"]
-
-        last_epoch = epoch == config.train.epochs - 1
-        figure_batch = None
-        want_figures = rank == 0 and (last_epoch or (config.train.figures_every > 0 and epoch % config.train.figures_every == 0))
-        if rank == 0:  # the whole (small) validation split, on the unwrapped net: no collectives
-            val_metrics, figure_batch = _validate(net, config, camera, val_sampler, focus_all, device, want_figures, search_range)
-            metrics.update(val_metrics)
-        metrics["epoch"] = epoch
-
-        score = metrics.get(config.train.val_metric)
-        if score is not None and score == score and (best is None or sign * score > sign * best):
-            best, stale = score, 0
-        else:
-            stale += 1
-        metrics["best_score"] = best if best is not None else float("nan")
-        stop_early = config.train.patience > 0 and stale >= config.train.patience
-        if world_size > 1:  # only rank 0 validated: its decision holds for every worker, or DDP would hang
-            decision = torch.tensor([float(stop_early)], device=device)
-            torch.distributed.broadcast(decision, src=0)
-            stop_early = bool(decision.item())
-        epochs_this_run += 1
-        stop_now = stop_early or (config.train.stop_after > 0 and epochs_this_run >= config.train.stop_after)
-
-        if tracker is not None:
-            tracker.metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
-            if figure_batch is not None:
-                from daif.viz import training_figure
-
-                tracker.figure(training_figure(**figure_batch, epoch=epoch), f"epoch_{epoch:04d}.png")
-
-        with tempfile.TemporaryDirectory() as directory:
-            checkpoint_out = None
-            if rank == 0:
-                meta = {"best": best, "stale": stale, "run_id": loop_config.get("run_id"),
-                        "manifest_hash": loop_config["manifest_hash"], "camera": camera.to_dict(),
-                        "focus_distances": focus_all.tolist(), "depth_range": [near, far], "metrics": metrics}
-                save_checkpoint(Path(directory), net, optimizer, step, epoch, config, meta)
-                checkpoint_out = ray.train.Checkpoint.from_directory(directory)
-            ray.train.report(metrics, checkpoint=checkpoint_out)
-        if stop_now:
-            break
+    for rows in ray.train.get_dataset_shard(split).iter_batches(batch_size=batch_size, batch_format="numpy"):
+        batch = make_batch(rows, sampler.draw(rng, len(rows["scene_id"])), worker.focus_all)
+        yield {k: v.to(worker.device, non_blocking=True) for k, v in batch.items()}
 
 
-def _inject_fault(config: Config, epoch: int, storage_dir: str) -> None:
-    """Test hook: raise once at `train.fail_at_epoch` (a marker file in the run's storage makes it once)."""
-    if config.train.fail_at_epoch != epoch:
-        return
-    marker = Path(storage_dir or tempfile.gettempdir()) / f".daif-fault-injected-{epoch}"
-    if marker.exists():
-        return
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text("injected")
-    raise RuntimeError(f"injected fault at epoch {epoch} (train.fail_at_epoch)")
+def _train_epoch(worker: Worker, sampler: BinSampler, epoch: int) -> dict[str, float]:
+    """One pass over this worker's shard; returns train/<term> means over all workers, throughput, lr."""
+    config = worker.config
+    worker.model.train()
+    rng = np.random.default_rng([config.train.seed, epoch, worker.rank])
+    sums = _Reducer()
+    started, samples = time.perf_counter(), 0
+    for batch in _batches(worker, "train", sampler, rng, max(1, config.optim.batch_size // worker.world_size)):
+        aif, depth = _predict(worker, worker.model, batch["stack"], batch["focus_distances"])
+        result = objective(batch["stack"], batch["focus_distances"], aif, depth, worker.camera, config.loss,
+                           depth_range=worker.search_range)
+        worker.optimizer.zero_grad(set_to_none=True)
+        result.total.backward()
+        if config.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(worker.model.parameters(), config.optim.grad_clip)
+        worker.optimizer.step()
+        worker.scheduler.step()
+        worker.step += 1
+        count = batch["stack"].shape[0]
+        samples += count
+        sums.add({"total": float(result.total), **{k: float(v) for k, v in result.terms.items()}}, count)
+    seconds = time.perf_counter() - started
+    keys = ["total", *term_names(config.loss)]
+    metrics = {f"train/{k}": v for k, v in sums.mean(keys, worker.world_size, worker.device).items()}
+    throughput = torch.tensor([samples / max(seconds, 1e-9)], dtype=torch.float64, device=worker.device)
+    if worker.world_size > 1:
+        torch.distributed.all_reduce(throughput)
+    metrics["train/samples_per_s"] = float(throughput)
+    metrics["lr"] = worker.optimizer.param_groups[0]["lr"]
+    return metrics
+
+
+def _wants_figures(config: Config, epoch: int) -> bool:
+    every = config.train.figures_every
+    return epoch == config.train.epochs - 1 or (every > 0 and epoch % every == 0)
 
 
 @torch.no_grad()
-def _validate(model, config: Config, camera, sampler: BinSampler, focus_all, device, want_figures: bool, search_range):
-    import ray.train
-
-    model.eval()
+def _validate(worker: Worker, sampler: BinSampler, want_figures: bool) -> tuple[dict[str, float], dict | None]:
+    """val/<term>, val/<depth metric>, val/<AIF metric> over the whole validation split, and the first
+    batch's first scene as `daif.viz.training_figure` arguments when `want_figures`."""
+    config, net = worker.config, worker.net
+    net.eval()
     sums = _Reducer()
     figure_batch = None
     rng = np.random.default_rng(0)  # unused by middle/fixed draws
-    for rows in ray.train.get_dataset_shard("val").iter_batches(batch_size=config.optim.batch_size, batch_format="numpy"):
-        batch = _to_device(make_batch(rows, sampler.draw(rng, len(rows["scene_id"])), focus_all), device)
-        aif, depth = _predict(model, batch["stack"], batch["focus_distances"], device, config.train.mixed_precision)
-        result = objective(batch["stack"], batch["focus_distances"], aif, depth, camera, config.loss, depth_range=search_range)
+    for batch in _batches(worker, "val", sampler, rng, config.optim.batch_size):
+        aif, depth = _predict(worker, net, batch["stack"], batch["focus_distances"])
+        result = objective(batch["stack"], batch["focus_distances"], aif, depth, worker.camera, config.loss,
+                           depth_range=worker.search_range)
         count = batch["stack"].shape[0]
         sums.add({"total": float(result.total), **{k: float(v) for k, v in result.terms.items()}}, count)
         sums.add(depth_metrics(depth, batch["depth"], batch["valid"]), count)
         sums.add(aif_metrics(aif, batch["aif"]), count)
         if want_figures and figure_batch is None:
-            figure_batch = {
-                "stack": batch["stack"][0].cpu().numpy(), "focus_distances": batch["focus_distances"][0].cpu().numpy(),
-                "reconstruction": result.reconstruction[0].cpu().numpy(), "aif": aif[0].cpu().numpy(),
-                "coarse_aif": result.coarse_aif[0].cpu().numpy(), "depth": depth[0, 0].cpu().numpy(),
-                "true_depth": batch["depth"][0, 0].cpu().numpy(), "true_aif": batch["aif"][0].cpu().numpy(),
-                "sigma": defocus_sigma(depth[:1], batch["focus_distances"][:1], camera)[0].cpu().numpy(),
-            }
-    keys = _term_keys(config, training=False) + DEPTH_KEYS + AIF_KEYS
-    model.train()
+            figure_batch = _figure_batch(worker, batch, result, aif, depth)
+    keys = ["total", *term_names(config.loss), *DEPTH_METRIC_NAMES, *AIF_METRIC_NAMES]
+    net.train()
     return {f"val/{k}": v for k, v in sums.mean(keys, world_size=1).items()}, figure_batch
+
+
+def _figure_batch(worker: Worker, batch: dict, result, aif: torch.Tensor, depth: torch.Tensor) -> dict[str, np.ndarray]:
+    return {
+        "stack": batch["stack"][0].cpu().numpy(), "focus_distances": batch["focus_distances"][0].cpu().numpy(),
+        "reconstruction": result.reconstruction[0].cpu().numpy(), "aif": aif[0].cpu().numpy(),
+        "coarse_aif": result.coarse_aif[0].cpu().numpy(), "depth": depth[0, 0].cpu().numpy(),
+        "true_depth": batch["depth"][0, 0].cpu().numpy(), "true_aif": batch["aif"][0].cpu().numpy(),
+        "sigma": defocus_sigma(depth[:1], batch["focus_distances"][:1], worker.camera)[0].cpu().numpy(),
+    }
+
+
+def _update_best(worker: Worker, metrics: dict[str, float]) -> bool:
+    """Track the best validation score (rank 0 has it) and return whether to stop early, the same on every worker."""
+    config = worker.config
+    sign = 1.0 if config.train.val_mode == "max" else -1.0
+    score = metrics.get(config.train.val_metric)
+    if score is not None and score == score and (worker.best is None or sign * score > sign * worker.best):
+        worker.best, worker.stale = score, 0
+    else:
+        worker.stale += 1
+    metrics["best_score"] = worker.best if worker.best is not None else float("nan")
+    stop = config.train.patience > 0 and worker.stale >= config.train.patience
+    if worker.world_size > 1:  # only rank 0 validated: its decision holds for every worker, or DDP would hang
+        decision = torch.tensor([float(stop)], device=worker.device)
+        torch.distributed.broadcast(decision, src=0)
+        stop = bool(decision.item())
+    return stop
+
+
+def _log_epoch(tracker, metrics: dict[str, float], figure_batch: dict | None, epoch: int) -> None:
+    tracker.metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+    if figure_batch is not None:
+        from daif.viz import training_figure
+
+        tracker.figure(training_figure(**figure_batch, epoch=epoch), f"epoch_{epoch:04d}.png")
+
+
+def _report(worker: Worker, metrics: dict[str, float], epoch: int) -> None:
+    """ray.train.report of the epoch's metrics, with rank 0's checkpoint (`daif.checkpoint`)."""
+    import ray.train
+
+    loop_config = worker.loop_config
+    with tempfile.TemporaryDirectory() as directory:
+        checkpoint = None
+        if worker.rank == 0:
+            meta = {"best": worker.best, "stale": worker.stale, "run_id": loop_config.get("run_id"),
+                    "manifest_hash": loop_config["manifest_hash"], "camera": worker.camera.to_dict(),
+                    "focus_distances": worker.focus_all.tolist(), "depth_range": list(worker.depth_range), "metrics": metrics}
+            save_checkpoint(directory, worker.net, meta, worker.optimizer, worker.step, epoch, to_yaml(worker.config))
+            checkpoint = ray.train.Checkpoint.from_directory(directory)
+        ray.train.report(metrics, checkpoint=checkpoint)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-from data_fixtures import DENSE, nyuv2_frames, write_depth_png, write_nyuv2_mat, write_splits_mat
 from PIL import Image
+
+from tests.helpers.data_files import DENSE, nyuv2_frames, write_depth_png, write_nyuv2_mat, write_splits_mat
+
 
 @pytest.fixture
 def nyuv2_mat(tmp_path):

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from data_fixtures import DENSE, SIZE, write_depth_png
+from tests.helpers.data_files import DENSE, SIZE, write_depth_png
 
 import daif.cli
 from daif.data.dataset import read_split
@@ -137,7 +137,7 @@ def test_cli_renders_nyuv2_mat_split_all(ray_local, nyuv2_mat, tmp_path):
 
 def test_bad_scene_leaves_no_partial_shard(ray_local, nyuv2_mat, tmp_path):
     mat, splits, images, depths = nyuv2_mat
-    from data_fixtures import write_nyuv2_mat
+    from tests.helpers.data_files import write_nyuv2_mat
 
     depths = depths.copy()
     depths[6] = np.nan  # frame 7 (test) has no valid depth

@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from data_fixtures import write_nyuv2_mat, write_splits_mat
+from tests.helpers.data_files import write_nyuv2_mat, write_splits_mat
 from PIL import Image
 
 from daif.data.folders import DefocusNetSource, RGBDFolderSource

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from daif.optics import PRESETS, ThinLensCamera, get_preset
+from daif.optics import CAMERA_PRESETS, ThinLensCamera, get_preset
 
 
 def test_presets_hold_method_values():
@@ -16,7 +16,7 @@ def test_presets_hold_method_values():
     assert dense.shape == (100,) and dense[0] == 1.0 and dense[-1] == 9.0
     np.testing.assert_allclose(np.diff(dense), 8.0 / 99)
     assert get_preset("defocusnet").depth_range == (0.1, 3.0)
-    assert set(PRESETS) == {"nyuv2-5", "nyuv2-dense", "defocusnet"}
+    assert set(CAMERA_PRESETS) == {"nyuv2-5", "nyuv2-dense", "defocusnet"}
 
 
 def test_aperture_is_f_over_n():

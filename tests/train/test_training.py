@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from daif.data.store import open_store
 from daif.model import DAIFNet
 from daif.tracking import TrackingUnavailable
 from daif.train.driver import train
-from daif.train.loop import load_state
+from daif.checkpoint import load_checkpoint
+from daif.train.loop import train_loop_per_worker
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -51,7 +53,7 @@ def test_two_cpu_workers_log_params_metrics_figures_and_a_loadable_model(tiny_st
         if key != "tracking.tracking_uri":
             assert params[key] == str(value), key
     assert params["data.manifest_hash"] == open_store(tiny_store).manifest_hash
-    assert params["version.torch"] == torch.__version__.split("+")[0] or params["version.torch"].startswith("2.")
+    assert params["version.torch"] == importlib.metadata.version("torch")
     assert "git_commit" in params
     for name in ("train/recon", "train/total", "val/recon", "val/delta1", "val/abs_rel", "train/samples_per_s"):
         history = client.get_metric_history(result.run_id, name)
@@ -70,7 +72,7 @@ def test_two_cpu_workers_log_params_metrics_figures_and_a_loadable_model(tiny_st
     assert aif.shape == (1, 3, 24, 40) and depth.shape == (1, 1, 24, 40)
     assert float(depth.min()) >= 0.1 - 1e-6 and float(depth.max()) <= 10.0 + 1e-6  # the store's depth clip
 
-    state, meta = load_state(result.best_checkpoint)
+    state, meta = load_checkpoint(result.best_checkpoint)
     assert set(state) == {"model", "optimizer", "step", "epoch"}
     assert meta["manifest_hash"] == open_store(tiny_store).manifest_hash
     assert meta["camera"] == open_store(tiny_store).camera.to_dict()
@@ -81,30 +83,48 @@ def test_two_cpu_workers_log_params_metrics_figures_and_a_loadable_model(tiny_st
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_store, tmp_path):
-    jitter = {"depth_jitter": 0.3}  # random draws in every step: a resumed run must repeat them
-    whole = train(_config(tiny_store, tmp_path / "whole", train={"epochs": 3, "figures_every": 0}, loss=jitter))
-    first = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "stop_after": 1, "figures_every": 0}, loss=jitter))
+    whole = train(_config(tiny_store, tmp_path / "whole", train={"epochs": 3, "figures_every": 0}))
+    first = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "stop_after": 1, "figures_every": 0}))
     assert first.metrics["epoch"] == 0
-    resumed = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "figures_every": 0}, loss=jitter),
+    resumed = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "figures_every": 0}),
                     resume=first.latest_checkpoint)
     assert resumed.metrics["epoch"] == 2 and resumed.run_id == first.run_id  # the same MLflow run goes on
     for key in ("train/total", "val/total", "val/abs_rel", "lr"):
         assert resumed.metrics[key] == pytest.approx(whole.metrics[key], rel=1e-4, abs=1e-7), key
-    whole_state, _ = load_state(whole.latest_checkpoint)
-    resumed_state, _ = load_state(resumed.latest_checkpoint)
+    whole_state, _ = load_checkpoint(whole.latest_checkpoint)
+    resumed_state, _ = load_checkpoint(resumed.latest_checkpoint)
     for name, tensor in whole_state["model"].items():
         torch.testing.assert_close(resumed_state["model"][name], tensor, rtol=1e-4, atol=1e-6)
     history = mlflow.MlflowClient(resumed.tracking_uri).get_metric_history(resumed.run_id, "train/total")
     assert sorted(m.step for m in history) == [0, 1, 2]
 
 
+def _loop_failing_once_at_epoch_1(loop_config):
+    """`train_loop_per_worker` whose report of epoch 1 raises, once (a marker file in the storage says so)."""
+    import ray.train
+
+    marker = Path(loop_config["config"]["tracking"]["storage"]) / "fault-injected"
+    real_report = ray.train.report
+
+    def report(metrics, checkpoint=None, **options):
+        if metrics["epoch"] == 1 and not marker.exists():
+            marker.write_text("injected")
+            raise RuntimeError("injected fault at epoch 1")
+        return real_report(metrics, checkpoint=checkpoint, **options)
+
+    ray.train.report = report
+    try:
+        train_loop_per_worker(loop_config)
+    finally:
+        ray.train.report = real_report
+
+
 def test_a_worker_failure_restarts_from_the_latest_checkpoint(tiny_store, tmp_path):
-    config = _config(tiny_store, tmp_path, train={"epochs": 3, "fail_at_epoch": 1, "figures_every": 0},
-                     scaling={"num_workers": 1, "max_failures": 1})
-    result = train(config)
+    config = _config(tiny_store, tmp_path, train={"epochs": 3, "figures_every": 0}, scaling={"num_workers": 1, "max_failures": 1})
+    result = train(config, train_loop=_loop_failing_once_at_epoch_1)
     assert result.metrics["epoch"] == 2
-    assert list(Path(result.storage_path).glob(".daif-fault-injected-1"))  # the fault did fire
-    state, _ = load_state(result.latest_checkpoint)
+    assert (tmp_path / "runs" / "fault-injected").exists()  # the fault did fire
+    state, _ = load_checkpoint(result.latest_checkpoint)
     assert state["epoch"] == 2 and state["step"] == 3 * 3  # 10 scenes, batch 4: 3 steps an epoch, none lost
 
 
@@ -131,7 +151,7 @@ def test_checkpoint_state_loads_safely(tiny_store, tmp_path):
     torch.save({"model": {}, "payload": np.dtype("float32")}, directory / "state.pt")
     (directory / "meta.json").write_text(json.dumps({}))
     with pytest.raises(Exception, match="weights_only|Unsupported global"):
-        load_state(directory)
+        load_checkpoint(directory)
 
 
 @pytest.mark.timeout(300)

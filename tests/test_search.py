@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from conftest import CAMERA, FOCUS_DISTANCES, textured_image
-from daif.losses import LossConfig, objective
+from tests.helpers.scenes import CAMERA, FOCUS_DISTANCES, textured_image
+from daif.config import LossConfig
+from daif.losses import objective
 from daif.optics import render_focal_stack
 from daif.search import defocus_search
 

@@ -1,4 +1,4 @@
-"""Builders of test inputs in their exact on-disk layouts (used by conftest.py and the tests)."""
+"""Builders of test inputs in their exact on-disk layouts (used by tests/data/conftest.py and the tests)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -50,8 +49,3 @@ def make_scenes(batch: int, height: int, width: int, seed: int = 0, focus_distan
     with torch.no_grad():
         stack = render_focal_stack(aif, depth, focus, camera)
     return stack, focus, aif, depth
-
-
-@pytest.fixture
-def scenes():
-    return make_scenes

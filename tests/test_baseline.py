@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import CAMERA, FOCUS_DISTANCES, depth_ramp, textured_image
+from tests.helpers.scenes import CAMERA, FOCUS_DISTANCES, depth_ramp, textured_image
 from daif.baseline import depth_from_focus, modified_laplacian
 from daif.metrics import depth_metrics, psnr
 from daif.optics import render_focal_stack

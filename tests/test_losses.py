@@ -1,0 +1,154 @@
+"""The self-supervised objective: each term against hand values and physical properties."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from daif.config import LossConfig
+from daif.losses import blurriness, coarse_aif, objective, photometric_loss, smoothness_loss, term_names
+from daif.optics import render_focal_stack
+from tests.helpers.scenes import CAMERA, FOCUS_DISTANCES, make_scenes
+
+
+def _constant(value, height=16, width=16, channels=3):
+    return torch.full((1, channels, height, width), value, dtype=torch.float64)
+
+
+def test_photometric_loss_of_constant_images_by_hand():
+    a, b, c1 = 0.3, 0.5, 0.01**2
+    ssim = (2 * a * b + c1) / (a * a + b * b + c1)
+    expected = 0.85 * (1 - ssim) + 0.15 * abs(a - b)
+    assert float(photometric_loss(_constant(a), _constant(b), alpha=0.85)) == pytest.approx(expected, rel=1e-9)
+    assert float(photometric_loss(_constant(a), _constant(b), alpha=0.0)) == pytest.approx(0.2, rel=1e-9)
+
+
+def test_blurriness_by_hand():
+    # a constant image has zero LoG response: -0.25 log(0 + 1e-8)
+    assert float(blurriness(_constant(0.4))) == pytest.approx(-0.25 * math.log(1e-8), rel=1e-9)
+    # a grey impulse of value v far from the border: energy = v^2 sum(LoG^2)
+    r = np.arange(7) - 3.0
+    r2 = r[:, None] ** 2 + r[None, :] ** 2
+    log = -(1 / math.pi) * (1 - r2 / 2) * np.exp(-r2 / 2)
+    log -= log.mean()
+    image = torch.zeros(1, 3, 15, 15, dtype=torch.float64)
+    image[0, :, 7, 7] = 0.5  # grey 0.5 (luma weights sum to 1)
+    energy = 0.25 * float((log**2).sum())
+    expected = -0.25 * math.log(energy / (225 - (0.5 / 225) ** 2) + 1e-8)
+    assert float(blurriness(image)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_blurriness_grows_with_defocus():
+    stack, focus, aif, depth = make_scenes(2, 32, 32, seed=3)
+    sharp = blurriness(aif)
+    blurred = blurriness(render_focal_stack(aif, torch.full_like(depth, 3.0), [0.3], CAMERA)[:, 0])
+    assert bool((blurred > sharp + 0.1).all())
+
+
+def test_smoothness_by_hand():
+    depth = torch.arange(4, dtype=torch.float64).reshape(1, 1, 1, 4).expand(1, 1, 3, 4)  # dD/dx = 1, dD/dy = 0
+    flat = torch.zeros(1, 3, 3, 4, dtype=torch.float64)
+    assert float(smoothness_loss(depth, flat, beta=2.5)) == pytest.approx(1.0)
+    edges = flat.clone()
+    edges[..., 2:] = 1.0  # an AIF step between columns 1 and 2: one of three x-gradients is down-weighted
+    assert float(smoothness_loss(depth, edges, beta=2.5)) == pytest.approx((2 + math.exp(-2.5)) / 3)
+
+
+def _depth_at_focus(height=8, width=12):
+    """Left half at focus distance index 1, right half at index 3."""
+    depth = torch.full((1, 1, height, width), FOCUS_DISTANCES[1], dtype=torch.float64)
+    depth[..., width // 2 :] = FOCUS_DISTANCES[3]
+    return depth
+
+
+def test_hard_coarse_aif_picks_the_image_focused_at_the_depth():
+    stack = torch.arange(5, dtype=torch.float64).reshape(1, 5, 1, 1, 1).expand(1, 5, 3, 8, 12)  # image k == k
+    picked = coarse_aif(stack, torch.tensor(FOCUS_DISTANCES, dtype=torch.float64), _depth_at_focus(), CAMERA, "hard")
+    assert picked.shape == (1, 3, 8, 12)
+    assert picked[..., :6].unique().tolist() == [1.0] and picked[..., 6:].unique().tolist() == [3.0]
+    soft = coarse_aif(stack, torch.tensor(FOCUS_DISTANCES, dtype=torch.float64), _depth_at_focus(), CAMERA, "soft", 0.01)
+    torch.testing.assert_close(soft, picked)  # a cold softmin is the arg-min
+
+
+def test_coarse_aif_gradient_to_depth_is_zero_for_hard_and_not_for_soft():
+    stack, focus, aif, depth = make_scenes(1, 24, 24, seed=1)
+    stack.requires_grad_(True)  # so the hard blur term has a graph at all; the gradient must skip depth
+    for mode, temperature in (("hard", 1.0), ("soft", 1.0)):
+        predicted = (depth * 1.1).requires_grad_(True)
+        config = LossConfig(coarse_aif=mode, temperature=temperature)
+        terms = objective(stack, focus, aif, predicted, CAMERA, config).terms
+        (gradient,) = torch.autograd.grad(terms["blur"], predicted, allow_unused=True)
+        magnitude = 0.0 if gradient is None else float(gradient.abs().sum())
+        assert (magnitude == 0.0) if mode == "hard" else (magnitude > 1e-6), mode
+
+
+def test_ground_truth_reconstructs_its_stack_and_a_wrong_depth_does_not():
+    stack, focus, aif, depth = make_scenes(2, 32, 32, seed=2)
+    right = objective(stack, focus, aif, depth, CAMERA).terms["recon"]
+    wrong = objective(stack, focus, aif, torch.full_like(depth, 1.0), CAMERA).terms["recon"]
+    assert float(right) < 1e-6
+    assert float(wrong) > 0.02
+
+
+def test_gradient_routing_of_the_reconstruction_terms():
+    stack, focus, aif, depth = make_scenes(1, 24, 24, seed=8)
+    config = LossConfig(recon_trains_depth=False)
+    predicted_aif = (aif * 0.8 + 0.1).requires_grad_(True)
+    predicted = (depth * 1.2).requires_grad_(True)
+    terms = objective(stack, focus, predicted_aif, predicted, CAMERA, config).terms
+    to_aif, to_depth = torch.autograd.grad(terms["recon"], (predicted_aif, predicted), allow_unused=True)
+    assert float(to_aif.abs().sum()) > 1e-6 and to_depth is None  # recon trains the AIF only
+    default = objective(stack, focus, predicted_aif, predicted, CAMERA, LossConfig()).terms
+    to_aif, to_depth = torch.autograd.grad(default["recon"], (predicted_aif, predicted))
+    assert float(to_aif.abs().sum()) > 1e-6 and float(to_depth.abs().sum()) > 1e-6  # the paper's: both
+
+
+def test_targets_at_other_focus_distances():
+    stack, focus, aif, depth = make_scenes(1, 32, 32, seed=4)
+    target_focus = torch.tensor([[0.35, 0.6, 1.0]])
+    targets = render_focal_stack(aif, depth, target_focus, CAMERA)
+    result = objective(stack, focus, aif, depth, CAMERA, LossConfig(), targets, target_focus)
+    assert result.reconstruction.shape == (1, 3, 3, 32, 32)
+    assert float(result.terms["recon"]) < 1e-6
+    wrong = objective(stack, focus, aif, depth, CAMERA, LossConfig(), targets, torch.tensor([[1.0, 0.6, 0.35]]))
+    assert float(wrong.terms["recon"]) > 0.02
+
+
+def test_total_is_the_weighted_sum_of_the_terms():
+    stack, focus, aif, depth = make_scenes(1, 24, 24, seed=5)
+    config = LossConfig(smooth=3.0)
+    noisy_aif = (aif + 0.1 * torch.randn(aif.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    result = objective(stack, focus, noisy_aif.requires_grad_(), depth * 0.9, CAMERA, config)
+    terms = result.terms
+    assert list(terms) == term_names(config) == ["recon", "blur", "aif_recon", "aif_blur", "smooth"]  # search: weight 0
+    expected = (1000 * terms["recon"] + 10 * terms["blur"] + 100 * terms["aif_recon"] + 10 * terms["aif_blur"]
+                + 3 * terms["smooth"])
+    assert float(result.total.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    assert all(float(value.detach()) != 0 for value in terms.values())
+
+
+def test_loss_config_defaults_and_checks():
+    config = LossConfig()
+    assert (config.recon, config.blur, config.aif_recon, config.aif_blur, config.smooth) == (1000, 10, 100, 10, 10)
+    assert (config.smooth_beta, config.alpha, config.coarse_aif, config.kernel_size) == (2.5, 0.85, "hard", 7)
+    assert (config.recon_trains_depth, config.search) == (True, 0)  # the paper's objective
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.recon = 1.0
+    with pytest.raises(ValueError, match="coarse_aif"):
+        LossConfig(coarse_aif="median")
+    with pytest.raises(ValueError, match="kernel_size"):
+        LossConfig(kernel_size=6)
+
+
+def test_bad_arguments_are_named():
+    stack, focus, aif, depth = make_scenes(1, 16, 16)
+    with pytest.raises(ValueError, match="depth"):
+        objective(stack, focus, aif, depth[..., :8], CAMERA)
+    with pytest.raises(ValueError, match="focus_distances"):
+        objective(stack, focus[:, :3], aif, depth, CAMERA)
+    with pytest.raises(ValueError, match="target_focus_distances"):
+        objective(stack, focus, aif, depth, CAMERA, targets=stack)
