@@ -34,3 +34,10 @@ def ray_local():
         )
     yield ray
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(items):
+    """Tests on a real Ray are slow too: `pytest -m "not slow"` is the fast loop."""
+    for item in items:
+        if item.get_closest_marker("ray") is not None:
+            item.add_marker(pytest.mark.slow)

@@ -73,41 +73,25 @@ def check_camera(config: Config, store) -> ThinLensCamera:
 
 def train(config: Config, resume: str | None = None, train_loop: Callable[[dict], None] = train_loop_per_worker) -> TrainResult:
     """Train DAIF-Net on Ray Train as `config` says; `resume` is a checkpoint directory to continue from.
-    `train_loop` is the function every worker runs (`daif.train.loop.train_loop_per_worker`; tests wrap it)."""
-    import ray
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
-    if not config.data.path:
-        raise ValueError("data.path: the rendered store to train on is required (daif render ... --out DIR)")
-    store = open_store(config.data.path)
+    `train_loop` is the function every worker runs (`daif.train.loop.train_loop_per_worker`; tests wrap it).
+    Everything is checked on the driver before a run or a worker starts."""
+    store = _open_store(config)
     camera = check_camera(config, store)
     near, far = _depth_range(config, store)
-    for split in (config.data.train_split, config.data.val_split):
-        if split not in store.splits:
-            raise ValueError(f"data: {store.path} holds splits {store.splits}; '{split}' is missing")
-
-    resume_meta: dict[str, Any] = {}
-    if resume:
-        _, resume_meta = load_checkpoint(resume)
-        if resume_meta.get("manifest_hash") != store.manifest_hash:
-            print(f"WARNING: {resume} was trained on a store with another manifest than {store.path}")
-
+    resume = str(Path(resume).resolve()) if resume else None  # the workers' working directory is not ours
+    resume_meta = _resume_meta(resume, store)
     tracking_uri = resolve_tracking_uri(config.tracking.tracking_uri)
     check_reachable(tracking_uri)
-    config = replace(config, tracking={"tracking_uri": tracking_uri})
+    config = replace(config, tracking={"tracking_uri": tracking_uri, "storage": _storage(config)})
+    rows_per_worker = store.num_scenes(config.data.train_split) // config.scaling.num_workers
+    if rows_per_worker < 1:
+        raise ValueError(f"scaling.num_workers: {config.scaling.num_workers} workers need at least as many training scenes")
+
     run_id = resume_meta.get("run_id")
     if not run_id:
         params = {**flatten(config), "data.manifest_hash": store.manifest_hash, "data.camera_used": str(camera.to_dict())}
         run_id = start_run(tracking_uri, config.tracking.experiment, config.tracking.run_name, params, to_yaml(config))
-
-    world_size = config.scaling.num_workers
-    rows_per_worker = store.num_scenes(config.data.train_split) // world_size
-    if rows_per_worker < 1:
-        raise ValueError(f"scaling.num_workers: {world_size} workers need at least as many training scenes")
-    per_worker_batch = max(1, config.optim.batch_size // world_size)
-    storage = config.tracking.storage or default_storage()
-    name = f"daif-{run_id[:8]}-{uuid.uuid4().hex[:6]}" if run_id else f"daif-{uuid.uuid4().hex[:8]}"
+    per_worker_batch = max(1, config.optim.batch_size // config.scaling.num_workers)
     loop_config = {
         "config": to_dict(config),
         "camera": camera.to_dict(),
@@ -119,41 +103,16 @@ def train(config: Config, resume: str | None = None, train_loop: Callable[[dict]
         "run_id": run_id,
         "resume_from": resume,
     }
-    ray.data.DataContext.get_current().execution_options.preserve_order = True  # reproducible batches
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config=loop_config,
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=world_size,
-            use_gpu=config.scaling.use_gpu,
-            resources_per_worker={"CPU": config.scaling.cpus_per_worker, **({"GPU": 1} if config.scaling.use_gpu else {})},
-        ),
-        run_config=ray.train.RunConfig(
-            name=name,
-            storage_path=storage,
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=1,  # the best by the validation metric; Ray always keeps the latest too
-                checkpoint_score_attribute=config.train.val_metric,
-                checkpoint_score_order=config.train.val_mode,
-            ),
-            failure_config=ray.train.FailureConfig(max_failures=config.scaling.max_failures),
-        ),
-        datasets={
-            "train": _read(store.path, config.data.train_split),
-            "val": _read(store.path, config.data.val_split),
-        },
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),  # rank 0 validates on the whole split
-    )
+    name = f"daif-{run_id[:8]}-{uuid.uuid4().hex[:6]}"
     status = "FAILED"
     try:
-        result = trainer.fit()
+        result = _trainer(config, store.path, name, train_loop, loop_config).fit()
         best = result.get_best_checkpoint(config.train.val_metric, config.train.val_mode) if result.best_checkpoints else None
         best_metrics = next((m for c, m in result.best_checkpoints if best is not None and c.path == best.path), {})
         model_uri = _log_models(tracking_uri, run_id, best, result.checkpoint)
         status = "FINISHED"
     finally:
-        if run_id:
-            end_run(tracking_uri, run_id, status)
+        end_run(tracking_uri, run_id, status)
     return TrainResult(
         run_id=run_id,
         model_uri=model_uri,
@@ -161,8 +120,63 @@ def train(config: Config, resume: str | None = None, train_loop: Callable[[dict]
         latest_checkpoint=result.checkpoint.path if result.checkpoint else None,
         metrics=dict(result.metrics or {}),
         best_metrics=dict(best_metrics),
-        storage_path=str(Path(storage) / name),
+        storage_path=str(Path(config.tracking.storage) / name),
         tracking_uri=tracking_uri,
+    )
+
+
+def _open_store(config: Config):
+    """The store of data.path, holding the train and validation splits."""
+    if not config.data.path:
+        raise ValueError("data.path: the rendered store to train on is required (daif render ... --out DIR)")
+    store = open_store(config.data.path)
+    for split in (config.data.train_split, config.data.val_split):
+        if split not in store.splits:
+            raise ValueError(f"data: {store.path} holds splits {store.splits}; '{split}' is missing")
+    return store
+
+
+def _resume_meta(resume: str | None, store) -> dict[str, Any]:
+    if not resume:
+        return {}
+    _, meta = load_checkpoint(resume)
+    if meta.get("manifest_hash") != store.manifest_hash:
+        print(f"WARNING: {resume} was trained on a store with another manifest than {store.path}")
+    return meta
+
+
+def _storage(config: Config) -> str:
+    """tracking.storage as Ray Train needs it: a URI, or an absolute path (a relative one fails inside pyarrow)."""
+    storage = config.tracking.storage or default_storage()
+    return storage if "://" in storage else str(Path(storage).resolve())
+
+
+def _trainer(config: Config, store_path: str, name: str, train_loop: Callable[[dict], None], loop_config: dict[str, Any]):
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    ray.data.DataContext.get_current().execution_options.preserve_order = True  # reproducible batches
+    return TorchTrainer(
+        train_loop,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=config.scaling.num_workers,
+            use_gpu=config.scaling.use_gpu,
+            resources_per_worker={"CPU": config.scaling.cpus_per_worker, **({"GPU": 1} if config.scaling.use_gpu else {})},
+        ),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=config.tracking.storage,
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=1,  # the best by the validation metric; Ray always keeps the latest too
+                checkpoint_score_attribute=config.train.val_metric,
+                checkpoint_score_order=config.train.val_mode,
+            ),
+            failure_config=ray.train.FailureConfig(max_failures=config.scaling.max_failures),
+        ),
+        datasets={"train": _read(store_path, config.data.train_split), "val": _read(store_path, config.data.val_split)},
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),  # rank 0 validates on the whole split
     )
 
 
