@@ -118,8 +118,9 @@ def camera_notes(labels: Sequence[str], sources: Sequence[str], store, data: str
 
 
 def result_document(
-    store, data: str, split: str, scenes: int, labels: Sequence[str], masks: Sequence[float | None], methods: dict[str, dict[str, Any]],
-    conditions: Sequence[Condition], by_size: dict[int, str], generalisation: Sequence[GeneralisationRow],
+    store, data: str, split: str, scenes: int, labels: Sequence[str], masks: Sequence[float | None],
+    methods: dict[str, dict[str, Any]], conditions: Sequence[Condition], by_size: dict[int, str],
+    generalisation: Sequence[GeneralisationRow],
 ) -> dict[str, Any]:
     """metrics.json's content up to "generalisation" (the caller adds notes, backend and seconds)."""
     from daif.metrics import DEPTH_METRIC_NAMES

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from daif.evaluate.plan import label_of
-from daif.evaluate.rows import AIF_KEYS, DEPTH_KEYS, GENERALISATION_COLUMNS, IMAGE_COLUMNS, GeneralisationRow, ImageRow
+from daif.evaluate.rows import AIF_KEYS, GENERALISATION_COLUMNS, IMAGE_COLUMNS, GeneralisationRow, ImageRow
+from daif.metrics import DEPTH_METRIC_NAMES
 from daif.files import write_text_atomic
 
 TABLE_KEYS = ("delta1", "delta2", "delta3", "rmse", "abs_rel", "sq_rel", "rmse_log10")  # the columns of metrics.md
@@ -54,7 +55,7 @@ def markdown_report(result: dict[str, Any]) -> str:
 def metrics_table(result: dict[str, Any]) -> list[list[Any]]:
     """metrics.csv's rows: one per (method, variant), the depth metrics then the method's AIF metrics."""
     return [
-        [name, section["source"], variant, *(section[variant][k] for k in DEPTH_KEYS), *(section["aif"][k] for k in AIF_KEYS)]
+        [name, section["source"], variant, *(section[variant][k] for k in DEPTH_METRIC_NAMES), *(section["aif"][k] for k in AIF_KEYS)]
         for name, section in result["methods"].items()
         for variant in result["variants"]
     ]
@@ -78,7 +79,8 @@ def generalisation_outputs(methods: Sequence[str], rows: Sequence[Generalisation
         series = _delta1_series(rows, "focus_set", methods)
         figure = line_plot(series, "mean focus distance of the test stack [m]", "delta1", "delta1 vs focus-distance set")
         paths["generalisation_focus_png"] = save_figure(figure, out / "generalisation_focus.png")
-    paths["generalisation_csv"] = write_text_atomic(out / "generalisation.csv", _csv_text(GENERALISATION_COLUMNS, [r.values() for r in rows]))
+    text = _csv_text(GENERALISATION_COLUMNS, [r.values() for r in rows])
+    paths["generalisation_csv"] = write_text_atomic(out / "generalisation.csv", text)
     return paths
 
 
@@ -86,9 +88,10 @@ def write_outputs(result: dict[str, Any], per_image: Sequence[ImageRow], general
     """Every file into `out` (created); returns {file key: path}."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"metrics_json": write_text_atomic(out / "metrics.json", json.dumps(result, indent=1, allow_nan=True) + "\n")}
-    header = ["method", "source", "variant", *DEPTH_KEYS, *AIF_KEYS]
+    header = ["method", "source", "variant", *DEPTH_METRIC_NAMES, *AIF_KEYS]
     paths["metrics_csv"] = write_text_atomic(out / "metrics.csv", _csv_text(header, metrics_table(result)))
     paths["metrics_md"] = write_text_atomic(out / "metrics.md", markdown_report(result))
-    paths["per_image_csv"] = write_text_atomic(out / "per_image.csv", _csv_text(IMAGE_COLUMNS, [r.values() for r in per_image]))
+    per_image_text = _csv_text(IMAGE_COLUMNS, [r.values() for r in per_image])
+    paths["per_image_csv"] = write_text_atomic(out / "per_image.csv", per_image_text)
     paths.update(generalisation_outputs(list(result["methods"]), generalisation, out))
     return paths

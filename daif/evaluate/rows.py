@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 
 from daif.evaluate.plan import Condition, mask_name, variant_name
-from daif.metrics import DEPTH_METRIC_NAMES as DEPTH_KEYS
+from daif.metrics import DEPTH_METRIC_NAMES
 
 SQUARED_KEYS = ("rmse", "rmse_log10", "rmse_log")  # pooled through their squares
 AIF_KEYS = ("mg", "sf", "psnr", "ssim")
-IMAGE_COLUMNS = ("scene_id", "condition", "method", "mask", "count", *DEPTH_KEYS, *AIF_KEYS)
+IMAGE_COLUMNS = ("scene_id", "condition", "method", "mask", "count", *DEPTH_METRIC_NAMES, *AIF_KEYS)
 _TEXT_COLUMNS = ("scene_id", "condition", "method", "mask")
-GENERALISATION_COLUMNS = ("study", "condition", "x", "focus_distances", "method", "delta1", *(k for k in DEPTH_KEYS if k != "delta1"))
+GENERALISATION_COLUMNS = (
+    "study", "condition", "x", "focus_distances", "method", "delta1", *(k for k in DEPTH_METRIC_NAMES if k != "delta1")
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,13 +38,13 @@ class ImageRow:
     method: str  # a model's name, "baseline" or "search"
     mask: str  # mask_name(max_depth): "all" or "max<d>m"
     count: int  # valid pixels under the mask
-    depth: dict[str, float]  # DEPTH_KEYS -> value (NaN when count is 0)
+    depth: dict[str, float]  # DEPTH_METRIC_NAMES -> value (NaN when count is 0)
     aif: dict[str, float]  # AIF_KEYS -> value (NaN outside the main condition)
 
     def values(self) -> list[Any]:
         """The row in IMAGE_COLUMNS order."""
         return [self.scene_id, self.condition, self.method, self.mask, self.count,
-                *(self.depth[k] for k in DEPTH_KEYS), *(self.aif[k] for k in AIF_KEYS)]
+                *(self.depth[k] for k in DEPTH_METRIC_NAMES), *(self.aif[k] for k in AIF_KEYS)]
 
 
 def to_columns(rows: Sequence[ImageRow]) -> dict[str, np.ndarray]:
@@ -54,8 +56,12 @@ def to_columns(rows: Sequence[ImageRow]) -> dict[str, np.ndarray]:
 def from_columns(columns: dict[str, np.ndarray]) -> list[ImageRow]:
     """The inverse of to_columns (Python str, int and float values)."""
     return [
-        ImageRow(str(columns["scene_id"][i]), str(columns["condition"][i]), str(columns["method"][i]), str(columns["mask"][i]),
-                 int(columns["count"][i]), {k: float(columns[k][i]) for k in DEPTH_KEYS}, {k: float(columns[k][i]) for k in AIF_KEYS})
+        ImageRow(
+            *(str(columns[c][i]) for c in _TEXT_COLUMNS),
+            int(columns["count"][i]),
+            {k: float(columns[k][i]) for k in DEPTH_METRIC_NAMES},
+            {k: float(columns[k][i]) for k in AIF_KEYS},
+        )
         for i in range(len(columns["scene_id"]))
     ]
 
@@ -64,8 +70,8 @@ def from_columns(columns: dict[str, np.ndarray]) -> list[ImageRow]:
 class Aggregate:
     """The depth metrics of one (condition, method, mask), reduced two ways, and its mean AIF metrics."""
 
-    image: dict[str, float]  # DEPTH_KEYS -> mean over images
-    pixel: dict[str, float]  # DEPTH_KEYS -> over all valid pixels pooled
+    image: dict[str, float]  # DEPTH_METRIC_NAMES -> mean over images
+    pixel: dict[str, float]  # DEPTH_METRIC_NAMES -> over all valid pixels pooled
     aif: dict[str, float]  # AIF_KEYS -> mean over images with a finite value
 
 
@@ -74,11 +80,11 @@ def aggregate(rows: Sequence[ImageRow], condition: str, method: str, mask: str) 
     counted = [r for r in chosen if r.count > 0]
     aif = {k: _mean([r.aif[k] for r in chosen]) for k in AIF_KEYS}
     if not counted:
-        nan = {key: math.nan for key in DEPTH_KEYS}
+        nan = {key: math.nan for key in DEPTH_METRIC_NAMES}
         return Aggregate(nan, dict(nan), aif)
     counts = np.array([float(r.count) for r in counted])
     image, pixel = {}, {}
-    for key in DEPTH_KEYS:
+    for key in DEPTH_METRIC_NAMES:
         values = np.array([r.depth[key] for r in counted])
         image[key] = float(values.mean())
         if key in SQUARED_KEYS:
@@ -118,13 +124,13 @@ class GeneralisationRow:
     x: float  # the stack size (an int), or the mean focus distance [m]
     focus_distances: tuple[float, ...]
     method: str
-    depth: dict[str, float]  # DEPTH_KEYS -> image mean
+    depth: dict[str, float]  # DEPTH_METRIC_NAMES -> image mean
 
     def values(self) -> list[Any]:
         """The row in GENERALISATION_COLUMNS order."""
         focus = ",".join(f"{f:g}" for f in self.focus_distances)
         return [self.study, self.condition, self.x, focus, self.method, self.depth["delta1"],
-                *(self.depth[k] for k in DEPTH_KEYS if k != "delta1")]
+                *(self.depth[k] for k in DEPTH_METRIC_NAMES if k != "delta1")]
 
     def record(self) -> dict[str, Any]:
         """The row as metrics.json's generalisation.rows holds it."""
