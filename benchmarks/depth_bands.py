@@ -40,7 +40,7 @@ def main() -> None:
     from daif.baseline import depth_from_focus
     from daif.data.bins import BinSampler, make_batch
     from daif.data.store import open_store
-    from daif.evaluate import scenes_to_batch
+    from daif.evaluate.scenes import scenes_to_batch
     from daif.model_io import load_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

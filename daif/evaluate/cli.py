@@ -1,0 +1,60 @@
+"""`daif evaluate`: the command line of daif.evaluate.evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from daif.evaluate.plan import BATCH_SIZE, DEFAULT_STACK_SIZES, RAY_MIN_SCENES
+from daif.evaluate.track import EXPERIMENT
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 2,3,5, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", required=True, metavar="URI_OR_PATH",
+                        help="MLflow model URI (runs:/<run_id>/model) or checkpoint directory; repeat for several models")
+    parser.add_argument("--name", action="append", default=None, help="a name per --model, in order (default daif-net[-i])")
+    parser.add_argument("--data", required=True, help="the rendered store (daif render --out DIR)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--stack-sizes", type=_int_list, default=list(DEFAULT_STACK_SIZES), help="generalisation study, e.g. 2,3,5,8,10")
+    parser.add_argument("--focus-sets", nargs="+", default=[], metavar="F1,F2,...",
+                        help="focus-distance sets [m] to re-render the test stacks at, e.g. 1,1.5,2.5,4,6 1.2,2,3,5,7")
+    parser.add_argument("--max-depth", type=float, action="append", default=[], help="add metrics masked to ground truth < this [m]")
+    parser.add_argument("--out", required=True, help="directory for metrics.json/.csv/.md and the generalisation plot")
+    parser.add_argument("--backend", choices=("auto", "local", "ray"), default="auto",
+                        help=f"Ray Data actors or in-process (auto: Ray from {RAY_MIN_SCENES} scenes)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--gpu", action="store_true", help="one GPU per inference actor")
+    parser.add_argument("--tracking-uri", default="", help="MLflow store (default MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    parser.add_argument("--log-to-run", default=None, metavar="RUN_ID", help="log into this run (default: a new run)")
+    parser.add_argument("--experiment", default=EXPERIMENT)
+    parser.add_argument("--no-tracking", action="store_true", help="write the files only")
+
+
+def run(args: argparse.Namespace) -> int:
+    from daif.evaluate.core import evaluate
+    from daif.tracking import TrackingUnavailable
+
+    try:
+        result = evaluate(
+            args.model, args.data, args.split, args.out, stack_sizes=args.stack_sizes, focus_sets=args.focus_sets,
+            max_depths=args.max_depth, names=args.name, backend=args.backend, batch_size=args.batch_size, use_gpu=args.gpu,
+            tracking_uri=args.tracking_uri, log_to_run=args.log_to_run, experiment=args.experiment, track=not args.no_tracking,
+        )
+    except (ValueError, TrackingUnavailable) as error:  # bad arguments or data: the message names them
+        print(f"daif evaluate: error: {error}", file=sys.stderr)
+        return 2
+    print(result["markdown"])
+    for note in result["notes"]:
+        print(f"note: {note}")
+    print(f"files: {Path(args.out).resolve()}")
+    if result["mlflow"]:
+        print(f"MLflow run: {result['mlflow']['run_id']} ({result['mlflow']['tracking_uri']})")
+    return 0
