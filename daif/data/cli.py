@@ -33,7 +33,8 @@ def _pair(text: str) -> tuple[float, float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from daif.data.pipeline import SOURCES, SPLIT_CHOICES
+    from daif.data.pipeline import SPLIT_CHOICES
+    from daif.data.registry import SOURCES
     from daif.optics import CAMERA_PRESETS
 
     parser.add_argument("--source", choices=SOURCES, default="synthetic")

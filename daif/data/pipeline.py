@@ -21,11 +21,11 @@ import torch
 
 from daif.data import store
 from daif.data.bins import split_bins
-from daif.data.sources import DataError, Source, get_source, prepare_scene, train_val_split
+from daif.data.registry import SOURCES, get_source
+from daif.data.sources import DataError, Source, prepare_scene, train_val_split
 from daif.optics import ThinLensCamera, get_preset, render_focal_stack
 from daif.runtime import ensure_ray
 
-SOURCES = ("nyuv2-mat", "rgbd-folder", "defocusnet", "synthetic")
 SPLIT_CHOICES = {"train": ("train", "val"), "test": ("test",), "all": ("train", "val", "test")}
 
 

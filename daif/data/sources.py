@@ -100,33 +100,6 @@ def prepare_scene(
     return {"scene_id": scene_id, "aif": aif, "depth": depth, "valid": valid}
 
 
-def get_source(name: str, **options: Any) -> Source:
-    """Build a source by its CLI name: nyuv2-mat, rgbd-folder, defocusnet or synthetic."""
-    if name == "nyuv2-mat":
-        from daif.data.nyuv2 import NYUv2MatSource
-
-        return NYUv2MatSource(options["input"], splits_mat=options.get("splits_mat"), limit=options.get("scenes"))
-    if name == "rgbd-folder":
-        from daif.data.folders import RGBDFolderSource
-
-        return RGBDFolderSource(options["input"], depth_scale=options.get("depth_scale", 1e4), limit=options.get("scenes"))
-    if name == "defocusnet":
-        from daif.data.folders import DefocusNetSource
-
-        return DefocusNetSource(options["input"], limit=options.get("scenes"))
-    if name == "synthetic":
-        from daif.data.synthetic import SyntheticSource
-
-        return SyntheticSource(
-            num_scenes=options.get("scenes") or 100,
-            seed=options.get("seed", 0),
-            size=options["size"],
-            depth_range=options["depth_range"],
-            test_fraction=options.get("test_fraction", 0.2),
-        )
-    raise ValueError(f"source: expected one of nyuv2-mat, rgbd-folder, defocusnet, synthetic, got {name!r}")
-
-
 def train_val_split(scene_ids: list[str], fraction: float = 0.1, seed: int = 0) -> tuple[list[str], list[str]]:
     """Hold out `fraction` of the *training* scenes (seeded) as validation; order is kept.
 

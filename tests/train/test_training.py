@@ -154,7 +154,7 @@ def test_checkpoint_state_loads_safely(tiny_store, tmp_path):
         load_checkpoint(directory)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_early_stopping_is_decided_by_rank_zero_for_every_worker(tiny_store, tmp_path):
     """Only rank 0 validates; the other worker must follow its decision (else DDP hangs: the timeout)."""
     config = _config(tiny_store, tmp_path, scaling={"num_workers": 2},
