@@ -19,6 +19,7 @@ import ray
 from ray.data.block import BlockAccessor, BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
+from daif.data.progress import configure_progress
 from daif.data.sources import train_val_split
 from daif.data.store import COLUMNS, Store, open_store, read_scene
 
@@ -77,4 +78,5 @@ def read_split(path: str, split: str, columns: Sequence[str] = COLUMNS, verify: 
     unknown = set(columns) - set(COLUMNS)
     if unknown:
         raise ValueError(f"columns: unknown {sorted(unknown)}, expected some of {list(COLUMNS)}")
+    configure_progress()  # the Dataset copies the DataContext now
     return ray.data.read_datasource(StoreDatasource(path, split, columns, verify))

@@ -3,7 +3,7 @@
 The driver lists the scene references of the chosen splits, cuts them into shards and skips the
 shards a previous run of the same configuration already completed (file present, hash or content
 verified). Ray Data then runs one `map_batches` task per pending shard (a batch of scenes): load,
-resize, render every focus distance with `daif.optics.render_focal_stack`, and write the shard
+resize, render every focus distance with `daif.optics.render_focal_stack_uint8`, and write the shard
 under a temporary name renamed into place. Tasks spread over every CPU of the cluster (or GPU with
 `gpu=True`). The manifest is written first with status "rendering" and completed at the end.
 """
@@ -21,9 +21,10 @@ import torch
 
 from daif.data import store
 from daif.data.bins import split_bins
+from daif.data.progress import configure_progress
 from daif.data.registry import SOURCES, get_source
 from daif.data.sources import DataError, Source, prepare_scene, train_val_split
-from daif.optics import ThinLensCamera, get_preset, render_focal_stack
+from daif.optics import ThinLensCamera, get_preset, render_focal_stack_uint8
 from daif.runtime import ensure_ray
 
 SPLIT_CHOICES = {"train": ("train", "val"), "test": ("test",), "all": ("train", "val", "test")}
@@ -46,7 +47,7 @@ class RenderConfig:
     focus_range: tuple[float, float] | None = None
     camera: str | None = None  # "f,N,p" in metres or a preset name; default the preset's camera
     kernel_size: int = 7
-    compression: str = "lzf"
+    compression: str = store.DEFAULT_COMPRESSION
     num_bins: int = 5
     val_fraction: float = 0.1
     depth_scale: float = 1e4
@@ -168,24 +169,12 @@ def render_scene_stack(
     camera: ThinLensCamera,
     kernel_size: int = 7,
     device: str = "cpu",
-    chunk: int = 25,
 ) -> np.ndarray:
-    """(F, H, W, 3) uint8 focal stack of one prepared scene, rendered `chunk` focus distances at a time."""
-    aif = torch.from_numpy(np.ascontiguousarray(scene["aif"].transpose(2, 0, 1)))[None].to(device).float() / 255.0
-    depth = torch.from_numpy(np.asarray(scene["depth"], dtype=np.float32))[None, None].to(device)
-    focus = torch.as_tensor(np.asarray(focus_distances, dtype=np.float32))
-    height, width = scene["depth"].shape
-    stack = np.empty((len(focus), height, width, 3), dtype=np.uint8)
-    with torch.no_grad():
-        for start in range(0, len(focus), chunk):
-            images = render_focal_stack(aif, depth, focus[start : start + chunk].to(device), camera, kernel_size)[0]
-            stack[start : start + images.shape[0]] = to_uint8(images)
-    return stack
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(S, 3, H, W) float in [0, 1] -> (S, H, W, 3) uint8, rounded."""
-    return images.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    """(F, H, W, 3) uint8 focal stack of one prepared scene (`daif.optics.render_focal_stack_uint8`)."""
+    aif = torch.from_numpy(np.ascontiguousarray(scene["aif"].transpose(2, 0, 1))).to(device).float() / 255.0
+    depth = torch.from_numpy(np.asarray(scene["depth"], dtype=np.float32))[None].to(device)
+    focus = torch.as_tensor(np.asarray(focus_distances, dtype=np.float32), device=device)
+    return render_focal_stack_uint8(aif, depth, focus, camera, kernel_size).cpu().numpy()
 
 
 def render_shard(plan_job: dict[str, Any], shard: dict[str, Any], directory: str) -> dict[str, Any]:
@@ -335,6 +324,7 @@ def _run_pending(plan: RenderPlan, pending: list[dict[str, Any]], directory: str
     import ray
 
     ensure_ray()
+    configure_progress()
     plan_job = {
         "source": plan.source,
         "camera": plan.camera.to_dict(),

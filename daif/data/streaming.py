@@ -17,6 +17,7 @@ import ray
 import torch
 
 from daif.data.bins import split_bins
+from daif.data.progress import configure_progress
 from daif.data.sources import Source, prepare_scene
 from daif.optics import ThinLensCamera, render_focal_stack
 
@@ -88,4 +89,5 @@ def scene_dataset(source: Source, split: str, size: tuple[int, int], clip_range:
             **{column: np.stack([s[column] for s in scenes]) for column in ("aif", "depth", "valid")},
         }
 
+    configure_progress()  # the Dataset copies the DataContext now
     return ray.data.from_items([{"ref": ref} for ref in refs]).map_batches(load, batch_size=8, batch_format="numpy")

@@ -1,7 +1,14 @@
 """Differentiable optics: thin-lens defocus and the Gaussian PSF renderer (method.md)."""
 
 from daif.optics.camera import CAMERA_PRESETS, CameraPreset, ThinLensCamera, get_preset
-from daif.optics.render import render_defocus, render_defocus_reference, render_focal_stack, render_uniform_defocus
+from daif.optics.render import (
+    render_defocus,
+    render_defocus_reference,
+    render_focal_stack,
+    render_focal_stack_uint8,
+    render_uniform_defocus,
+    to_uint8,
+)
 from daif.optics.thin_lens import circle_of_confusion, defocus_sigma
 
 __all__ = [
@@ -14,5 +21,7 @@ __all__ = [
     "render_defocus",
     "render_defocus_reference",
     "render_focal_stack",
+    "render_focal_stack_uint8",
     "render_uniform_defocus",
+    "to_uint8",
 ]

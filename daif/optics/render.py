@@ -191,6 +191,45 @@ def render_focal_stack(
     return stack.reshape(b, s, aif.shape[1], h, w)
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """(S, C, H, W) float in [0, 1] -> (S, H, W, C) uint8: clamped, x 255, rounded half to even."""
+    return images.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def render_focal_stack_uint8(
+    aif: torch.Tensor,
+    depth: torch.Tensor,
+    focus_distances: torch.Tensor | list[float] | tuple[float, ...],
+    camera: ThinLensCamera,
+    kernel_size: int = 7,
+    chunk: int = 25,
+) -> torch.Tensor:
+    """The focal stack of one scene as 8-bit images, the form a store holds. No gradient.
+
+    aif: (3, H, W) in [0, 1]; depth: (1, H, W) metres; focus_distances: (S,) metres.
+    Returns (S, H, W, 3) uint8 on aif's device: `to_uint8(render_focal_stack(...)[0])`. On CPU with numba,
+    one fused kernel renders and rounds every image from the one AIF (no per-image copy of it, no float
+    stack); its sums may be ordered differently from `render_defocus`'s, so a pixel can differ by one level
+    where the float value sits at a rounding boundary. Elsewhere `chunk` focus distances at a time.
+    """
+    check_tensor("aif", aif, (3, "H", "W"))
+    check_tensor("depth", depth, (1, aif.shape[1], aif.shape[2]))
+    _check_kernel_size(kernel_size)
+    focus = torch.as_tensor(focus_distances, dtype=aif.dtype, device=aif.device).reshape(-1)
+    with torch.no_grad():
+        if aif.device.type == "cpu":
+            from daif.optics import _cpu_kernels
+
+            if _cpu_kernels.AVAILABLE:
+                sigma = defocus_sigma(depth[None].to(aif.dtype), focus, camera)[0]  # (S, H, W)
+                return _cpu_kernels.stack_uint8(aif, sigma, kernel_size // 2)
+        images = [
+            to_uint8(render_focal_stack(aif[None], depth[None].to(aif.dtype), focus[start : start + chunk], camera, kernel_size)[0])
+            for start in range(0, len(focus), chunk)
+        ]
+        return torch.cat(images)
+
+
 def render_uniform_defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
     """`render_defocus` for a defocus that is constant over each image, as two 1-D convolutions.
 

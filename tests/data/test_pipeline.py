@@ -41,7 +41,7 @@ def test_summary_and_manifest(dense_store):
         assert shard.attrs["camera_pixel_size"] == preset.camera.pixel_size
         assert (shard.attrs["kernel_size"], shard.attrs["source"], shard.attrs["split"]) == (7, "synthetic", "train")
         assert shard["stack"].shape == (2, 10, 24, 32, 3) and shard["stack"].chunks == (1, 1, 24, 32, 3)
-        assert shard["stack"].compression == "lzf"
+        assert shard["stack"].compression is None  # the default, store.DEFAULT_COMPRESSION = "none"
         np.testing.assert_array_equal(shard["focus_distances"][()], store.focus_distances)
 
 

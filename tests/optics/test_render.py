@@ -7,7 +7,9 @@ from daif.optics import (
     render_defocus,
     render_defocus_reference,
     render_focal_stack,
+    render_focal_stack_uint8,
     render_uniform_defocus,
+    to_uint8,
 )
 from daif.optics import render as render_module
 
@@ -163,3 +165,57 @@ def test_uniform_defocus_names_bad_arguments():
         render_uniform_defocus(image, torch.ones(3))
     with pytest.raises(ValueError, match="kernel_size"):
         render_uniform_defocus(image, torch.ones(2), 4)
+
+
+def _uint8_reference(aif, depth, focus, camera, kernel_size):
+    """The obviously correct 8-bit stack: the unfold reference per focus distance, then to_uint8."""
+    sigma = defocus_sigma(depth[None], focus, camera)[0]  # (S, H, W)
+    images = aif[None].expand(len(focus), *aif.shape).contiguous()
+    return to_uint8(render_defocus_reference(images, sigma[:, None].contiguous(), kernel_size))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kernel_size", [3, 7, 11])
+@pytest.mark.parametrize("height, width", [(17, 23), (2, 9), (1, 1), (12, 1)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_uint8_stack_equals_the_rounded_reference(threads, kernel_size, height, width, dtype):
+    camera = ThinLensCamera.preset("nyuv2-dense")
+    generator = torch.Generator().manual_seed(kernel_size + height)
+    aif = torch.rand(3, height, width, generator=generator, dtype=dtype) * 1.2 - 0.1  # beyond [0, 1]: clamped
+    depth = 0.5 + 9.0 * torch.rand(1, height, width, generator=generator, dtype=dtype)
+    focus = torch.linspace(1.0, 9.0, 7, dtype=dtype)
+    expected = _uint8_reference(aif, depth, focus, camera, kernel_size)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = render_focal_stack_uint8(aif, depth, focus, camera, kernel_size)
+    finally:
+        torch.set_num_threads(previous)
+    assert got.shape == (7, height, width, 3) and got.dtype == torch.uint8
+    difference = (got.int() - expected.int()).abs()
+    assert difference.max() <= 1 and (difference > 0).float().mean() <= 1e-3  # one level, at rounding ties only
+    if dtype == torch.float64:
+        assert torch.equal(got, expected)
+
+
+def test_uint8_stack_without_numba_takes_the_chunked_torch_path(monkeypatch):
+    from daif.optics import _cpu_kernels
+
+    camera = ThinLensCamera.preset("nyuv2-dense")
+    generator = torch.Generator().manual_seed(7)
+    aif = torch.rand(3, 10, 14, generator=generator, dtype=torch.float64)
+    depth = 0.5 + 9.0 * torch.rand(1, 10, 14, generator=generator, dtype=torch.float64)
+    focus = torch.linspace(1.0, 9.0, 5, dtype=torch.float64)
+    monkeypatch.setattr(_cpu_kernels, "AVAILABLE", False)
+    got = render_focal_stack_uint8(aif, depth, focus, camera, 7, chunk=2)
+    assert torch.equal(got, _uint8_reference(aif, depth, focus, camera, 7))
+
+
+def test_uint8_stack_names_bad_arguments():
+    camera = ThinLensCamera.preset("nyuv2-dense")
+    with pytest.raises(ValueError, match="aif"):
+        render_focal_stack_uint8(torch.rand(1, 3, 4, 4), torch.ones(1, 4, 4), [2.0], camera)
+    with pytest.raises(ValueError, match="depth"):
+        render_focal_stack_uint8(torch.rand(3, 4, 4), torch.ones(1, 4, 5), [2.0], camera)
+    with pytest.raises(ValueError, match="kernel_size"):
+        render_focal_stack_uint8(torch.rand(3, 4, 4), torch.ones(1, 4, 4), [2.0], camera, 4)
