@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from daif._checks import check_focus_distances, check_odd_size, check_tensor
 from daif.optics import ThinLensCamera, defocus_sigma, render_uniform_defocus
-from daif.optics.render import IN_FOCUS_SIGMA
+from daif.optics.thin_lens import IN_FOCUS_SIGMA
 
 
 @torch.no_grad()

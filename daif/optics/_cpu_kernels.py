@@ -15,15 +15,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from daif.optics.render import IN_FOCUS_SIGMA  # a compile-time constant of the kernels
+import numba
+from numba import prange
 
-try:
-    import numba
-    from numba import prange
+from daif.optics.thin_lens import IN_FOCUS_SIGMA  # a compile-time constant of the kernels
 
-    AVAILABLE = True
-except ImportError:  # the plain-torch backend in render.py serves instead
-    AVAILABLE = False
 
 def _prepare(sigma, a, e):
     """a = sigma^-2 where sigma > 1 else 0; e = exp(-2a). Flat (size,) arrays."""
@@ -226,16 +222,15 @@ def _source_row(sigma_row, a_row, e_row, powers, step, m, width):
 
 
 _PARALLEL = ("_prepare", "_forward_rows", "_normalise_grad", "_backward_rows", "_stack_uint8")
-if AVAILABLE:
-    _fill_square_powers = numba.njit(cache=True, fastmath=True, nogil=True)(_fill_square_powers)
-    _source_row = numba.njit(cache=True, fastmath=True, nogil=True)(_source_row)
-    # Two compiled variants of each row kernel: threaded, and serial for a one-thread budget (a Ray worker
-    # with one CPU or less). Measured: numba's OpenMP pool spin-waits between kernels even when told to use
-    # one thread, and two such processes on two cores then run a training step 1.9x slower (1.02 s vs 0.53 s).
-    _KERNELS = {
-        parallel: {name: numba.njit(cache=True, fastmath=True, parallel=parallel, nogil=True)(globals()[name]) for name in _PARALLEL}
-        for parallel in (True, False)
-    }
+_fill_square_powers = numba.njit(cache=True, fastmath=True, nogil=True)(_fill_square_powers)
+_source_row = numba.njit(cache=True, fastmath=True, nogil=True)(_source_row)
+# Two compiled variants of each row kernel: threaded, and serial for a one-thread budget (a Ray worker
+# with one CPU or less). Measured: numba's OpenMP pool spin-waits between kernels even when told to use
+# one thread, and two such processes on two cores then run a training step 1.9x slower (1.02 s vs 0.53 s).
+_KERNELS = {
+    parallel: {name: numba.njit(cache=True, fastmath=True, parallel=parallel, nogil=True)(globals()[name]) for name in _PARALLEL}
+    for parallel in (True, False)
+}
 
 
 def _kernels() -> dict:

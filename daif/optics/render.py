@@ -25,9 +25,8 @@ import torch.nn.functional as F
 
 from daif._checks import check_tensor
 from daif.optics.camera import ThinLensCamera
-from daif.optics.thin_lens import defocus_sigma
+from daif.optics.thin_lens import IN_FOCUS_SIGMA, defocus_sigma
 
-IN_FOCUS_SIGMA = 1.0  # px; at or below it a pixel is passed through unchanged
 
 
 def _check_kernel_size(kernel_size: int) -> int:
@@ -137,8 +136,7 @@ def _backend(tensor: torch.Tensor) -> tuple[Callable, Callable]:
     if tensor.device.type == "cpu":
         from daif.optics import _cpu_kernels
 
-        if _cpu_kernels.AVAILABLE:
-            return _cpu_kernels.forward, _cpu_kernels.backward
+        return _cpu_kernels.forward, _cpu_kernels.backward
     return _torch_forward, _torch_backward
 
 
@@ -220,14 +218,18 @@ def render_focal_stack_uint8(
         if aif.device.type == "cpu":
             from daif.optics import _cpu_kernels
 
-            if _cpu_kernels.AVAILABLE:
-                sigma = defocus_sigma(depth[None].to(aif.dtype), focus, camera)[0]  # (S, H, W)
-                return _cpu_kernels.stack_uint8(aif, sigma, kernel_size // 2)
-        images = [
-            to_uint8(render_focal_stack(aif[None], depth[None].to(aif.dtype), focus[start : start + chunk], camera, kernel_size)[0])
-            for start in range(0, len(focus), chunk)
-        ]
-        return torch.cat(images)
+            sigma = defocus_sigma(depth[None].to(aif.dtype), focus, camera)[0]  # (S, H, W)
+            return _cpu_kernels.stack_uint8(aif, sigma, kernel_size // 2)
+        return _chunked_stack_uint8(aif, depth, focus, camera, kernel_size, chunk)
+
+
+def _chunked_stack_uint8(aif, depth, focus, camera, kernel_size: int, chunk: int) -> torch.Tensor:
+    """`render_focal_stack_uint8` off the CPU: `render_focal_stack` `chunk` focus distances at a time."""
+    images = [
+        to_uint8(render_focal_stack(aif[None], depth[None].to(aif.dtype), focus[start : start + chunk], camera, kernel_size)[0])
+        for start in range(0, len(focus), chunk)
+    ]
+    return torch.cat(images)
 
 
 def render_uniform_defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:

@@ -6,6 +6,8 @@ import torch
 
 from daif.optics.camera import ThinLensCamera
 
+IN_FOCUS_SIGMA = 1.0  # px; the renderer passes a pixel of sigma at or below it through unchanged (method.md)
+
 
 def _as_focus_tensor(focus_distance: torch.Tensor | float | list[float] | tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
     if isinstance(focus_distance, torch.Tensor):

@@ -198,16 +198,15 @@ def test_uint8_stack_equals_the_rounded_reference(threads, kernel_size, height, 
         assert torch.equal(got, expected)
 
 
-def test_uint8_stack_without_numba_takes_the_chunked_torch_path(monkeypatch):
-    from daif.optics import _cpu_kernels
+def test_uint8_stack_of_the_chunked_path_off_the_cpu():
+    from daif.optics.render import _chunked_stack_uint8
 
     camera = ThinLensCamera.preset("nyuv2-dense")
     generator = torch.Generator().manual_seed(7)
     aif = torch.rand(3, 10, 14, generator=generator, dtype=torch.float64)
     depth = 0.5 + 9.0 * torch.rand(1, 10, 14, generator=generator, dtype=torch.float64)
     focus = torch.linspace(1.0, 9.0, 5, dtype=torch.float64)
-    monkeypatch.setattr(_cpu_kernels, "AVAILABLE", False)
-    got = render_focal_stack_uint8(aif, depth, focus, camera, 7, chunk=2)
+    got = _chunked_stack_uint8(aif, depth, focus, camera, 7, chunk=2)
     assert torch.equal(got, _uint8_reference(aif, depth, focus, camera, 7))
 
 
