@@ -24,6 +24,7 @@ from daif.data.bins import split_bins
 from daif.data.progress import configure_progress
 from daif.data.registry import SOURCES, get_source
 from daif.data.sources import DataError, Source, prepare_scene, train_val_split
+from daif.images import to_float_chw
 from daif.optics import ThinLensCamera, get_preset, render_focal_stack_uint8
 from daif.runtime import ensure_ray
 
@@ -171,7 +172,7 @@ def render_scene_stack(
     device: str = "cpu",
 ) -> np.ndarray:
     """(F, H, W, 3) uint8 focal stack of one prepared scene (`daif.optics.render_focal_stack_uint8`)."""
-    aif = torch.from_numpy(np.ascontiguousarray(scene["aif"].transpose(2, 0, 1))).to(device).float() / 255.0
+    aif = to_float_chw(scene["aif"]).to(device)
     depth = torch.from_numpy(np.asarray(scene["depth"], dtype=np.float32))[None].to(device)
     focus = torch.as_tensor(np.asarray(focus_distances, dtype=np.float32), device=device)
     return render_focal_stack_uint8(aif, depth, focus, camera, kernel_size).cpu().numpy()

@@ -19,6 +19,7 @@ import torch
 from daif.data.bins import split_bins
 from daif.data.progress import configure_progress
 from daif.data.sources import Source, prepare_scene
+from daif.images import to_float_chw, to_uint8_hwc
 from daif.optics import ThinLensCamera, render_focal_stack
 
 SCENE_COLUMNS = ("scene_id", "aif", "depth", "valid")
@@ -38,11 +39,11 @@ def draw_focus_distances(rng: np.random.Generator, ranges: np.ndarray, batch_siz
 
 def render_rows(rows: dict[str, np.ndarray], focus_distances: np.ndarray, camera: ThinLensCamera, kernel_size: int = 7) -> np.ndarray:
     """(B, K, H, W, 3) uint8 stacks of a numpy batch of scenes at per-sample focus distances (B, K)."""
-    aif = torch.from_numpy(np.ascontiguousarray(np.asarray(rows["aif"]).transpose(0, 3, 1, 2))).float() / 255.0
+    aif = to_float_chw(rows["aif"])
     depth = torch.from_numpy(np.array(rows["depth"], dtype=np.float32))[:, None]
     with torch.no_grad():
         stack = render_focal_stack(aif, depth, torch.from_numpy(focus_distances), camera, kernel_size)  # (B, K, 3, H, W)
-    return stack.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+    return to_uint8_hwc(stack)
 
 
 class StreamRenderer:
