@@ -28,6 +28,7 @@ class DataConfig:
     mode: str = "binned"  # "binned": one random image per bin each step (robust); "fixed": `fixed_indices`
     num_bins: int = 5  # input stack size K
     fixed_indices: tuple[int, ...] = ()  # stack indices of "fixed" mode; empty = every image of the store
+    min_stack_size: int = 0  # > 0: each training batch keeps a random subset of K' in [min_stack_size, K] of its K images; 0 = all K
     camera: str = ""  # empty: the store's camera; a preset name or "f,N,p" must agree with the store
 
 

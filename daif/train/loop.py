@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from daif.config import Config, from_dict, to_yaml
-from daif.data.bins import BinSampler, make_batch
+from daif.data.bins import BinSampler, make_batch, subsample_stack
 from daif.losses import objective
 from daif.metrics import aif_metrics, depth_metrics
 from daif.model import DAIFNet
@@ -48,14 +48,18 @@ def lr_factor(step: int, total_steps: int, schedule: str) -> float:
 
 
 def samplers(config: Config, num_images: int) -> tuple[BinSampler, BinSampler]:
-    """(train, validation) samplers: binned draws and middle-of-bin stacks, or the fixed indices."""
+    """(train, validation) samplers: binned draws and middle-of-bin stacks, or the fixed indices.
+    `data.min_stack_size` (training only, validation keeps the full stack) must lie in 0..K."""
     if config.data.mode == "fixed":
         indices = list(config.data.fixed_indices) or list(range(num_images))
-        fixed = BinSampler(num_images, len(indices), "fixed", indices)
-        return fixed, fixed
-    if config.data.mode != "binned":
+        train = validation = BinSampler(num_images, len(indices), "fixed", indices)
+    elif config.data.mode == "binned":
+        train, validation = BinSampler(num_images, config.data.num_bins, "random"), BinSampler(num_images, config.data.num_bins, "middle")
+    else:
         raise ValueError(f"data.mode: expected 'binned' or 'fixed', got {config.data.mode!r}")
-    return BinSampler(num_images, config.data.num_bins, "random"), BinSampler(num_images, config.data.num_bins, "middle")
+    if not 0 <= config.data.min_stack_size <= train.num_bins:
+        raise ValueError(f"data.min_stack_size: expected 0 (off) or 1..{train.num_bins} (the stack size), got {config.data.min_stack_size}")
+    return train, validation
 
 
 def save_checkpoint(directory: Path, net: DAIFNet, optimizer, step: int, epoch: int, config: Config, meta: dict[str, Any]) -> None:
@@ -180,7 +184,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         train_sums = _Reducer()
         started, samples = time.perf_counter(), 0
         for rows in ray.train.get_dataset_shard("train").iter_batches(batch_size=per_worker_batch, batch_format="numpy"):
-            batch = _to_device(make_batch(rows, train_sampler.draw(rng, len(rows["scene_id"])), focus_all), device)
+            draw = train_sampler.draw(rng, len(rows["scene_id"]))
+            if config.data.min_stack_size:  # a random stack size per batch (the network takes any)
+                draw = subsample_stack(draw, rng, config.data.min_stack_size)
+            batch = _to_device(make_batch(rows, draw, focus_all), device)
             aif, depth = _predict(model, batch["stack"], batch["focus_distances"], device, config.train.mixed_precision)
             result = objective(
                 batch["stack"], batch["focus_distances"], aif, depth, camera, config.loss, generator=jitter, depth_range=search_range
