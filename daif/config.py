@@ -40,6 +40,7 @@ class ModelConfig:
     near: float = 0.0  # metres; 0 = the store's depth range
     far: float = 0.0
     focus_scale: float = 0.0  # focus-distance input plane = focus / focus_scale; 0 = far
+    aif_head: str = "rgb"  # "rgb" (the paper's: three output channels) or "select" (a per-pixel mixture of the stack); see daif.model
 
 
 @dataclasses.dataclass(frozen=True)

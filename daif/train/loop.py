@@ -36,7 +36,7 @@ CONFIG_FILE = "config.yaml"
 def build_model(config: Config, near: float, far: float) -> DAIFNet:
     return DAIFNet(
         width=config.model.width, levels=config.model.levels, depth_mapping=config.model.depth_mapping, near=near, far=far,
-        focus_scale=config.model.focus_scale or None,
+        focus_scale=config.model.focus_scale or None, aif_head=config.model.aif_head,
     )
 
 
