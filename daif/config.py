@@ -23,6 +23,7 @@ import yaml
 
 COARSE_AIF_MODES = ("hard", "soft")
 DEPTH_MAPPINGS = ("sigmoid", "max")
+AIF_HEADS = ("rgb", "select")
 DEPTH_RANGE_SOURCES = ("clip", "scenes")
 
 
@@ -34,6 +35,7 @@ class DataConfig:
     mode: str = "binned"  # "binned": one random image per bin each step (robust); "fixed": `fixed_indices`
     num_bins: int = 5  # input stack size K
     fixed_indices: tuple[int, ...] = ()  # stack indices of "fixed" mode; empty = every image of the store
+    min_stack_size: int = 0  # > 0: each training batch keeps a random subset of K' in [min_stack_size, K] of its K images; 0 = all K
     camera: str = ""  # empty: the store's camera; a preset name or "f,N,p" must agree with the store
 
 
@@ -46,8 +48,11 @@ class ModelConfig:
     far: float = 0.0
     range_source: str = "clip"  # near/far 0: "clip", the store's depth clip; "scenes", the depths its scenes span
     focus_scale: float = 0.0  # focus-distance input plane = focus / focus_scale; 0 = far
+    aif_head: str = "rgb"  # "rgb" (the paper's: three output channels) or "select" (a per-pixel mixture of the stack); see daif.model
 
     def __post_init__(self) -> None:
+        if self.aif_head not in AIF_HEADS:
+            raise ValueError(f"aif_head: expected one of {AIF_HEADS}, got {self.aif_head!r}")
         if self.depth_mapping not in DEPTH_MAPPINGS:
             raise ValueError(f"depth_mapping: expected one of {DEPTH_MAPPINGS}, got {self.depth_mapping!r}")
         if self.range_source not in DEPTH_RANGE_SOURCES:

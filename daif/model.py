@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from daif._checks import check_focus_distances, check_tensor
-from daif.config import DEPTH_MAPPINGS
+from daif.config import AIF_HEADS, DEPTH_MAPPINGS
 
 _EPS = 1e-6
 
@@ -65,6 +65,11 @@ class DAIFNet(nn.Module):
     depth_mapping: "sigmoid" | "max" (see `map_depth`).
     near, far: depth range [m].
     focus_scale: the focus-distance input plane is focus_distance / focus_scale [m]; None means `far`.
+    aif_head: "rgb", the AIF as three output channels of the shared decoder, clipped to [0, 1] (the paper's);
+        "select", the AIF as a per-pixel convex combination of the input images, sum_k softmax_k(l_k) S_k, the
+        logit l_k of image k from its own first-level features and the fused decoder output (so every
+        colour of the AIF is a mixture of the colours the stack holds at that pixel; a uniform mixture at
+        initialisation). The "rgb" head has to rebuild colour from features the depth terms also train.
     All arguments are plain JSON values; `config` returns them and `from_config` rebuilds the model.
     """
 
@@ -76,6 +81,7 @@ class DAIFNet(nn.Module):
         near: float = 0.1,
         far: float = 10.0,
         focus_scale: float | None = None,
+        aif_head: str = "rgb",
     ) -> None:
         super().__init__()
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
@@ -86,11 +92,14 @@ class DAIFNet(nn.Module):
             raise ValueError(f"depth_mapping: expected one of {DEPTH_MAPPINGS}, got {depth_mapping!r}")
         if not (0 < near < far):
             raise ValueError(f"near, far: expected 0 < near < far metres, got near={near!r}, far={far!r}")
+        if aif_head not in AIF_HEADS:
+            raise ValueError(f"aif_head: expected one of {AIF_HEADS}, got {aif_head!r}")
         focus_scale = float(far) if focus_scale is None else float(focus_scale)
         if focus_scale <= 0:
             raise ValueError(f"focus_scale: expected positive metres, got {focus_scale!r}")
         self.width, self.levels, self.depth_mapping = width, levels, depth_mapping
         self.near, self.far, self.focus_scale = float(near), float(far), focus_scale
+        self.aif_head = aif_head
 
         channels = [width * 2**i for i in range(levels + 1)]
         self.encoder = nn.ModuleList()
@@ -104,9 +113,14 @@ class DAIFNet(nn.Module):
         for level in reversed(range(levels)):
             self.up_convs.append(_conv_relu(channels[level + 1], channels[level]))
             self.merge_convs.append(_conv_relu(2 * channels[level], channels[level]))
-        self.head = nn.Sequential(_conv_relu(width, width), nn.Conv2d(width, 4, 3, padding=1))
-        with torch.no_grad():  # an untrained net starts mid-grey, inside the AIF clip range
-            self.head[-1].bias[:3].fill_(0.5)
+        if aif_head == "rgb":
+            self.head = nn.Sequential(_conv_relu(width, width), nn.Conv2d(width, 4, 3, padding=1))  # RGB + depth
+            with torch.no_grad():  # an untrained net starts mid-grey, inside the AIF clip range
+                self.head[-1].bias[:3].fill_(0.5)
+        else:
+            self.head = nn.Sequential(_conv_relu(width, width), nn.Conv2d(width, 1, 3, padding=1))  # depth
+            # per-image selection logit from [own first-level features, fused decoder output]
+            self.select = nn.Sequential(_conv_relu(channels[0] + width, width), nn.Conv2d(width, 1, 3, padding=1))
 
     @property
     def config(self) -> dict[str, Any]:
@@ -118,6 +132,7 @@ class DAIFNet(nn.Module):
             "near": self.near,
             "far": self.far,
             "focus_scale": self.focus_scale,
+            "aif_head": self.aif_head,
         }
 
     @classmethod
@@ -142,8 +157,10 @@ class DAIFNet(nn.Module):
         features = torch.cat([images, plane], dim=1)  # (B*S, 4, H', W')
 
         skips = []
-        for level in self.encoder:
+        for index, level in enumerate(self.encoder):
             features = level(features)
+            if index == 0:
+                first = features  # (B*S, C_0, H', W'), per image
             skips.append(_max_over_stack(features, batch))  # (B, C_i, H_i, W_i)
             pooled = F.max_pool2d(features, 2)
             fused = _repeat_over_stack(_max_over_stack(pooled, batch), stack_size)
@@ -153,8 +170,11 @@ class DAIFNet(nn.Module):
         for up_conv, merge_conv, skip in zip(self.up_convs, self.merge_convs, reversed(skips)):
             decoded = up_conv(F.interpolate(decoded, scale_factor=2, mode="bilinear", align_corners=False))
             decoded = merge_conv(torch.cat([decoded, skip], dim=1))
-        raw = self.head(decoded)[..., :height, :width]  # (B, 4, H, W)
+        raw = self.head(decoded)[..., :height, :width]  # (B, 4, H, W) "rgb", (B, 1, H, W) "select"
+        depth = map_depth(raw[:, -1:], self.depth_mapping, self.near, self.far)
 
-        aif = raw[:, :3].clamp(0.0, 1.0)
-        depth = map_depth(raw[:, 3:], self.depth_mapping, self.near, self.far)
-        return aif, depth
+        if getattr(self, "aif_head", "rgb") == "rgb":  # models pickled before aif_head existed are "rgb"
+            return raw[:, :3].clamp(0.0, 1.0), depth
+        logits = self.select(torch.cat([first, _repeat_over_stack(decoded, stack_size)], dim=1))[..., :height, :width]
+        weights = torch.softmax(logits.reshape(batch, stack_size, 1, height, width), dim=1)  # (B, S, 1, H, W)
+        return (weights * stack).sum(dim=1), depth

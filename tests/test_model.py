@@ -34,9 +34,10 @@ def test_any_image_size_gives_full_size_outputs_in_range(height, width):
     assert float(depth.min()) >= 0.2 and float(depth.max()) <= 7.0
 
 
+@pytest.mark.parametrize("aif_head", ["rgb", "select"])
 @pytest.mark.parametrize("stack_size", [1, 3, 7])
-def test_any_stack_size(stack_size):
-    net = _small_net(levels=3)
+def test_any_stack_size(stack_size, aif_head):
+    net = _small_net(levels=3, aif_head=aif_head)
     stack, focus = _inputs(2, stack_size, 20, 28)
     with torch.no_grad():
         aif, depth = net(stack, focus)
@@ -44,8 +45,9 @@ def test_any_stack_size(stack_size):
     assert bool(torch.isfinite(depth).all())
 
 
-def test_permuting_the_stack_leaves_the_output_unchanged():
-    net = _small_net(levels=3)
+@pytest.mark.parametrize("aif_head", ["rgb", "select"])
+def test_permuting_the_stack_leaves_the_output_unchanged(aif_head):
+    net = _small_net(levels=3, aif_head=aif_head)
     stack, focus = _inputs(2, 5, 24, 30)
     order = torch.tensor([3, 0, 4, 1, 2])
     with torch.no_grad():
@@ -91,7 +93,7 @@ def test_gradients_reach_every_parameter():
 def test_config_is_json_and_rebuilds_the_same_model():
     net = _small_net(levels=2, depth_mapping="max", near=0.3, far=4.0, focus_scale=2.0)
     config = json.loads(json.dumps(net.config))
-    assert config == {"width": 4, "levels": 2, "depth_mapping": "max", "near": 0.3, "far": 4.0, "focus_scale": 2.0}
+    assert config == {"width": 4, "levels": 2, "depth_mapping": "max", "near": 0.3, "far": 4.0, "focus_scale": 2.0, "aif_head": "rgb"}
     rebuilt = DAIFNet.from_config(config)
     rebuilt.load_state_dict(net.state_dict())
     stack, focus = _inputs(1, 2, 16, 16)
@@ -110,6 +112,36 @@ def test_depth_mappings_by_hand():
     assert map_depth(raw, "max", near, far).flatten().tolist() == pytest.approx(expected_max, abs=1e-5)
 
 
+def _pure_colour_stack(colour, size=5, height=24, width=32, seed=0):
+    """(1, S, 3, H, W): every pixel of every image is `colour` times a random brightness in [0.3, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    brightness = 0.3 + 0.7 * torch.rand(1, size, 1, height, width, generator=generator)
+    return brightness * torch.tensor(colour).reshape(1, 1, 3, 1, 1)
+
+
+@pytest.mark.parametrize("colour", [(1.0, 0.0, 1.0), (0.0, 1.0, 0.0), (0.9, 0.5, 0.1)])
+def test_select_head_keeps_the_colour_of_a_pure_colour_stack(colour):
+    """Issue 12: a magenta region came out blue-purple, green came out yellow. With the "select" head the
+    AIF is a per-pixel mixture of the input images, so a stack of one hue gives that hue at every pixel
+    (chromaticity r:g:b = the colour's), whatever the weights; the "rgb" head starts grey and has to learn it."""
+    stack = _pure_colour_stack(colour)
+    focus = torch.tensor([1.0, 1.5, 2.5, 4.0, 6.0])
+    for seed in range(3):
+        torch.manual_seed(seed)
+        net = DAIFNet(width=8, levels=2, aif_head="select")
+        for parameter in net.select.parameters():  # weights far from uniform: still one hue
+            torch.nn.init.normal_(parameter, std=1.0)
+        with torch.no_grad():
+            aif, _ = net(stack, focus)
+        chromaticity = aif / aif.sum(dim=1, keepdim=True)
+        expected = torch.tensor(colour).reshape(1, 3, 1, 1) / sum(colour)
+        torch.testing.assert_close(chromaticity, expected.expand_as(chromaticity), atol=1e-5, rtol=0)
+        assert bool((aif >= stack.amin(dim=1) - 1e-6).all() and (aif <= stack.amax(dim=1) + 1e-6).all())  # a convex mixture
+    with torch.no_grad():
+        grey, _ = DAIFNet(width=8, levels=2, aif_head="rgb")(stack, focus)
+    assert float((grey / grey.sum(dim=1, keepdim=True) - expected).abs().max()) > 0.1  # the "rgb" head has no such guarantee
+
+
 def test_bad_arguments_are_named():
     net = _small_net(levels=2)
     stack, focus = _inputs(1, 2, 16, 16)
@@ -119,5 +151,7 @@ def test_bad_arguments_are_named():
         net(stack, focus[:, :1])
     with pytest.raises(ValueError, match="depth_mapping"):
         DAIFNet(depth_mapping="linear")
+    with pytest.raises(ValueError, match="aif_head: expected one of"):
+        DAIFNet(aif_head="residual")
     with pytest.raises(ValueError, match="near, far"):
         DAIFNet(near=2.0, far=1.0)

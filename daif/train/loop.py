@@ -22,7 +22,7 @@ import torch
 
 from daif.checkpoint import load_checkpoint, save_checkpoint
 from daif.config import Config, from_dict, to_yaml
-from daif.data.bins import BinSampler, make_batch
+from daif.data.bins import BinSampler, make_batch, subsample_stack
 from daif.losses import objective, term_names
 from daif.metrics import AIF_METRIC_NAMES, DEPTH_METRIC_NAMES, aif_metrics, depth_metrics
 from daif.model import DAIFNet
@@ -32,7 +32,7 @@ from daif.optics import ThinLensCamera, defocus_sigma
 def build_model(config: Config, near: float, far: float) -> DAIFNet:
     return DAIFNet(
         width=config.model.width, levels=config.model.levels, depth_mapping=config.model.depth_mapping, near=near, far=far,
-        focus_scale=config.model.focus_scale or None,
+        focus_scale=config.model.focus_scale or None, aif_head=config.model.aif_head,
     )
 
 
@@ -44,14 +44,18 @@ def lr_factor(step: int, total_steps: int, schedule: str) -> float:
 
 
 def samplers(config: Config, num_images: int) -> tuple[BinSampler, BinSampler]:
-    """(train, validation) samplers: binned draws and middle-of-bin stacks, or the fixed indices."""
+    """(train, validation) samplers: binned draws and middle-of-bin stacks, or the fixed indices.
+    `data.min_stack_size` (training only, validation keeps the full stack) must lie in 0..K."""
     if config.data.mode == "fixed":
         indices = list(config.data.fixed_indices) or list(range(num_images))
-        fixed = BinSampler(num_images, len(indices), "fixed", indices)
-        return fixed, fixed
-    if config.data.mode != "binned":
+        train = validation = BinSampler(num_images, len(indices), "fixed", indices)
+    elif config.data.mode == "binned":
+        train, validation = BinSampler(num_images, config.data.num_bins, "random"), BinSampler(num_images, config.data.num_bins, "middle")
+    else:
         raise ValueError(f"data.mode: expected 'binned' or 'fixed', got {config.data.mode!r}")
-    return BinSampler(num_images, config.data.num_bins, "random"), BinSampler(num_images, config.data.num_bins, "middle")
+    if not 0 <= config.data.min_stack_size <= train.num_bins:
+        raise ValueError(f"data.min_stack_size: expected 0 (off) or 1..{train.num_bins} (the stack size), got {config.data.min_stack_size}")
+    return train, validation
 
 
 class _Reducer:
@@ -175,12 +179,16 @@ def _predict(worker: Worker, model, stack: torch.Tensor, focus: torch.Tensor):
     return model(stack, focus)
 
 
-def _batches(worker: Worker, split: str, sampler: BinSampler, rng: np.random.Generator, batch_size: int):
-    """This worker's `split` shard as training batches on its device (`daif.data.bins.make_batch`)."""
+def _batches(worker: Worker, split: str, sampler: BinSampler, rng: np.random.Generator, batch_size: int, min_stack_size: int = 0):
+    """This worker's `split` shard as batches on its device (`daif.data.bins.make_batch`); with
+    `min_stack_size` > 0, a random sub-stack of each draw (`daif.data.bins.subsample_stack`)."""
     import ray.train
 
     for rows in ray.train.get_dataset_shard(split).iter_batches(batch_size=batch_size, batch_format="numpy"):
-        batch = make_batch(rows, sampler.draw(rng, len(rows["scene_id"])), worker.focus_all)
+        draw = sampler.draw(rng, len(rows["scene_id"]))
+        if min_stack_size:  # a random stack size per batch (the network takes any)
+            draw = subsample_stack(draw, rng, min_stack_size)
+        batch = make_batch(rows, draw, worker.focus_all)
         yield {k: v.to(worker.device, non_blocking=True) for k, v in batch.items()}
 
 
@@ -191,7 +199,8 @@ def _train_epoch(worker: Worker, sampler: BinSampler, epoch: int) -> dict[str, f
     rng = np.random.default_rng([config.train.seed, epoch, worker.rank])
     sums = _Reducer()
     started, samples = time.perf_counter(), 0
-    for batch in _batches(worker, "train", sampler, rng, max(1, config.optim.batch_size // worker.world_size)):
+    per_worker_batch = max(1, config.optim.batch_size // worker.world_size)
+    for batch in _batches(worker, "train", sampler, rng, per_worker_batch, config.data.min_stack_size):
         aif, depth = _predict(worker, worker.model, batch["stack"], batch["focus_distances"])
         result = objective(batch["stack"], batch["focus_distances"], aif, depth, worker.camera, config.loss,
                            depth_range=worker.search_range)

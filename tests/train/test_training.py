@@ -164,3 +164,16 @@ def test_early_stopping_is_decided_by_rank_zero_for_every_worker(tiny_store, tmp
     values = [m.value for m in history]
     expected_last = next((i for i in range(1, len(values)) if values[i] >= min(values[:i])), 3)  # first epoch without improvement
     assert result.metrics["epoch"] == expected_last and len(values) == expected_last + 1
+
+
+def test_min_stack_size_is_checked_against_the_stack_size():
+    from daif.train.loop import samplers
+
+    fixed = load_config(preset="nyuv2-5", overrides=["data.min_stack_size=2"])
+    train_sampler, validation = samplers(fixed, 5)
+    assert train_sampler.num_bins == validation.num_bins == 5  # validation keeps the whole stack
+    for bad in ("data.min_stack_size=6", "data.min_stack_size=-1"):
+        with pytest.raises(ValueError, match="data.min_stack_size: expected 0 \\(off\\) or 1..5"):
+            samplers(load_config(preset="nyuv2-5", overrides=[bad]), 5)
+    with pytest.raises(ValueError, match="data.min_stack_size: expected 0 \\(off\\) or 1..3"):
+        samplers(load_config(preset="nyuv2-robust", overrides=["data.num_bins=3", "data.min_stack_size=4"]), 100)
