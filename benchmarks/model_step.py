@@ -12,6 +12,13 @@ forward + backward (inputs of the later parts are detached leaves that require g
 Times are medians over repeats; the machine's load average is recorded because other processes share it.
 
     python benchmarks/model_step.py [--threads 2] [--repeats 5] [--out benchmarks/results/model_step.json]
+
+`--quickstart SIZE` times instead the whole training step of the quickstart's workload (DAIF-Net width 16,
+3 levels, batch 8, 5-image nyuv2-5 stacks at SIZE x SIZE, `daif.quickstart.RECIPE`, AdamW) with
+`--threads` threads and `--variant` plain | channels_last | compile, in wall and CPU seconds, and prints
+the loss of each timed step (equal results: the same seed gives the same curve):
+
+    python benchmarks/model_step.py --quickstart 64 --threads 1 --variant channels_last
 """
 
 from __future__ import annotations
@@ -37,12 +44,67 @@ def _median_time(step, repeats: int) -> float:
     return statistics.median(times)
 
 
+def quickstart_step(size: int, threads: int, repeats: int, variant: str) -> dict:
+    """Wall and CPU seconds of one quickstart training step (module docstring), median of `repeats`."""
+    import torch
+
+    from daif.config import load_config
+    from daif.losses import objective
+    from daif.optics import get_preset, render_focal_stack
+    from daif.quickstart import RECIPE
+    from daif.train.loop import build_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    config = load_config(preset="nyuv2-5", overrides=["model.width=16", "model.levels=3", *RECIPE])
+    preset = get_preset("nyuv2-5")
+    batch, near, far = 8, 0.75, 7.5
+    generator = torch.Generator().manual_seed(0)
+    focus = torch.tensor(preset.focus_distances, dtype=torch.float32).expand(batch, -1).contiguous()
+    with torch.no_grad():
+        depth = 1.0 + 5.0 * torch.rand(batch, 1, size, size, generator=generator)
+        stack = render_focal_stack(torch.rand(batch, 3, size, size, generator=generator), depth, focus, preset.camera)
+    net = build_model(config, near, far)
+    if variant == "channels_last":
+        net = net.to(memory_format=torch.channels_last)
+    model = torch.compile(net) if variant == "compile" else net
+    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3)
+
+    def step() -> float:
+        aif, predicted = model(stack, focus)
+        result = objective(stack, focus, aif, predicted, preset.camera, config.loss,
+                           generator=torch.Generator().manual_seed(0), depth_range=(near, far))
+        optimizer.zero_grad(set_to_none=True)
+        result.total.backward()
+        optimizer.step()
+        return float(result.total)
+
+    started = time.perf_counter()
+    first_loss = step()  # warm-up: numba, allocator, compilation
+    warm_up = time.perf_counter() - started
+    walls, cpus, losses = [], [], [first_loss]
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        losses.append(step())
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    wall = statistics.median(walls)
+    return {"size": size, "threads": threads, "variant": variant, "batch": batch, "warm_up_s": warm_up,
+            "wall_s_per_step": wall, "cpu_s_per_step": statistics.median(cpus), "samples_per_s": batch / wall,
+            "losses": losses, "load_average_1min": os.getloadavg()[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results/model_step.json")
+    parser.add_argument("--quickstart", type=int, default=0, help="SIZE: time the quickstart's whole step instead")
+    parser.add_argument("--variant", choices=("plain", "channels_last", "compile"), default="plain")
     args = parser.parse_args()
+    if args.quickstart:
+        print(json.dumps(quickstart_step(args.quickstart, args.threads, args.repeats, args.variant)))
+        return
 
     import torch
 

@@ -31,6 +31,7 @@ import torch
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")  # a loaded shared machine starts Ray slowly
 
 import ray  # noqa: E402
 
@@ -72,7 +73,7 @@ def bare_render(config: RenderConfig, threads: int) -> dict:
     return result
 
 
-def timed_renders(workdir: str, scenes: int, shard_size: int, compression: str, num_cpus: int, repeats: int) -> dict:
+def timed_renders(workdir: str, scenes: int, shard_size: int, compression: str, num_cpus: int, repeats: int, reading: bool) -> dict:
     config = RenderConfig(out="", preset="nyuv2-dense", scenes=scenes, shard_size=shard_size, val_fraction=0.0, compression=compression)
     ray.init(num_cpus=num_cpus, object_store_memory=600 << 20, include_dashboard=False)
     runs, bares = [], [bare_render(config, num_cpus)]
@@ -91,6 +92,7 @@ def timed_renders(workdir: str, scenes: int, shard_size: int, compression: str, 
             bares.append(bare_render(config, num_cpus))
             if repeat < repeats - 1:
                 shutil.rmtree(out)
+        read = {**read_throughput(out), "load_average": os.getloadavg()[0]} if reading else None
     finally:
         ray.shutdown()
     pipeline = statistics.median(r["seconds"] for r in runs)
@@ -101,37 +103,33 @@ def timed_renders(workdir: str, scenes: int, shard_size: int, compression: str, 
         "pipeline_seconds": pipeline, "scenes_per_s": scenes / pipeline,
         "bare_uint8_seconds": bare_uint8, "bare_float_seconds": bare_float,
         "pipeline_over_bare_uint8": pipeline / bare_uint8, "pipeline_over_bare_float": pipeline / bare_float,
-        "runs": runs, "bare": bares, "store": os.path.join(workdir, f"cpus{num_cpus}-{repeats - 1}"),
+        "runs": runs, "bare": bares, "reading": read,
     }
 
 
-def read_throughput(path: str, epochs: int = 3) -> dict:
-    """Scenes/s of training batches (5 images per scene) from the dense store vs rendered on the fly."""
-    ray.init(num_cpus=2, object_store_memory=600 << 20, include_dashboard=False)
-    try:
-        store = open_store(path)
-        sampler = BinSampler(len(store.focus_distances), 5, "random")
-        dense = read_split(path, "train").materialize()
-        count, started = 0, time.perf_counter()
-        for epoch in range(epochs):
-            rng = np.random.default_rng([0, epoch, 0])
-            for rows in dense.iter_batches(batch_size=4, batch_format="numpy"):
-                batch = make_batch(rows, sampler.draw(rng, len(rows["scene_id"])), store.focus_distances)
-                count += batch["stack"].shape[0]
-        store_rate = count / (time.perf_counter() - started)
-        cold_started = time.perf_counter()
-        cold = sum(len(r["scene_id"]) for r in read_split(path, "train").iter_batches(batch_size=4, batch_format="numpy"))
-        cold_rate = cold / (time.perf_counter() - cold_started)
-        scenes = read_split(path, "train", columns=SCENE_COLUMNS).materialize()
-        count, started = 0, time.perf_counter()
-        for epoch in range(epochs):
-            streamed = stream_focal_stacks(scenes, store.camera, store.focus_distances, 5, seed=0, epoch=epoch)
-            for rows in streamed.iter_batches(batch_size=4, batch_format="numpy"):
-                batch = make_batch(rows, np.tile(np.arange(5), (len(rows["scene_id"]), 1)), rows["focus_distances"])
-                count += batch["stack"].shape[0]
-        stream_rate = count / (time.perf_counter() - started)
-    finally:
-        ray.shutdown()
+def read_throughput(path: str, epochs: int = 2) -> dict:
+    """Scenes/s of training batches (5 images per scene) from the dense store vs rendered on the fly (running Ray)."""
+    store = open_store(path)
+    sampler = BinSampler(len(store.focus_distances), 5, "random")
+    dense = read_split(path, "train").materialize()
+    count, started = 0, time.perf_counter()
+    for epoch in range(epochs):
+        rng = np.random.default_rng([0, epoch, 0])
+        for rows in dense.iter_batches(batch_size=4, batch_format="numpy"):
+            batch = make_batch(rows, sampler.draw(rng, len(rows["scene_id"])), store.focus_distances)
+            count += batch["stack"].shape[0]
+    store_rate = count / (time.perf_counter() - started)
+    cold_started = time.perf_counter()
+    cold = sum(len(r["scene_id"]) for r in read_split(path, "train").iter_batches(batch_size=4, batch_format="numpy"))
+    cold_rate = cold / (time.perf_counter() - cold_started)
+    scenes = read_split(path, "train", columns=SCENE_COLUMNS).materialize()
+    count, started = 0, time.perf_counter()
+    for epoch in range(epochs):
+        streamed = stream_focal_stacks(scenes, store.camera, store.focus_distances, 5, seed=0, epoch=epoch)
+        for rows in streamed.iter_batches(batch_size=4, batch_format="numpy"):
+            batch = make_batch(rows, np.tile(np.arange(5), (len(rows["scene_id"]), 1)), rows["focus_distances"])
+            count += batch["stack"].shape[0]
+    stream_rate = count / (time.perf_counter() - started)
     return {"store_materialized_scenes_per_s": store_rate, "store_from_disk_scenes_per_s": cold_rate, "streaming_scenes_per_s": stream_rate}
 
 
@@ -147,8 +145,10 @@ def main() -> None:
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="daif-bench-")
     try:
-        runs = [timed_renders(workdir, args.scenes, args.shard_size, args.compression, int(n), args.repeats) for n in args.cpus.split(",")]
-        reading = None if args.skip_reading else {**read_throughput(runs[-1]["store"]), "load_average": os.getloadavg()[0]}
+        counts = [int(n) for n in args.cpus.split(",")]
+        runs = [timed_renders(workdir, args.scenes, args.shard_size, args.compression, n, args.repeats,
+                              reading=not args.skip_reading and n == counts[-1]) for n in counts]
+        reading = runs[-1]["reading"]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     rate = runs[-1]["scenes_per_s"]
