@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from daif.checkpoint import load_checkpoint, load_checkpoint_model
+from daif.checkpoint import CheckpointError, load_checkpoint, load_checkpoint_model
 from daif.config import Config, flatten, replace, to_dict, to_yaml
 from daif.data.store import StoreError, open_store
 from daif.errors import UsageError
@@ -98,10 +98,11 @@ def check_inputs(config: Config, resume: str | None = None) -> Inputs:
     """Check everything on the driver, without Ray and before any run: counts, the store, the camera, the depth
     range, the checkpoint to resume from and the tracking server. Raises UsageError naming what is wrong."""
     _check_counts(config)
+    resume = str(Path(resume).resolve()) if resume else None  # the workers' working directory is not ours
+    _check_resume(resume)
     store = _open_store(config)
     camera = check_camera(config, store)
     depth_range = _depth_range(config, store)
-    resume = str(Path(resume).resolve()) if resume else None  # the workers' working directory is not ours
     resume_meta = _resume_meta(resume, store)
     tracking_uri = resolve_tracking_uri(config.tracking.tracking_uri)
     check_reachable(tracking_uri)
@@ -194,13 +195,22 @@ def _open_store(config: Config):
     return store
 
 
-def _resume_meta(resume: str | None, store) -> dict[str, Any]:
-    """The meta of the checkpoint to resume from, after checking that it loads (UsageError naming the file)."""
+def _check_resume(resume: str | None) -> None:
+    """The checkpoint to resume from reads and fits its network (UsageError naming the file), before any run is touched."""
     if not resume:
-        return {}
+        return
     if not Path(resume).is_dir():
         raise UsageError(f"resume: {resume} is not a checkpoint directory (state.pt and meta.json, as `daif train` prints)")
-    load_checkpoint_model(resume)  # the whole checkpoint reads and fits its network, before any run is touched
+    try:
+        load_checkpoint_model(resume)
+    except CheckpointError as error:
+        raise CheckpointError(f"resume: {error}") from None
+
+
+def _resume_meta(resume: str | None, store) -> dict[str, Any]:
+    """The meta of the checkpoint to resume from; a warning when it was trained on another store."""
+    if not resume:
+        return {}
     _, meta = load_checkpoint(resume)
     if meta.get("manifest_hash") != store.manifest_hash:
         print(f"WARNING: {resume} was trained on a store with another manifest than {store.path}")
