@@ -78,8 +78,9 @@ def _read_state(path: Path) -> dict[str, Any]:
                 f"checkpoint: {path} refused: it holds a pickled {found.group(1)}, not only tensors and plain values "
                 "(daif reads checkpoints with weights_only=True and never runs code from them)"
             ) from None
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise CheckpointError(f"checkpoint: {path} is not a torch.save file of tensors ({type(error).__name__}: {first})") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(error))  # torch's reason, without its advice
+        first = detail.group(1) if detail else (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"checkpoint: {path} is not a torch.save file of tensors ({type(error).__name__}: {first[:200]})") from None
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise CheckpointError(f"checkpoint: {path} holds no 'model' state dict (expected {{'model', 'optimizer', 'step', 'epoch'}})")
     return state
