@@ -7,23 +7,32 @@
     config.yaml  the run's whole config (optional: written by training)
 
 `save_checkpoint` writes it (training, the smoke jobs); `load_checkpoint` and `load_checkpoint_model`
-read it (resume, evaluation, prediction).
+read it (resume, evaluation, prediction). Reading never unpickles an object: state.pt goes through
+torch's restricted unpickler (weights_only=True), meta.json through json. A file that is not such a
+checkpoint raises `CheckpointError` naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from daif.errors import UsageError
 from daif.model import DAIFNet
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 CONFIG_FILE = "config.yaml"
+
+
+class CheckpointError(UsageError):
+    """A checkpoint directory that cannot be read; the message names the file."""
 
 
 def is_checkpoint(directory: str | os.PathLike) -> bool:
@@ -51,15 +60,57 @@ def save_checkpoint(
 
 
 def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(state, meta) of a checkpoint directory; tensors only (weights_only=True)."""
+    """(state, meta) of a checkpoint directory; tensors and plain values only (weights_only=True).
+    Raises CheckpointError naming state.pt or meta.json when either is missing or not what it should be."""
     directory = Path(directory)
-    state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
-    return state, json.loads((directory / META_FILE).read_text())
+    return _read_state(directory / STATE_FILE), _read_meta(directory / META_FILE)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint: {path} not found; a checkpoint directory holds {STATE_FILE} and {META_FILE}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any failure means the file is not a torch.save archive of tensors
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if isinstance(error, pickle.UnpicklingError) and found:  # the restricted unpickler met a callable
+            raise CheckpointError(
+                f"checkpoint: {path} refused: it holds a pickled {found.group(1)}, not only tensors and plain values "
+                "(daif reads checkpoints with weights_only=True and never runs code from them)"
+            ) from None
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(error))  # torch's reason, without its advice
+        first = detail.group(1) if detail else (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"checkpoint: {path} is not a torch.save file of tensors ({type(error).__name__}: {first[:200]})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"checkpoint: {path} holds no 'model' state dict (expected {{'model', 'optimizer', 'step', 'epoch'}})")
+    return state
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint: {path} not found; a checkpoint directory holds {STATE_FILE} and {META_FILE}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"checkpoint: {path} is not JSON ({error})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint: {path} must hold a JSON object")
+    return meta
 
 
 def load_checkpoint_model(directory: str | os.PathLike) -> tuple[DAIFNet, dict[str, Any]]:
-    """The checkpoint's DAIF-Net (CPU, eval mode) and its meta."""
+    """The checkpoint's DAIF-Net (CPU, eval mode) and its meta; CheckpointError names the file that does not fit."""
+    directory = Path(directory)
     state, meta = load_checkpoint(directory)
-    model = DAIFNet.from_config(meta["model"])
-    model.load_state_dict(state["model"])
+    if not isinstance(meta.get("model"), dict):
+        raise CheckpointError(f"checkpoint: {directory / META_FILE} has no 'model' entry (the network's configuration)")
+    try:
+        model = DAIFNet.from_config(meta["model"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint: {directory / META_FILE} key 'model': {error}") from None
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, KeyError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise CheckpointError(f"checkpoint: {directory / STATE_FILE} does not fit the network of {META_FILE} ({first})") from None
     return model.eval(), meta

@@ -1,14 +1,23 @@
 """The `daif` command. Each subcommand lives in the module that owns its job and is imported lazily,
 so `daif --help` stays fast and Ray is imported only by the subcommands that use it.
 
-A subcommand module provides `add_arguments(parser)` and `run(args) -> int`.
+A subcommand module provides `add_arguments(parser)` and `run(args) -> int`. Bad input raises
+`daif.errors.UsageError`; `main` is the one place that catches it: one line on stderr naming the
+file, key or argument, exit status 2, no traceback unless `--debug` or DAIF_DEBUG=1.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+DESCRIPTION = (
+    "Fully self-supervised depth and all-in-focus estimation from focal stacks (DAIF-Net, CVPR 2023): "
+    "render focal-stack datasets, train, evaluate and predict, on Ray and tracked in MLflow."
+)
+EPILOG = "Run 'daif COMMAND --help' for a command's options. --debug (or DAIF_DEBUG=1) shows the traceback of an error."
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,26 +32,42 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="daif", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="daif", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in COMMANDS.items():
         subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
+def debug_wanted(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("DAIF_DEBUG", "").lower() in ("1", "true", "yes")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_wanted(argv)
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv)  # prints usage or the unknown-command error and exits
         return 2
+    from daif.errors import UsageError
     from daif.runtime import set_default_environment
 
     set_default_environment()
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"daif {name}", description=COMMANDS[name][1])
+    parser = argparse.ArgumentParser(prog=f"daif {name}", description=COMMANDS[name][1], epilog=EPILOG)
     module.add_arguments(parser)
-    return int(module.run(parser.parse_args(rest)) or 0)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except UsageError as error:
+        if debug:
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__  # one line
+        print(f"daif {name}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

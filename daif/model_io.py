@@ -1,42 +1,155 @@
-"""Loading a trained DAIF-Net: from an MLflow model URI or from a training checkpoint directory.
+"""Loading and logging a trained DAIF-Net without ever unpickling or running code from a model.
 
-Both give the model (CPU, eval mode) and its metadata: camera (dict), focus_distances (training
-stack, metres), depth_range [near, far], epoch.
+A model is a checkpoint directory (`daif.checkpoint`: state.pt read with weights_only=True, meta.json).
+An MLflow model logged by daif (`log_model`) is a pyfunc model "from code" (daif/pyfunc_model.py)
+whose one artifact is that checkpoint directory, under artifacts/checkpoint. `load_model` downloads
+the MLflow model's files (mlflow.artifacts.download_artifacts), reads MLmodel as plain YAML and the
+checkpoint artifact as tensors: it never calls mlflow.pyfunc/pytorch.load_model, so neither a
+pickle nor the model's code file is ever executed. MLflow models in other formats (the pickle of
+mlflow.pytorch) are refused with an error that names the file.
+
+Both sources give the model (CPU, eval mode) and its metadata: camera (dict), focus_distances
+(training stack, metres), depth_range [near, far], epoch.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from daif.checkpoint import is_checkpoint, load_checkpoint_model
+from daif.checkpoint import CheckpointError, is_checkpoint, load_checkpoint_model
+from daif.errors import UsageError
 from daif.model import DAIFNet
 
 MODEL_URI_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/", "file:", "s3://", "gs://", "http://", "https://")
+TRACKED_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")  # resolved through a tracking store
+MODEL_FORMAT = "daif-checkpoint-1"  # MLmodel metadata "daif_format"
+CHECKPOINT_ARTIFACT = "checkpoint"
+CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
 
 
 def load_model(source: str | os.PathLike, tracking_uri: str = "") -> tuple[DAIFNet, dict[str, Any]]:
-    """`source`: an MLflow model URI (runs:/<run_id>/model, models:/name/1, ...) or a checkpoint directory
-    (holding state.pt and meta.json, as `daif train` prints). MLflow URIs resolve against `tracking_uri`
-    (default: MLFLOW_TRACKING_URI, else the local store in the working directory)."""
+    """`source`: a checkpoint directory (state.pt and meta.json, as `daif train` prints), a local MLflow
+    model folder, or an MLflow model URI (runs:/<run_id>/model, models:/name/1, ...). URIs resolve against
+    `tracking_uri` (default: MLFLOW_TRACKING_URI, else the local store in the working directory).
+    Raises UsageError (CheckpointError) naming the source or the file that is refused."""
     text = str(source)
     path = Path(text)
-    if path.is_dir() and is_checkpoint(path):
-        return load_checkpoint_model(path)
-    if path.is_dir() and (path / "MLmodel").exists():
-        text = path.resolve().as_uri()
-    elif not text.startswith(MODEL_URI_SCHEMES):
-        raise ValueError(
+    if path.is_dir():
+        if is_checkpoint(path):
+            return load_checkpoint_model(path)
+        if (path / "MLmodel").is_file():
+            return load_model_folder(path)
+        raise UsageError(f"model: {text} holds neither state.pt (a checkpoint directory) nor MLmodel (an MLflow model)")
+    if not text.startswith(MODEL_URI_SCHEMES):
+        raise UsageError(
             f"model: {text!r} is neither a checkpoint directory (with state.pt) nor an MLflow model URI "
             "such as runs:/<run_id>/model"
         )
+    with tempfile.TemporaryDirectory(prefix="daif-model-") as directory:
+        folder = download_model(text, tracking_uri, directory)
+        return load_model_folder(folder, shown=text)
+
+
+def download_model(uri: str, tracking_uri: str, directory: str) -> Path:
+    """The files of the MLflow model `uri`, downloaded into `directory` (nothing is loaded)."""
     import mlflow
-    import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
 
-    from daif.tracking import resolve_tracking_uri
+    from daif.tracking import check_reachable, resolve_tracking_uri
 
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
-    model = mlflow.pytorch.load_model(text, map_location="cpu")
-    metadata = mlflow.models.get_model_info(text).metadata or {}
-    return model.eval(), dict(metadata)
+    store = resolve_tracking_uri(tracking_uri)
+    if uri.startswith(TRACKED_SCHEMES):
+        _check_store_exists(store, uri)
+        check_reachable(store)
+        mlflow.set_tracking_uri(store)
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=directory, tracking_uri=store)
+    except MlflowException as error:
+        searched = f" in the tracking store {store}" if uri.startswith(TRACKED_SCHEMES) else ""
+        raise UsageError(
+            f"model: {uri} not found{searched} ({_first_line(error.message)}); give --tracking-uri "
+            "(or set MLFLOW_TRACKING_URI) to the store it was logged in, e.g. sqlite:////path/to/mlflow.db"
+        ) from None
+    except OSError as error:
+        raise UsageError(f"model: cannot download {uri} ({error})") from None
+    folder = Path(local)
+    if not (folder / "MLmodel").is_file():
+        raise UsageError(f"model: {uri} is not an MLflow model (no MLmodel file in it)")
+    return folder
+
+
+def _check_store_exists(store: str, uri: str) -> None:
+    """A local sqlite store that does not exist cannot hold `uri`: say so instead of creating an empty one."""
+    if store.startswith("sqlite:///"):
+        database = Path(store[len("sqlite:///") :])
+        if not database.is_file():
+            raise UsageError(
+                f"model: {uri} needs the tracking store it was logged in, and {store} does not exist (searched: "
+                "--tracking-uri, else MLFLOW_TRACKING_URI, else mlflow.db in the working directory); give --tracking-uri "
+                "sqlite:////path/to/mlflow.db (or http://server:5000), or run from the directory where training ran"
+            )
+
+
+def load_model_folder(folder: str | os.PathLike, shown: str | None = None) -> tuple[DAIFNet, dict[str, Any]]:
+    """The network of a local MLflow model folder logged by `log_model`: its MLmodel is read as YAML and
+    its checkpoint artifact as tensors; anything else is refused. `shown` names the folder in errors."""
+    import yaml
+
+    folder = Path(folder)
+    shown = (shown or str(folder)).rstrip("/")
+    mlmodel_path = folder / "MLmodel"
+    try:
+        mlmodel = yaml.safe_load(mlmodel_path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise UsageError(f"model: {shown}/MLmodel is not YAML ({_first_line(str(error))})") from None
+    if not isinstance(mlmodel, dict):
+        raise UsageError(f"model: {shown}/MLmodel is not an MLflow model description")
+    flavors = mlmodel.get("flavors") or {}
+    metadata = mlmodel.get("metadata") or {}
+    if metadata.get("daif_format") != MODEL_FORMAT:
+        if "pytorch" in flavors:
+            data = (flavors["pytorch"] or {}).get("model_data", "data")
+            raise UsageError(
+                f"model: {shown}/{data}/model.pth refused: an mlflow.pytorch model is a pickle, and loading it would run "
+                "whatever code it holds; daif loads only tensors (a checkpoint directory, or a model logged by daif's "
+                "daif.model_io.log_model)"
+            )
+        raise UsageError(
+            f"model: {shown}/MLmodel is not a daif model (expected metadata daif_format: {MODEL_FORMAT} and a "
+            f"'{CHECKPOINT_ARTIFACT}' artifact); pass a checkpoint directory or a model logged by daif"
+        )
+    artifact = ((flavors.get("python_function") or {}).get("artifacts") or {}).get(CHECKPOINT_ARTIFACT) or {}
+    relative = str(artifact.get("path", "")) if isinstance(artifact, dict) else ""
+    checkpoint = (folder / relative).resolve()
+    if not relative or not checkpoint.is_relative_to(folder.resolve()) or not checkpoint.is_dir():
+        raise UsageError(f"model: {shown}/MLmodel names checkpoint {relative!r}, which is not a folder inside the model")
+    try:
+        return load_checkpoint_model(checkpoint)
+    except CheckpointError as error:
+        raise CheckpointError(str(error).replace(str(folder.resolve()), shown).replace(str(folder), shown)) from None
+
+
+def log_model(checkpoint_dir: str | os.PathLike, name: str, metadata: dict[str, Any] | None = None):
+    """Log the checkpoint directory as the MLflow model `name` of the active run: a pyfunc model from code
+    (daif/pyfunc_model.py) whose one artifact is the checkpoint. No pickle is written. Returns MLflow's ModelInfo."""
+    import mlflow
+    import mlflow.pyfunc
+    import numpy
+    import torch
+
+    load_checkpoint_model(checkpoint_dir)  # only a readable checkpoint is logged
+    requirements = [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}", f"numpy=={numpy.__version__}", "pyyaml"]
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(CODE_FILE),
+        artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_dir)},
+        pip_requirements=requirements,  # given, so MLflow does not load the model to infer them
+        metadata={**(metadata or {}), "daif_format": MODEL_FORMAT},
+    )
+
+
+def _first_line(text: str) -> str:
+    return (str(text).strip().splitlines() or [""])[0][:300]

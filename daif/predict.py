@@ -20,21 +20,23 @@ import argparse
 import json
 import math
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from daif.errors import UsageError
 from daif.files import atomic_path, write_text_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 FOCUS_FILE = "focus_distances.txt"
 MAX_DEPTH_MM = 65535  # the 16-bit PNG's ceiling, 65.535 m
+MIN_IMAGES = 2  # depth from defocus compares images focused at different distances
+MIN_SIZE = 8  # pixels per side, as `daif render --size`: below it no blur difference can be measured
 
 
-class PredictionInputError(ValueError):
+class PredictionInputError(UsageError):
     """A bad input to `predict`; the message names the file or argument."""
 
 
@@ -50,11 +52,20 @@ def _image_files(images: str | os.PathLike | Sequence[str | os.PathLike]) -> tup
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise PredictionInputError(f"images: folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return files, folder
+        return _enough(files, f"folder {folder}"), folder
     for path in paths:
         if path.is_dir():
             raise PredictionInputError(f"images: {path} is a folder; give one folder alone, or image files")
-    return paths, None
+    return _enough(paths, "--images"), None
+
+
+def _enough(files: list[Path], where: str) -> list[Path]:
+    if len(files) < MIN_IMAGES:
+        raise PredictionInputError(
+            f"images: {where} gives {len(files)} image; a focal stack needs at least {MIN_IMAGES} images focused at "
+            "different distances (depth comes from how their blur differs)"
+        )
+    return files
 
 
 def read_focus_file(path: str | os.PathLike) -> list[float]:
@@ -100,6 +111,10 @@ def load_stack(images: Sequence[Path]) -> np.ndarray:
     """(S, H, W, 3) float32 in [0, 1]; every image must have the first one's size."""
     arrays = [read_image(path) for path in images]
     height, width = arrays[0].shape[:2]
+    if min(height, width) < MIN_SIZE:
+        raise PredictionInputError(
+            f"images: {images[0]} is {width}x{height} (WxH); at least {MIN_SIZE}x{MIN_SIZE} pixels are needed to see defocus blur"
+        )
     for path, array in zip(images, arrays):
         if array.shape[:2] != (height, width):
             raise PredictionInputError(
@@ -122,6 +137,14 @@ def check_focus_distances(focus_distances: Sequence[float], images: Sequence[Pat
             raise PredictionInputError(
                 f"focus_distances: {value:g} m (for {path.name}) is at or below {what}; focus distances are metres beyond the lens"
             )
+    seen: dict[float, Path] = {}
+    for path, value in zip(images, values):
+        if value in seen:
+            raise PredictionInputError(
+                f"focus_distances: {value:g} m is given for both {seen[value].name} and {path.name}; each image of a "
+                "stack needs its own focus distance (two images focused alike add no depth cue)"
+            )
+        seen[value] = path
     return values
 
 
@@ -254,11 +277,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        paths = predict(args.model, args.images, args.focus_distances, args.camera, args.out, args.tracking_uri, "cuda" if args.gpu else "cpu")
-    except ValueError as error:  # PredictionInputError, or a model source that is neither a URI nor a checkpoint
-        print(f"daif predict: error: {error}", file=sys.stderr)
-        return 2
+    paths = predict(args.model, args.images, args.focus_distances, args.camera, args.out, args.tracking_uri, "cuda" if args.gpu else "cpu")
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0

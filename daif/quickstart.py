@@ -1,7 +1,8 @@
 """`daif quickstart`: the whole loop on one machine, on a small synthetic dataset it makes itself.
 
 render (Ray Data) -> train (Ray Train, one CPU worker by default) -> evaluate against the analytic baseline,
-all tracked in the local MLflow store of the working directory. Prints the metrics table, where the
+all tracked in the local MLflow store of the working directory: the evaluation run sits in the training run's
+experiment, nested under it (tag mlflow.parentRunId) and tagged daif.training_run_id. Prints the metrics table, where the
 model, checkpoints and figures are, and the command that opens the MLflow UI.
 """
 
@@ -34,10 +35,15 @@ def quickstart(
 
     out_dir = Path(out).resolve()
     scenes, size = scenes or QUICKSTART_DATA["scenes"], size or QUICKSTART_DATA["size"]
-    config = load_config(preset="quickstart", overrides=[
-        f"data.path={out_dir / 'store'}", f"train.seed={seed}", f"tracking.storage={out_dir / 'runs'}",
-        f"tracking.tracking_uri={tracking_uri}", *overrides,
-    ])
+    from daif.errors import UsageError
+
+    try:
+        config = load_config(preset="quickstart", overrides=[
+            f"data.path={out_dir / 'store'}", f"train.seed={seed}", f"tracking.storage={out_dir / 'runs'}",
+            f"tracking.tracking_uri={tracking_uri}", *overrides,
+        ])
+    except ValueError as error:  # a --set key or value; config.py names it
+        raise UsageError(str(error)) from None
     started = time.perf_counter()
     with ray_session():  # the Ray it starts is stopped before the summary
         print(f"[1/3] rendering {scenes} synthetic scenes ({size[0]}x{size[1]}, camera {QUICKSTART_DATA['camera_preset']}) with Ray Data")
@@ -49,8 +55,10 @@ def quickstart(
         result = train(config)
         print("[3/3] evaluating the trained model and the analytic depth-from-focus baseline on the test split")
         evaluation = evaluate(
-            [result.best_checkpoint], str(out_dir / "store"), "test", str(out_dir / "evaluation"), tracking_uri=result.tracking_uri
+            [result.best_checkpoint], str(out_dir / "store"), "test", str(out_dir / "evaluation"), tracking_uri=result.tracking_uri,
+            experiment=config.tracking.experiment,
         )
+        link_evaluation(result.tracking_uri, result.run_id, (evaluation.get("mlflow") or {}).get("run_id"))
     minutes = (time.perf_counter() - started) / 60
     _print_summary(out_dir, result, evaluation, minutes)
     (out_dir / "quickstart.json").write_text(json.dumps({
@@ -58,6 +66,18 @@ def quickstart(
         "best_checkpoint": result.best_checkpoint, "metrics": evaluation.get("methods", evaluation),
     }, indent=2, default=str))
     return {"store": str(out_dir / "store"), "train": result, "metrics": evaluation, "out": str(out_dir)}
+
+
+def link_evaluation(tracking_uri: str, training_run_id: str | None, evaluation_run_id: str | None) -> None:
+    """Nest the evaluation run under the training run (the UI shows it there) and tag both with the other's id."""
+    if not training_run_id or not evaluation_run_id or evaluation_run_id == training_run_id:
+        return
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    client.set_tag(evaluation_run_id, "mlflow.parentRunId", training_run_id)
+    client.set_tag(evaluation_run_id, "daif.training_run_id", training_run_id)
+    client.set_tag(training_run_id, "daif.evaluation_run_id", evaluation_run_id)
 
 
 def _print_summary(out_dir: Path, result, evaluation: dict, minutes: float) -> None:
@@ -106,6 +126,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from daif.errors import UsageError
+
+    for flag, value in (("--scenes", args.scenes), ("--epochs", args.epochs), ("--num-workers", args.num_workers)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag}: expected a positive integer, got {value}")
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")

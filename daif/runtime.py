@@ -1,4 +1,12 @@
-"""Connecting to Ray: a running cluster when there is one, else a local Ray bound to 127.0.0.1."""
+"""Connecting to Ray: a running cluster when there is one, else a local Ray bound to 127.0.0.1.
+
+A local Ray (no RAY_ADDRESS) listens on 127.0.0.1 only: GCS, raylet, object manager, agents and the
+dashboard. Ray 2.60 picks the address its servers bind to in `ray._private.services.get_node_ip_address`,
+which returns 127.0.0.1 when `ray_constants.ENABLE_RAY_CLUSTER` is off (the switch Ray itself uses to keep
+laptops on loopback, read from RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when Ray is imported);
+`ray.init(_node_ip_address="127.0.0.1")` does not do it (Ray maps loopback to the machine's address).
+Ray's token authentication stays as Ray sets it (on by default in 2.60); only tests turn it off.
+"""
 
 from __future__ import annotations
 
@@ -12,28 +20,42 @@ DEFAULT_ENVIRONMENT = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",  # silences a core-worker error on machines without it
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
+LOCAL_ONLY_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a Ray started here binds 127.0.0.1 (module docstring)
 
 LOCAL_OBJECT_STORE_BYTES = 2 << 30  # cap: Ray's default takes ~30% of RAM in /dev/shm
 
 
 def set_default_environment() -> None:
-    """`DEFAULT_ENVIRONMENT` for every variable the environment does not set already."""
+    """`DEFAULT_ENVIRONMENT` for every variable the environment does not set already; without RAY_ADDRESS
+    (no cluster to join) also the loopback-only switch, before Ray is imported."""
     for name, value in DEFAULT_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+    if not os.environ.get("RAY_ADDRESS"):
+        os.environ.setdefault(LOCAL_ONLY_VARIABLE, "0")
+
+
+def _bind_loopback() -> None:
+    """Make the Ray about to start here listen on 127.0.0.1, also when Ray was imported before the
+    environment was set (its constant is read at import)."""
+    from ray._private import ray_constants
+
+    if os.environ.get(LOCAL_ONLY_VARIABLE, "0") == "0" and hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def ensure_ray(num_cpus: int | None = None, object_store_memory: int | None = LOCAL_OBJECT_STORE_BYTES) -> bool:
     """Use the running Ray if initialised; else join RAY_ADDRESS's cluster (its resources are its own);
     else start a local Ray with `num_cpus` (default: all) and its dashboard on 127.0.0.1.
     Returns True when this call connected (so the caller may `ray.shutdown()` what it started)."""
+    set_default_environment()
     import ray
 
     if ray.is_initialized():
         return False
-    set_default_environment()
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
         return True
+    _bind_loopback()
     ray.init(
         num_cpus=num_cpus,
         object_store_memory=object_store_memory,

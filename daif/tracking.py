@@ -13,21 +13,26 @@ import argparse
 import importlib.metadata
 import logging
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from daif.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 PACKAGES = ("daif", "torch", "ray", "mlflow", "optuna", "numpy", "h5py", "numba")
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(UsageError):
     """The tracking server could not be reached."""
 
 
@@ -151,18 +156,21 @@ class RunLogger:
     def metrics(self, values: dict[str, float], step: int) -> None:
         import mlflow
 
-        entries = [mlflow.entities.Metric(k, float(v), 0, step) for k, v in values.items() if v == v]  # skip NaN
+        now = int(time.time() * 1000)  # milliseconds since the epoch: the UI's time axes
+        entries = [mlflow.entities.Metric(k, float(v), now, step) for k, v in values.items() if v == v]  # skip NaN
         self._guard("metrics", lambda: self.client.log_batch(self.run_id, metrics=entries))
 
-    def model(self, model, name: str, metadata: dict[str, Any], checkpoint_dir: str | os.PathLike) -> None:
-        """Log `model` as the MLflow model `name` (with `metadata`) and its checkpoint under checkpoints/<name>."""
+    def model(self, name: str, checkpoint_dir: str | os.PathLike, metadata: dict[str, Any]) -> None:
+        """Log the checkpoint directory as the MLflow model `name` (with `metadata`; no pickle:
+        `daif.model_io.log_model`) and as run artifacts under checkpoints/<name>."""
         import mlflow
-        import mlflow.pytorch
+
+        from daif.model_io import log_model
 
         def log() -> None:
             mlflow.set_tracking_uri(self.uri)
             with mlflow.start_run(run_id=self.run_id):
-                mlflow.pytorch.log_model(model, name=name, serialization_format="pickle", metadata=metadata)
+                log_model(checkpoint_dir, name, metadata)
                 mlflow.log_artifacts(str(checkpoint_dir), artifact_path=f"checkpoints/{name}")
 
         self._guard(f"the {name}", log)
@@ -185,6 +193,25 @@ def end_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
     mlflow.MlflowClient(uri).set_terminated(run_id, status)
 
 
+FAILURE_TAG = "daif.failure"  # why a run ended FAILED: "<ExceptionType>: <message>"
+
+
+def failure_reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"[:5000]
+
+
+def fail_run(uri: str, run_id: str, error: BaseException, status: str = "FAILED", tag: str = FAILURE_TAG) -> None:
+    """End `run_id` with `status`, the reason in tag `tag`. Never raises: the caller re-raises `error`."""
+    try:
+        import mlflow
+
+        client = mlflow.MlflowClient(uri)
+        client.set_tag(run_id, tag, failure_reason(error))
+        client.set_terminated(run_id, status)
+    except Exception as tracking_error:  # noqa: BLE001 - the original error is the one to report
+        print(f"WARNING: could not mark MLflow run {run_id} {status} ({tracking_error})", file=sys.stderr)
+
+
 # ------------------------------------------------------------------ `daif ui`
 
 
@@ -199,10 +226,63 @@ def run(args: argparse.Namespace) -> int:
     artifact_root = local_artifact_root(uri)
     if artifact_root:
         command += ["--default-artifact-root", artifact_root]
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)")
-    return subprocess.call(command)
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    return serve_process_group(command)
+
+
+def serve_process_group(command: list[str]) -> int:
+    """Run `command` in its own process group until it exits; SIGTERM, SIGINT or SIGHUP to this process
+    stop the whole group (the MLflow server's workers too), as does leaving by any other way."""
+    process = subprocess.Popen(command, start_new_session=True)
+    stopped = []
+
+    def forward(signum, _frame) -> None:
+        stopped.append(signum)
+        _signal_group(process.pid, signal.SIGTERM)
+
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, forward) for signum in handled}
+    try:
+        code = process.wait()
+    finally:
+        _stop_group(process)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0 if stopped else code
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    try:
+        os.killpg(pgid, signum)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _stop_group(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the process group of `process` (its leader may be gone, its children not), SIGKILL after `grace` s."""
+    if not _signal_group(process.pid, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if process.poll() is not None and not _signal_group(process.pid, 0):
+            return
+        time.sleep(0.1)
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def daif_command() -> list[str]:
+    """How to run `daif` again without an activated venv: this executable's full path, else python -m daif.cli."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if argv0 is not None and argv0.name == "daif" and argv0.is_file():
+        return [str(argv0.absolute())]
+    return [sys.executable, "-m", "daif.cli"]
 
 
 def ui_command(uri: str) -> str:
-    """The one command that opens the UI for `uri`."""
-    return "daif ui" if uri == default_tracking_uri() else f"daif ui --tracking-uri {uri}"
+    """The one command that opens the UI for `uri`, runnable from any shell."""
+    words = [*daif_command(), "ui"]
+    if uri != default_tracking_uri():
+        words += ["--tracking-uri", uri]
+    return shlex.join(words)

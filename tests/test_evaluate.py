@@ -143,9 +143,9 @@ def test_evaluate_writes_metrics_equal_to_daif_metrics(store_and_model, tracking
 def test_evaluate_on_ray_data_with_mlflow_model_uri(store_and_model, tracking_uri, tmp_path):
     """The Ray Data actor path, loading the model from runs:/<id>/model, logging into that run."""
     import mlflow
-    import mlflow.pytorch
 
     from daif.evaluate import evaluate
+    from daif.model_io import log_model
     from daif.tracking import experiment_id
 
     store_path, checkpoint, net = store_and_model
@@ -153,8 +153,7 @@ def test_evaluate_on_ray_data_with_mlflow_model_uri(store_and_model, tracking_ur
     mlflow.set_tracking_uri(uri)
     meta = json.loads((checkpoint / "meta.json").read_text())
     with mlflow.start_run(experiment_id=experiment_id("daif-test", uri)) as run:
-        mlflow.pytorch.log_model(net, name="model", serialization_format="pickle",
-                                 metadata={k: meta[k] for k in ("camera", "focus_distances", "depth_range", "epoch")})
+        log_model(checkpoint, "model", {k: meta[k] for k in ("camera", "focus_distances", "depth_range", "epoch")})
     result = evaluate([f"runs:/{run.info.run_id}/model", str(checkpoint)], store_path, "test", tmp_path / "eval",
                       stack_sizes=[3], names=["from-mlflow", "from-checkpoint"], backend="ray", batch_size=1,
                       tracking_uri=uri, log_to_run=run.info.run_id)

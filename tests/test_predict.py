@@ -111,6 +111,7 @@ def test_predict_rejects_bad_inputs(setup, tmp_path, capsys):
     folder = tmp_path / "nofocus"
     folder.mkdir()
     Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(folder / "b.png")
     with pytest.raises(PredictionInputError, match="focus_distances.txt not found"):
         predict(str(checkpoint), folder, out=out)
     with pytest.raises(PredictionInputError, match="camera"):
@@ -119,6 +120,29 @@ def test_predict_rejects_bad_inputs(setup, tmp_path, capsys):
 
     code = main(["predict", "--model", str(checkpoint), "--images", *map(str, images), "--focus-distances", "1", "2", "--out", str(out)])
     assert code == 2 and "2 focus distances for 3 images" in capsys.readouterr().err
+
+
+def test_predict_rejects_stacks_that_cannot_give_depth(setup, tmp_path, capsys):
+    """Duplicate focus distances, a single image and images below 8x8 pixels: refused with the reason."""
+    from daif.cli import main
+    from daif.predict import PredictionInputError, predict
+
+    checkpoint, _, images = setup
+    out = tmp_path / "bad"
+    with pytest.raises(PredictionInputError, match=r"2.5 m is given for both img_1.png and img_2.png; each image .* own focus"):
+        predict(str(checkpoint), images, [1.0, 2.5, 2.5], out=out)
+    with pytest.raises(PredictionInputError, match="gives 1 image; a focal stack needs at least 2 images"):
+        predict(str(checkpoint), images[:1], [1.0], out=out)
+    tiny = []
+    for k in range(2):
+        tiny.append(tmp_path / f"tiny_{k}.png")
+        Image.fromarray(np.full((1, 1, 3), 100 * k, np.uint8)).save(tiny[-1])
+    with pytest.raises(PredictionInputError, match=r"tiny_0.png is 1x1 \(WxH\); at least 8x8 pixels"):
+        predict(str(checkpoint), tiny, [1.0, 2.0], out=out)
+    assert not out.exists()
+    code = main(["predict", "--model", str(checkpoint), "--images", *map(str, images), "--focus-distances", "1", "1", "6", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("daif predict: error: focus_distances: 1 m is given for both")
 
 
 @pytest.mark.slow

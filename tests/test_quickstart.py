@@ -34,5 +34,9 @@ def test_quickstart_renders_trains_evaluates_and_reports(ray_local, tmp_path, ca
     assert float(run.data.params["loss.search"]) == 300.0  # the search term runs through DDP
     assert run.data.metrics["train/search"] >= 0 and run.data.metrics["val/search"] >= 0
     assert mlflow.MlflowClient(uri).get_experiment(run.info.experiment_id).name == "daif-quickstart"
+    evaluation_run = mlflow.MlflowClient(uri).get_run(result["metrics"]["mlflow"]["run_id"])
+    assert evaluation_run.info.experiment_id == run.info.experiment_id  # the evaluation sits beside the training run
+    assert evaluation_run.data.tags["mlflow.parentRunId"] == run.info.run_id == evaluation_run.data.tags["daif.training_run_id"]
+    assert mlflow.MlflowClient(uri).get_run(run.info.run_id).data.tags["daif.evaluation_run_id"] == evaluation_run.info.run_id
     for expected in ("delta1", "MLflow run:", "daif ui", str(tmp_path / "qs")):
         assert expected in out

@@ -22,7 +22,7 @@ def get_source(name: str, **options: Any) -> Source:
         return DefocusNetSource(options["input"], limit=options.get("scenes"))
     if name == "synthetic":
         return SyntheticSource(
-            num_scenes=options.get("scenes") or 100,
+            num_scenes=100 if options.get("scenes") is None else options["scenes"],
             seed=options.get("seed", 0),
             size=options["size"],
             depth_range=options["depth_range"],

@@ -11,9 +11,11 @@ at the output pixel centres, which never blends a foreground and a background de
 that exists in neither (a "depth-preserving" filter).
 
 Depth policy: NaN, inf and values <= 0 are invalid (and an explicit mask from the source is kept);
-valid depth is clipped to the preset's range ([0.1, 10] m for NYUv2); invalid pixels are filled with
-the median valid depth so that rendering sees finite positive metres; a scene with no valid pixel is
-an error naming it.
+valid depth is clipped to the preset's range ([0.1, 10] m for NYUv2); each invalid pixel takes the depth
+of its nearest valid pixel (Euclidean distance, `fill_nearest_valid`) so that rendering sees finite
+positive metres that continue the surfaces around a hole, rather than a flat region at one depth; the
+store keeps `valid`, which keeps those pixels out of every metric and loss. A scene with no valid
+pixel is an error naming it.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from daif.errors import UsageError
+
 SPLITS = ("train", "test")
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """A bad input: the message names the file or scene and the problem."""
 
 
@@ -95,9 +99,19 @@ def prepare_scene(
     if not valid.any():
         raise DataError(f"scene {scene_id}: depth has no valid pixel (all NaN, inf or <= 0)")
     near, far = depth_range
-    fill = float(np.median(depth[valid]))
-    depth = np.where(valid, np.clip(depth, near, far), np.clip(fill, near, far)).astype(np.float32)
+    depth = fill_nearest_valid(np.clip(np.where(valid, depth, near), near, far), valid).astype(np.float32)
     return {"scene_id": scene_id, "aif": aif, "depth": depth, "valid": valid}
+
+
+def fill_nearest_valid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(H, W) `values` with every pixel where `valid` is False replaced by the value of its nearest valid pixel
+    (Euclidean distance; ties broken by scipy's scan order). `valid` must hold at least one True."""
+    from scipy.ndimage import distance_transform_edt
+
+    if valid.all():
+        return values
+    nearest = distance_transform_edt(~valid, return_distances=False, return_indices=True)  # (2, H, W)
+    return values[nearest[0], nearest[1]]
 
 
 def train_val_split(scene_ids: list[str], fraction: float = 0.1, seed: int = 0) -> tuple[list[str], list[str]]:

@@ -1,10 +1,16 @@
-"""`daif train`: train DAIF-Net on a rendered store with Ray Train, tracked in MLflow."""
+"""`daif train`: train DAIF-Net on a rendered store with Ray Train, tracked in MLflow.
+
+The config (file, preset, --set, flags) is built and checked before Ray starts; bad input raises
+`daif.errors.UsageError` (one line, exit status 2 from `daif.cli.main`).
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from daif.config import TRAINING_PRESETS, load_config
+from daif.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
+    """The Config the arguments describe; UsageError naming the file, key or flag that is wrong."""
+    import yaml
+
+    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--num-workers", args.num_workers),
+                        ("--num-cpus", args.num_cpus)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag}: expected a positive integer, got {value}")
+    if args.config and not Path(args.config).is_file():
+        raise UsageError(f"--config: {args.config} is not a file")
     overrides = list(args.overrides)
     flags = {
         "data.path": args.data, "train.epochs": args.epochs, "optim.batch_size": args.batch_size,
@@ -34,15 +49,21 @@ def config_from_args(args: argparse.Namespace):
     overrides += [f"{key}={value}" for key, value in flags.items() if value is not None]
     if args.gpu:
         overrides.append("scaling.use_gpu=true")
-    return load_config(args.config, overrides, args.preset)
+    try:
+        return load_config(args.config, overrides, args.preset)
+    except (ValueError, yaml.YAMLError) as error:  # config.py names the file or key
+        raise UsageError(" ".join(str(error).split())) from None
 
 
 def run(args: argparse.Namespace) -> int:
     from daif.runtime import ray_session
     from daif.tracking import ui_command
-    from daif.train.driver import train
+    from daif.train.driver import check_inputs, train
 
     config = config_from_args(args)
+    if args.resume and not Path(args.resume).is_dir():
+        raise UsageError(f"--resume: {args.resume} is not a checkpoint directory (as `daif train` prints: best checkpoint ...)")
+    check_inputs(config, args.resume)  # bad input fails here, before Ray starts
     with ray_session(args.num_cpus):
         result = train(config, resume=args.resume)
     print(f"MLflow run:       {result.run_id}  ({result.tracking_uri})")

@@ -5,6 +5,11 @@
 
 Free of command-line parsing, so Ray Tune can wrap it. Ray must be initialised by the caller
 (`daif train` does it; inside a Ray job or a Tune trial it already is).
+
+Bad input raises `daif.errors.UsageError` before a run or a worker starts. A run that fails later
+ends FAILED with the reason in its tag `daif.failure`; a failed *resume* leaves the run it resumed
+in the status it had (reason in `daif.resume_failure`) and removes the Ray run folder it created
+when that holds no checkpoint.
 """
 
 from __future__ import annotations
@@ -12,16 +17,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from daif.checkpoint import load_checkpoint
+from daif.checkpoint import CheckpointError, load_checkpoint, load_checkpoint_model
 from daif.config import Config, flatten, replace, to_dict, to_yaml
-from daif.data.store import open_store
+from daif.data.store import StoreError, open_store
+from daif.errors import UsageError
 from daif.optics import ThinLensCamera
-from daif.tracking import check_reachable, end_run, resolve_tracking_uri, start_run
+from daif.tracking import check_reachable, end_run, fail_run, resolve_tracking_uri, start_run
 from daif.train.loop import train_loop_per_worker
 
 
@@ -50,44 +57,76 @@ def _depth_range(config: Config, store) -> tuple[float, float]:
     if config.model.range_source == "scenes":
         scenes = content.get("source", {}).get("depth_range")
         if not scenes:
-            raise ValueError(f"model.range_source: 'scenes', but {store.path} does not record the depths its scenes span; "
+            raise UsageError(f"model.range_source: 'scenes', but {store.path} does not record the depths its scenes span; "
                              "set model.near/model.far or model.range_source=clip")
         return float(scenes[0]), float(scenes[1])
     clip = content.get("depth_clip")
     if not clip:
-        raise ValueError("model.near/model.far: the store does not say its depth range; set both")
+        raise UsageError("model.near/model.far: the store does not say its depth range; set both")
     return float(clip[0]), float(clip[1])
 
 
 def check_camera(config: Config, store) -> ThinLensCamera:
     """The store's camera; an explicitly given data.camera must agree with it."""
     if config.data.camera:
-        given = ThinLensCamera.parse(config.data.camera)
+        try:
+            given = ThinLensCamera.parse(config.data.camera)
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"data.camera: {error}") from None
         if given != store.camera:
-            raise ValueError(
+            raise UsageError(
                 f"data.camera: {given} disagrees with the camera {store.camera} that {store.path} was rendered with; "
                 "training with another camera than the rendering one is the reference code's silent mistake"
             )
     return store.camera
 
 
-def train(config: Config, resume: str | None = None, train_loop: Callable[[dict], None] = train_loop_per_worker) -> TrainResult:
-    """Train DAIF-Net on Ray Train as `config` says; `resume` is a checkpoint directory to continue from.
-    `train_loop` is the function every worker runs (`daif.train.loop.train_loop_per_worker`; tests wrap it).
-    Everything is checked on the driver before a run or a worker starts."""
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What `check_inputs` found: everything a run needs, checked."""
+
+    config: Config  # tracking.tracking_uri and tracking.storage resolved (absolute path or URI)
+    store: Any
+    camera: ThinLensCamera
+    depth_range: tuple[float, float]
+    resume: str | None  # absolute
+    resume_meta: dict[str, Any]
+    rows_per_worker: int
+
+
+def check_inputs(config: Config, resume: str | None = None) -> Inputs:
+    """Check everything on the driver, without Ray and before any run: counts, the store, the camera, the depth
+    range, the checkpoint to resume from and the tracking server. Raises UsageError naming what is wrong."""
+    _check_counts(config)
+    resume = str(Path(resume).resolve()) if resume else None  # the workers' working directory is not ours
+    _check_resume(resume)
     store = _open_store(config)
     camera = check_camera(config, store)
-    near, far = _depth_range(config, store)
-    resume = str(Path(resume).resolve()) if resume else None  # the workers' working directory is not ours
+    depth_range = _depth_range(config, store)
     resume_meta = _resume_meta(resume, store)
     tracking_uri = resolve_tracking_uri(config.tracking.tracking_uri)
     check_reachable(tracking_uri)
     config = replace(config, tracking={"tracking_uri": tracking_uri, "storage": _storage(config)})
     rows_per_worker = store.num_scenes(config.data.train_split) // config.scaling.num_workers
     if rows_per_worker < 1:
-        raise ValueError(f"scaling.num_workers: {config.scaling.num_workers} workers need at least as many training scenes")
+        raise UsageError(
+            f"scaling.num_workers: {config.scaling.num_workers} workers need at least as many training scenes; "
+            f"{store.path} holds {store.num_scenes(config.data.train_split)} in split '{config.data.train_split}'"
+        )
+    return Inputs(config, store, camera, depth_range, resume, resume_meta, rows_per_worker)
+
+
+def train(config: Config, resume: str | None = None, train_loop: Callable[[dict], None] = train_loop_per_worker) -> TrainResult:
+    """Train DAIF-Net on Ray Train as `config` says; `resume` is a checkpoint directory to continue from.
+    `train_loop` is the function every worker runs (`daif.train.loop.train_loop_per_worker`; tests wrap it).
+    Everything is checked on the driver (`check_inputs`) before a run or a worker starts."""
+    inputs = check_inputs(config, resume)
+    config, store, camera, resume, resume_meta = inputs.config, inputs.store, inputs.camera, inputs.resume, inputs.resume_meta
+    (near, far), rows_per_worker = inputs.depth_range, inputs.rows_per_worker
+    tracking_uri = config.tracking.tracking_uri
 
     run_id = resume_meta.get("run_id")
+    resumed_status = _resume_run(tracking_uri, run_id, resume, resume_meta) if run_id else None
     if not run_id:
         params = {**flatten(config), "data.manifest_hash": store.manifest_hash, "data.camera_used": str(camera.to_dict())}
         run_id = start_run(tracking_uri, config.tracking.experiment, config.tracking.run_name, params, to_yaml(config))
@@ -104,15 +143,22 @@ def train(config: Config, resume: str | None = None, train_loop: Callable[[dict]
         "resume_from": resume,
     }
     name = f"daif-{run_id[:8]}-{uuid.uuid4().hex[:6]}"
-    status = "FAILED"
+    run_folder = Path(config.tracking.storage, name) if "://" not in config.tracking.storage else None
     try:
         result = _trainer(config, store.path, name, train_loop, loop_config).fit()
         best = result.get_best_checkpoint(config.train.val_metric, config.train.val_mode) if result.best_checkpoints else None
         best_metrics = next((m for c, m in result.best_checkpoints if best is not None and c.path == best.path), {})
         model_uri = _log_models(tracking_uri, run_id, best, result.checkpoint)
-        status = "FINISHED"
-    finally:
-        end_run(tracking_uri, run_id, status)
+    except BaseException as error:  # KeyboardInterrupt too: the run must not stay RUNNING
+        if resumed_status is None:
+            fail_run(tracking_uri, run_id, error, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        else:  # the run being resumed keeps its status: a failed attempt does not damage it
+            fail_run(tracking_uri, run_id, error, resumed_status, tag="daif.resume_failure")
+            _remove_if_no_checkpoint(run_folder)
+        if isinstance(error, StoreError) and not isinstance(error, UsageError):  # a corrupt shard met by a worker
+            raise UsageError(f"data.path: {error}") from error
+        raise
+    end_run(tracking_uri, run_id, "FINISHED")
     return TrainResult(
         run_id=run_id,
         model_uri=model_uri,
@@ -125,24 +171,74 @@ def train(config: Config, resume: str | None = None, train_loop: Callable[[dict]
     )
 
 
+def _check_counts(config: Config) -> None:
+    """Counts that must be positive: zero is not "the default" (None is, before the config is built)."""
+    for key, value in (("train.epochs", config.train.epochs), ("optim.batch_size", config.optim.batch_size),
+                       ("scaling.num_workers", config.scaling.num_workers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"{key}: expected a positive integer, got {value!r}")
+    if not config.scaling.cpus_per_worker > 0:
+        raise UsageError(f"scaling.cpus_per_worker: expected a positive number, got {config.scaling.cpus_per_worker!r}")
+
+
 def _open_store(config: Config):
     """The store of data.path, holding the train and validation splits."""
     if not config.data.path:
-        raise ValueError("data.path: the rendered store to train on is required (daif render ... --out DIR)")
-    store = open_store(config.data.path)
+        raise UsageError("data.path: the rendered store to train on is required (daif render ... --out DIR)")
+    try:
+        store = open_store(config.data.path)
+    except StoreError as error:
+        raise UsageError(f"data.path: {error}") from None
     for split in (config.data.train_split, config.data.val_split):
         if split not in store.splits:
-            raise ValueError(f"data: {store.path} holds splits {store.splits}; '{split}' is missing")
+            raise UsageError(f"data: {store.path} holds splits {store.splits}; '{split}' is missing")
     return store
 
 
+def _check_resume(resume: str | None) -> None:
+    """The checkpoint to resume from reads and fits its network (UsageError naming the file), before any run is touched."""
+    if not resume:
+        return
+    if not Path(resume).is_dir():
+        raise UsageError(f"resume: {resume} is not a checkpoint directory (state.pt and meta.json, as `daif train` prints)")
+    try:
+        load_checkpoint_model(resume)
+    except CheckpointError as error:
+        raise CheckpointError(f"resume: {error}") from None
+
+
 def _resume_meta(resume: str | None, store) -> dict[str, Any]:
+    """The meta of the checkpoint to resume from; a warning when it was trained on another store."""
     if not resume:
         return {}
     _, meta = load_checkpoint(resume)
     if meta.get("manifest_hash") != store.manifest_hash:
         print(f"WARNING: {resume} was trained on a store with another manifest than {store.path}")
     return meta
+
+
+def _resume_run(tracking_uri: str, run_id: str, resume: str, meta: dict[str, Any]) -> str:
+    """Reopen the MLflow run a checkpoint belongs to; returns the status it had (restored if the resume fails)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(tracking_uri)
+    try:
+        status = client.get_run(run_id).info.status
+    except MlflowException:
+        raise UsageError(
+            f"resume: {resume} belongs to MLflow run {run_id}, which is not in {tracking_uri}; "
+            "give the --tracking-uri it was trained with"
+        ) from None
+    client.update_run(run_id, status="RUNNING")
+    print(f"resuming MLflow run {run_id} (was {status}) from {resume}, after epoch {meta.get('epoch')}", flush=True)
+    return status
+
+
+def _remove_if_no_checkpoint(folder: Path | None) -> None:
+    """Remove the Ray run folder a failed attempt created, unless a checkpoint made it there."""
+    if folder is not None and folder.is_dir() and not any(folder.glob("checkpoint*")):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _storage(config: Config) -> str:
@@ -204,6 +300,6 @@ def _log_models(tracking_uri: str, run_id: str | None, best, latest) -> str | No
     logger = RunLogger(tracking_uri, run_id)
     for checkpoint, name in ((best or latest, "model"), (latest, "final_model")):
         with checkpoint.as_directory() as directory:
-            model, meta = load_model(directory)
-            logger.model(model, name, {k: meta[k] for k in ("camera", "focus_distances", "depth_range", "epoch")}, directory)
+            _, meta = load_model(directory)
+            logger.model(name, directory, {k: meta[k] for k in ("camera", "focus_distances", "depth_range", "epoch")})
     return f"runs:/{run_id}/model" if logger.ok else None

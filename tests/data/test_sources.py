@@ -135,3 +135,25 @@ def test_train_val_split_takes_ten_percent_of_train_seeded():
     assert train_val_split(ids, 0.1, seed=3) == (train, val)
     assert train_val_split(ids, 0.1, seed=4)[1] != val
     assert train_val_split(ids, 0.0) == (ids, [])
+
+
+def test_invalid_depth_is_filled_from_the_nearest_valid_pixel_and_stays_invalid():
+    """Holes in a two-plane depth map take their own plane's depth (the median fill gave both one depth), and
+    `valid` keeps them out of the metrics."""
+    from daif.data.sources import prepare_scene
+    from daif.metrics import depth_metrics
+
+    depth = np.full((8, 12), 1.0, np.float32)
+    depth[:, 8:] = 5.0  # near plane 1 m (cols 0-7), far plane 5 m (cols 8-11)
+    depth[2:6, 2:5] = np.nan  # a hole inside the near plane
+    depth[2:6, 10] = 0.0  # one inside the far plane
+    scene = prepare_scene({"aif": np.zeros((8, 12, 3), np.uint8), "depth": depth}, "holes", (8, 12), (0.1, 10.0))
+    np.testing.assert_array_equal(scene["depth"][2:6, 2:5], 1.0)
+    np.testing.assert_array_equal(scene["depth"][2:6, 10], 5.0)
+    assert not scene["valid"][2:6, 2:5].any() and not scene["valid"][2:6, 10].any() and scene["valid"].sum() == 96 - 12 - 4
+    truth = scene["depth"][None, None].copy()
+    wrong = truth.copy()
+    wrong[..., 2:6, 2:5] = 9.0  # any prediction inside the holes
+    wrong[..., 2:6, 10] = 0.5
+    metrics = depth_metrics(wrong, truth, scene["valid"][None, None])
+    assert metrics["abs_rel"] == 0.0 and metrics["delta1"] == 1.0

@@ -1,0 +1,182 @@
+"""No code runs from a model: checkpoints and MLflow models are read as tensors, crafted pickles are refused."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from daif.checkpoint import CheckpointError, load_checkpoint_model
+from daif.errors import UsageError
+from daif.model_io import load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
+from _smoke import untrained_checkpoint  # noqa: E402
+
+CAMERA = {"focal_length": 0.015, "f_number": 2.0, "pixel_size": 1e-5}
+DAIF = str(Path(sys.executable).with_name("daif"))
+
+
+class Payload:
+    """Unpickling this creates `marker` (builtins.open(marker, "w")): the trace of code run from a pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def run_daif(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`daif ARGS` in a fresh process, without the tracking URI that mlflow.set_tracking_uri exported here."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run([DAIF, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return Path(untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "ckpt", CAMERA, [1.0, 2.0, 3.0]))
+
+
+@pytest.fixture(scope="module")
+def logged(checkpoint, tmp_path_factory):
+    """(tracking URI, runs:/ URI) of the checkpoint logged as an MLflow model by daif."""
+    import mlflow
+
+    from daif.model_io import log_model
+    from daif.tracking import experiment_id
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(experiment_id=experiment_id("model-io", uri)) as run:
+        log_model(checkpoint, "model", {"epoch": 0})
+    return uri, f"runs:/{run.info.run_id}/model"
+
+
+@pytest.fixture(scope="module")
+def stack_dir(tmp_path_factory) -> Path:
+    from PIL import Image
+
+    directory = tmp_path_factory.mktemp("stack")
+    for k in range(3):
+        Image.new("RGB", (16, 12), (40 * k, 90, 200)).save(directory / f"f{k}.png")
+    (directory / "focus_distances.txt").write_text("1\n2\n3\n")
+    return directory
+
+
+def test_a_logged_model_holds_no_pickle_and_loads_for_any_stack_size(checkpoint, logged, tmp_path):
+    import mlflow
+
+    uri, model_uri = logged
+    folder = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path), tracking_uri=uri))
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert not [f for f in files if f.endswith((".pkl", ".pth", ".pickle", ".cloudpickle"))], files
+    assert {"MLmodel", "pyfunc_model.py"} <= files and any(f.endswith("/state.pt") for f in files)
+
+    reference, _ = load_checkpoint_model(checkpoint)
+    model, meta = load_model(model_uri, uri)
+    assert meta["camera"] == CAMERA and meta["focus_distances"] == [1.0, 2.0, 3.0]
+    for size in (2, 3, 7):  # the network takes any stack size: nothing was traced or exported for one
+        stack, focus = torch.rand(1, size, 3, 12, 20), torch.linspace(1.0, 4.0, size)[None]
+        with torch.no_grad():
+            torch.testing.assert_close(model(stack, focus)[1], reference(stack, focus)[1])
+
+
+def test_a_crafted_pickle_in_state_pt_is_refused_and_never_runs(checkpoint, stack_dir, tmp_path):
+    crafted = tmp_path / "crafted"
+    shutil.copytree(checkpoint, crafted)
+    torch.save({"model": Payload(tmp_path / "pwned")}, crafted / "state.pt")
+    probe = tmp_path / "probe.pt"
+    torch.save({"model": Payload(tmp_path / "live")}, probe)
+    torch.load(probe, weights_only=False)  # the payload is live: an unrestricted load runs it
+    assert (tmp_path / "live").exists()
+
+    with pytest.raises(CheckpointError, match=f"{crafted / 'state.pt'} refused"):
+        load_checkpoint_model(crafted)
+    result = run_daif("predict", "--model", str(crafted), "--images", str(stack_dir), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert_one_line_error(result, "daif predict: error:", str(crafted / "state.pt"), "refused")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_crafted_pickle_in_an_mlflow_pytorch_model_folder_is_refused_and_never_runs(checkpoint, stack_dir, tmp_path):
+    import mlflow.pytorch
+
+    net, _ = load_checkpoint_model(checkpoint)
+    folder = tmp_path / "pickled-model"
+    mlflow.pytorch.save_model(net, str(folder), serialization_format="pickle", pip_requirements=[])
+    torch.save(Payload(tmp_path / "live"), folder / "data" / "model.pth")
+    with contextlib.suppress(Exception):  # MLflow's own loader runs the payload (then finds no network): a real threat
+        mlflow.pytorch.load_model(str(folder))
+    assert (tmp_path / "live").exists()
+    (folder / "data" / "model.pth").unlink()
+    torch.save(Payload(tmp_path / "pwned"), folder / "data" / "model.pth")
+
+    with pytest.raises(UsageError, match=r"data/model\.pth refused"):
+        load_model(folder)
+    result = run_daif("predict", "--model", str(folder), "--images", str(stack_dir), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert_one_line_error(result, str(folder / "data" / "model.pth"), "refused")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_daif_model_folder_never_runs_its_code_file_and_refuses_a_crafted_state(logged, tmp_path):
+    import mlflow
+
+    uri, model_uri = logged
+    folder = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "model"), tracking_uri=uri))
+    (folder / "pyfunc_model.py").write_text(f"open({str(tmp_path / 'pwned-code')!r}, 'w')\n")
+    load_model(folder)  # the weights load; the (crafted) code file is never executed
+    assert not (tmp_path / "pwned-code").exists()
+
+    state = next(folder.glob("artifacts/*/state.pt"))
+    torch.save({"model": Payload(tmp_path / "pwned")}, state)
+    with pytest.raises(CheckpointError, match=f"{state} refused"):
+        load_model(folder)
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned-code").exists()
+
+
+def test_a_garbage_state_pt_names_the_file(checkpoint, stack_dir, tmp_path):
+    garbage = tmp_path / "garbage"
+    shutil.copytree(checkpoint, garbage)
+    (garbage / "state.pt").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(CheckpointError, match=f"{garbage / 'state.pt'} is not a torch.save file"):
+        load_checkpoint_model(garbage)
+    result = run_daif("predict", "--model", str(garbage), "--images", str(stack_dir), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert_one_line_error(result, str(garbage / "state.pt"))
+
+
+def test_a_checkpoint_whose_meta_is_broken_names_meta_json(checkpoint, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoint, broken)
+    (broken / "meta.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=f"{broken / 'meta.json'} is not JSON"):
+        load_checkpoint_model(broken)
+    (broken / "meta.json").write_text(json.dumps({"model": {"width": 9, "levels": 2}}))
+    with pytest.raises(CheckpointError, match="state.pt does not fit the network of meta.json"):
+        load_checkpoint_model(broken)
+
+
+def test_a_missing_run_says_which_store_was_searched_and_creates_none(logged, stack_dir, tmp_path):
+    uri, model_uri = logged
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run_daif("predict", "--model", model_uri, "--images", str(stack_dir), "--out", str(tmp_path / "out"), cwd=elsewhere)
+    assert_one_line_error(result, f"sqlite:///{elsewhere / 'mlflow.db'} does not exist", "--tracking-uri")
+    assert not (elsewhere / "mlflow.db").exists()
+
+    with pytest.raises(UsageError, match=f"runs:/0123456789abcdef/model not found in the tracking store {uri}.*--tracking-uri"):
+        load_model("runs:/0123456789abcdef/model", uri)

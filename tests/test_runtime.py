@@ -1,0 +1,80 @@
+"""The local Ray that the commands start listens on 127.0.0.1 only (GCS, raylet, workers, agents, dashboard)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+LISTENERS = r"""
+import ipaddress, json, os, socket
+from pathlib import Path
+from daif.runtime import ensure_ray
+
+ensure_ray(num_cpus=1, object_store_memory=100 * 1024 * 1024)
+import ray
+
+@ray.remote
+def ping():
+    return 1
+
+ray.get(ping.remote())  # a worker process up and listening too
+node = ray._private.worker._global_node
+session = os.path.basename(node.get_session_dir_path())
+
+def read(path):
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""
+
+parents = {}
+for stat in Path("/proc").glob("[0-9]*/stat"):
+    fields = read(stat).rsplit(b")", 1)[-1].split()
+    if fields:
+        parents[int(stat.parent.name)] = int(fields[1])
+pids = {os.getpid()} | {pid for pid in parents if session.encode() in read(f"/proc/{pid}/cmdline")}
+while True:  # and every descendant (worker processes rename themselves ray::...)
+    more = {pid for pid, parent in parents.items() if parent in pids} - pids
+    if not more:
+        break
+    pids |= more
+inodes = set()
+for pid in pids:
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+listening = set()
+for table, family in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 6)):
+    for line in read(table).decode().splitlines()[1:]:
+        parts = line.split()
+        if parts[3] != "0A" or parts[9] not in inodes:  # 0A: LISTEN
+            continue
+        address, port = parts[1].split(":")
+        raw = bytes.fromhex(address)
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))  # /proc stores 32-bit words little-endian
+        ip = ipaddress.ip_address(raw)
+        ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:127.0.0.1 is 127.0.0.1
+        listening.add(f"{ip}:{int(port, 16)}")
+print(json.dumps({"node_ip": node.node_ip_address, "listening": sorted(listening)}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_a_local_ray_started_by_daif_listens_on_loopback_only(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
+    result = subprocess.run([sys.executable, "-c", LISTENERS], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["node_ip"] == "127.0.0.1"
+    assert len(found["listening"]) >= 4, found  # GCS, raylet, object manager, dashboard, workers...
+    assert all(address.rsplit(":", 1)[0] == "127.0.0.1" for address in found["listening"]), found
