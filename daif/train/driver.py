@@ -61,11 +61,25 @@ def check_camera(config: Config, store) -> ThinLensCamera:
     return store.camera
 
 
-def train(config: Config, resume: str | None = None) -> TrainResult:
-    """Train DAIF-Net on Ray Train as `config` says; `resume` is a checkpoint directory to continue from."""
+def train(
+    config: Config,
+    resume: str | None = None,
+    *,
+    tags: dict[str, str] | None = None,
+    callbacks: list | None = None,
+    in_process: bool = False,
+    on_report=None,
+    log_models: bool = True,
+) -> TrainResult:
+    """Train DAIF-Net on Ray Train as `config` says; `resume` is a checkpoint directory to continue from.
+
+    Hooks for a caller such as Ray Tune (daif.tune): `tags` go on the MLflow run it creates (e.g.
+    mlflow.parentRunId); `callbacks` join the TorchTrainer's RunConfig (e.g. TuneReportCallback);
+    `in_process` runs the one worker in this process (daif.train.local.InProcessTrainer, no worker group
+    to start) and `on_report(metrics, checkpoint_dir)` then sees every epoch; `log_models` False skips
+    logging the models to MLflow (the checkpoints stay in the storage).
+    """
     import ray
-    import ray.train
-    from ray.train.torch import TorchTrainer
 
     if not config.data.path:
         raise ValueError("data.path: the rendered store to train on is required (daif render ... --out DIR)")
@@ -88,7 +102,9 @@ def train(config: Config, resume: str | None = None) -> TrainResult:
     run_id = resume_meta.get("run_id")
     if not run_id:
         params = {**flatten(config), "data.manifest_hash": store.manifest_hash, "data.camera_used": str(camera.to_dict())}
-        run_id = start_run(tracking_uri, config.tracking.experiment, config.tracking.run_name, params, to_yaml(config))
+        run_id = start_run(
+            tracking_uri, config.tracking.experiment, config.tracking.run_name, params, to_yaml(config), tags=tags
+        )
 
     world_size = config.scaling.num_workers
     rows_per_worker = store.num_scenes(config.data.train_split) // world_size
@@ -110,7 +126,46 @@ def train(config: Config, resume: str | None = None) -> TrainResult:
         "storage_dir": str(Path(storage) / name) if "://" not in storage else "",
     }
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # reproducible batches
-    trainer = TorchTrainer(
+    datasets = {"train": _read(store.path, config.data.train_split), "val": _read(store.path, config.data.val_split)}
+    if in_process:
+        if world_size != 1:
+            raise ValueError(f"scaling.num_workers: in-process training runs one worker, got {world_size}")
+        from daif.train.local import InProcessTrainer
+
+        trainer = InProcessTrainer(
+            train_loop_per_worker, loop_config, datasets, str(Path(storage) / name), config.train.val_metric,
+            config.train.val_mode, on_report=on_report, experiment_name=name,
+        )
+    else:
+        trainer = _torch_trainer(config, loop_config, datasets, name, storage, callbacks)
+    status = "FAILED"
+    try:
+        result = trainer.fit()
+        best = result.get_best_checkpoint(config.train.val_metric, config.train.val_mode) if result.best_checkpoints else None
+        best_metrics = next((m for c, m in result.best_checkpoints if best is not None and c.path == best.path), {})
+        model_uri = _log_models(tracking_uri, run_id, best, result.checkpoint) if log_models else None
+        status = "FINISHED"
+    finally:
+        if run_id:
+            end_run(tracking_uri, run_id, status)
+    return TrainResult(
+        run_id=run_id,
+        model_uri=model_uri,
+        best_checkpoint=best.path if best else None,
+        latest_checkpoint=result.checkpoint.path if result.checkpoint else None,
+        metrics=dict(result.metrics or {}),
+        best_metrics=dict(best_metrics),
+        storage_path=str(Path(storage) / name),
+        tracking_uri=tracking_uri,
+    )
+
+
+def _torch_trainer(config: Config, loop_config: dict[str, Any], datasets: dict[str, Any], name: str, storage: str, callbacks):
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    world_size = config.scaling.num_workers
+    return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
@@ -127,32 +182,10 @@ def train(config: Config, resume: str | None = None) -> TrainResult:
                 checkpoint_score_order=config.train.val_mode,
             ),
             failure_config=ray.train.FailureConfig(max_failures=config.scaling.max_failures),
+            callbacks=list(callbacks or []) or None,
         ),
-        datasets={
-            "train": _read(store.path, config.data.train_split),
-            "val": _read(store.path, config.data.val_split),
-        },
+        datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),  # rank 0 validates on the whole split
-    )
-    status = "FAILED"
-    try:
-        result = trainer.fit()
-        best = result.get_best_checkpoint(config.train.val_metric, config.train.val_mode) if result.best_checkpoints else None
-        best_metrics = next((m for c, m in result.best_checkpoints if best is not None and c.path == best.path), {})
-        model_uri = _log_models(tracking_uri, run_id, best, result.checkpoint)
-        status = "FINISHED"
-    finally:
-        if run_id:
-            end_run(tracking_uri, run_id, status)
-    return TrainResult(
-        run_id=run_id,
-        model_uri=model_uri,
-        best_checkpoint=best.path if best else None,
-        latest_checkpoint=result.checkpoint.path if result.checkpoint else None,
-        metrics=dict(result.metrics or {}),
-        best_metrics=dict(best_metrics),
-        storage_path=str(Path(storage) / name),
-        tracking_uri=tracking_uri,
     )
 
 
