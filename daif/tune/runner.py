@@ -22,7 +22,8 @@ from daif.tune.trial import COLLAPSE_RATIO, STATUS, STATUS_TAG, TRIAL_ID_TAG, Tr
 
 EXPERIMENT = "daif-tune"
 SEARCH_FILE = "search.json"
-MLFLOW_STATUS = {"complete": "FINISHED", "collapsed": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "error": "FAILED"}
+MLFLOW_STATUS = {"complete": "FINISHED", "collapsed": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "error": "FAILED",
+                 "unfinished": "KILLED"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,8 +162,10 @@ def _scheduler(options: SearchOptions):
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    # one rung per halving from the first epoch: a weak trial stops after 1, 2, 4, ... epochs
-    return ASHAScheduler(time_attr="epochs_done", max_t=max(1, options.base.train.epochs), grace_period=1, reduction_factor=2)
+    # one rung per halving from the first epoch: a weak trial stops after 1, 2, 4, ... epochs. A TorchTrainer trial's
+    # final result (its status) comes after its last epoch's report, so there max_t is one more than the epochs
+    max_t = max(1, options.base.train.epochs) + (1 if options.workers_per_trial > 1 else 0)
+    return ASHAScheduler(time_attr="epochs_done", max_t=max_t, grace_period=1, reduction_factor=2)
 
 
 def _rows(results, options: SearchOptions, metric: str) -> list[dict[str, Any]]:
@@ -177,8 +180,10 @@ def _rows(results, options: SearchOptions, metric: str) -> list[dict[str, Any]]:
             status, message = "error", _first_line(result.error)
         elif last.get(STATUS):
             status, message = last[STATUS], str(last.get("message", ""))
-        elif int(last.get("epochs_done", 0)) < epochs:
+        elif int(last.get("epochs_done", 0)) < epochs and options.scheduler == "asha":
             status, message = "pruned", ""
+        elif int(last.get("epochs_done", 0)) < epochs:  # the search was interrupted (Ctrl-C): --resume continues it
+            status, message = "unfinished", "interrupted; run the same command with --resume"
         else:
             status, message = "error", "ended without a final result"
         best = last.get("best_metric")
@@ -224,6 +229,11 @@ def _finish_child_runs(tracking_uri: str, parent_run_id: str, rows: list[dict[st
     for child in children:
         row = by_trial.get(child.data.tags.get(TRIAL_ID_TAG, ""))
         if row is None:
+            continue
+        if row["run_id"] and child.info.run_id != row["run_id"]:  # a run the trial left when its search was killed
+            client.set_tag(child.info.run_id, STATUS_TAG, "superseded")
+            if child.info.status == "RUNNING":
+                client.set_terminated(child.info.run_id, "KILLED")
             continue
         row["run_id"] = row["run_id"] or child.info.run_id
         client.set_tag(child.info.run_id, STATUS_TAG, row["status"])

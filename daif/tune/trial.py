@@ -144,8 +144,8 @@ def depth_spread(checkpoint_dir: str, config) -> dict[str, float]:
                 if int(v.sum()) < 2:
                     continue
                 d, t = d[v].double(), t[v].double()
-                predicted.append(float(d.std() / d.mean().clamp_min(1e-12)))
-                true.append(float(t.std() / t.mean().clamp_min(1e-12)))
+                predicted.append(float(d.std(correction=0) / d.mean().clamp_min(1e-12)))
+                true.append(float(t.std(correction=0) / t.mean().clamp_min(1e-12)))
     pred, gt = float(np.mean(predicted)) if predicted else float("nan"), float(np.mean(true)) if true else float("nan")
     return {"depth_spread": pred, "true_depth_spread": gt, "depth_spread_ratio": pred / gt if gt > 0 else float("nan")}
 
@@ -229,6 +229,8 @@ class InProcessTrial(_trainable_base()):
                 result["trial_seconds"] = time.perf_counter() - self.started
                 return result
             self.proceed.release()
+            if result["epochs_done"] >= self.trial.train.epochs:  # the last epoch: its result is the final one, with
+                return self.step()  # the status (a scheduler stops a trial at max_t before asking for more)
             return result
         if kind == "done":
             result = final_result(payload, self.trial, self.metric, self.mode, self.started, self.settings.collapse_ratio)
