@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", default="daif-tune", help="MLflow experiment of the parent and trial runs")
     parser.add_argument("--out", help="folder for table.csv/.md, heatmap.png, best.yaml (default <storage>/<name>/results)")
     parser.add_argument("--resume", action="store_true", help="continue the search <storage>/<name> (Tuner.restore)")
+    parser.add_argument("--retry-errored", action="store_true", help="with --resume: run the trials that errored again")
     parser.add_argument("--evaluate-best", action="store_true", help="evaluate the best trial's model on the test split")
     parser.add_argument("--log-models", action="store_true", help="log every trial's model to MLflow (seconds per trial)")
     parser.add_argument("--collapse-ratio", type=float, default=None,
@@ -68,6 +69,8 @@ def options_from_args(args: argparse.Namespace):
         raise TuneInputError(f"--cpus-per-trial: expected > 0 (Ray rejects 0), got {args.cpus_per_trial}")
     if args.gpus_per_trial < 0:
         raise TuneInputError(f"--gpus-per-trial: expected >= 0, got {args.gpus_per_trial}")
+    if args.retry_errored and not args.resume:
+        raise TuneInputError("--retry-errored: only with --resume")
     if args.collapse_ratio is not None and not 0 <= args.collapse_ratio < 1:
         raise TuneInputError(f"--collapse-ratio: expected a value in [0, 1), got {args.collapse_ratio}")
     if not args.name or "/" in args.name:
@@ -92,13 +95,19 @@ def options_from_args(args: argparse.Namespace):
         from pathlib import Path
 
         args.storage = str(Path(args.storage).resolve())  # Ray fails late on relative storage paths
-    return SearchOptions(
+    options = SearchOptions(
         base=base, space=space, search=args.search, num_samples=args.num_samples, scheduler=args.scheduler,
         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         workers_per_trial=args.workers_per_trial, name=args.name, storage=args.storage or "", experiment=args.experiment,
-        out=args.out or "", resume=args.resume, log_models=args.log_models, seed=args.seed,
+        out=args.out or "", resume=args.resume, retry_errored=args.retry_errored, log_models=args.log_models, seed=args.seed,
         **({"collapse_ratio": args.collapse_ratio} if args.collapse_ratio is not None else {}),
     )
+    if args.resume:
+        from daif.tune.runner import SEARCH_FILE, search_root
+
+        if not (search_root(options) / SEARCH_FILE).exists():
+            raise TuneInputError(f"--resume: no search to resume in {search_root(options)} (run it once without --resume)")
+    return options
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,7 +17,6 @@ from typing import Any
 from daif.files import write_text_atomic
 
 FAILED = ("diverged", "collapsed", "error")
-STATUSES = ("complete", "pruned", "unfinished", *FAILED)
 
 
 def _number(value: Any) -> float:

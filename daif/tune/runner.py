@@ -42,6 +42,7 @@ class SearchOptions:
     experiment: str = EXPERIMENT
     out: str = ""  # empty: <storage>/<name>/results
     resume: bool = False
+    retry_errored: bool = False  # with resume: errored trials run again from scratch
     log_models: bool = False
     collapse_ratio: float = COLLAPSE_RATIO  # 0 = no collapse test
     seed: int = 0
@@ -102,7 +103,7 @@ def _parent_run(options: SearchOptions, base, root: Path, tracking_uri: str) -> 
     record = root / SEARCH_FILE
     if options.resume and record.exists():
         return json.loads(record.read_text())["parent_run_id"]
-    settings = {f"search.{k}": v for k, v in dataclasses.asdict(options).items() if k not in ("base", "space", "resume")}
+    settings = {f"search.{k}": v for k, v in dataclasses.asdict(options).items() if k not in ("base", "space", "resume", "retry_errored")}
     params = {**flatten(base), **settings, "search.space": json.dumps(options.space.to_dict())}
     parent = start_run(tracking_uri, options.experiment, options.name, params, to_yaml(base), tags={"daif.tune": "search"})
     import mlflow
@@ -117,7 +118,7 @@ def _parent_run(options: SearchOptions, base, root: Path, tracking_uri: str) -> 
 def _tuner(options: SearchOptions, settings: TrialSettings, root: Path, mode: str):
     from ray import tune
 
-    from daif.tune.trial import InProcessTrial, trainer_trial
+    from daif.tune.trainables import InProcessTrial, trainer_trial
 
     if options.workers_per_trial == 1:
         trainable = tune.with_resources(tune.with_parameters(InProcessTrial, settings=settings),
@@ -127,7 +128,8 @@ def _tuner(options: SearchOptions, settings: TrialSettings, root: Path, mode: st
     if options.resume:
         if not tune.Tuner.can_restore(str(root)):
             raise ValueError(f"--resume: no search to resume in {root} (run it once without --resume)")
-        return tune.Tuner.restore(str(root), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
+        return tune.Tuner.restore(str(root), trainable, resume_unfinished=True, resume_errored=False,
+                                  restart_errored=options.retry_errored)
     return tune.Tuner(
         trainable,
         param_space=to_param_space(options.space, options.search),
