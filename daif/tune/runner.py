@@ -173,9 +173,13 @@ def _scheduler(options: SearchOptions):
 def _rows(results, options: SearchOptions, metric: str) -> list[dict[str, Any]]:
     rows = []
     epochs = options.base.train.epochs
+    # Result.config comes from the last result; a trial that failed before reporting has only its Tune config
+    analysis = getattr(results, "_experiment_analysis", None)  # ResultGrid's own record of the trials
+    configs = {trial.path: trial.config for trial in analysis.trials} if analysis is not None else {}
     for result in results:
         last = dict(result.metrics or {})
-        params = {k: (result.config or {}).get(k) for k in options.space.keys}
+        config = result.config or configs.get(result.path) or {}
+        params = {k: config.get(k) for k in options.space.keys}
         history = result.metrics_dataframe
         values = [] if history is None or metric not in history else [float(v) for v in history[metric] if v == v]
         if result.error is not None:

@@ -27,6 +27,8 @@ class InProcessTrial(tune.Trainable):
         torch.set_num_threads(max(1, int(settings.cpus_per_trial)))
         self.metric, self.mode = self.trial.train.val_metric, self.trial.train.val_mode
         self.started = time.perf_counter()
+        self.started_at = time.time()  # wall clock, for benchmarks/tune_overhead.py: set-up, epoch ends, final result
+        self.epoch_ends: list[float] = []
         self.events: queue.Queue = queue.Queue()
         self.proceed = threading.Semaphore(0)
         self.stopping = False
@@ -34,6 +36,7 @@ class InProcessTrial(tune.Trainable):
         self.thread.start()
 
     def _on_report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:  # training thread
+        self.epoch_ends.append(time.time())
         self.events.put(("epoch", metrics))
         self.proceed.acquire()  # wait for Tune's verdict: continue, or stop
         if self.stopping:
@@ -65,7 +68,7 @@ class InProcessTrial(tune.Trainable):
             return result
         if kind == "done":
             result = final_result(payload, self.trial, self.metric, self.mode, self.started, self.settings.collapse_ratio)
-            result["done"] = True
+            result.update(done=True, started_at=self.started_at, epoch_ends=list(self.epoch_ends), finished_at=time.time())
             return result
         if kind == "diverged":
             return {**diverged_result(payload, self.started, self.mode), "done": True}

@@ -174,10 +174,3 @@ def _train(settings: TrialSettings, config, trial_id: str, **hooks):
     tags = {"mlflow.parentRunId": settings.parent_run_id, TRIAL_ID_TAG: trial_id}
     return train(config, resume=resume, tags=tags, log_models=settings.log_models, **hooks)
 
-
-def __getattr__(name: str):  # TEMPORARY shim for searches started before the trainables moved
-    if name in ("InProcessTrial", "trainer_trial"):
-        from daif.tune import trainables
-
-        return getattr(trainables, name)
-    raise AttributeError(name)
