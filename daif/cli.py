@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("daif.evaluate", "evaluate a model (and the analytic baseline) on a test split"),
     "predict": ("daif.predict", "predict depth and AIF from your own focal stack"),
     "quickstart": ("daif.quickstart", "render, train, evaluate end to end on a small synthetic dataset"),
+    "tune": ("daif.tune.cli", "search loss scales (Table 4) or any config keys with Ray Tune and Optuna"),
     "ui": ("daif.tracking", "start the MLflow UI on 127.0.0.1 for the local store"),
 }
 

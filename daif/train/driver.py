@@ -116,10 +116,26 @@ def check_inputs(config: Config, resume: str | None = None) -> Inputs:
     return Inputs(config, store, camera, depth_range, resume, resume_meta, rows_per_worker)
 
 
-def train(config: Config, resume: str | None = None, train_loop: Callable[[dict], None] = train_loop_per_worker) -> TrainResult:
+def train(
+    config: Config,
+    resume: str | None = None,
+    train_loop: Callable[[dict], None] = train_loop_per_worker,
+    *,
+    tags: dict[str, str] | None = None,
+    callbacks: list | None = None,
+    in_process: bool = False,
+    on_report=None,
+    log_models: bool = True,
+) -> TrainResult:
     """Train DAIF-Net on Ray Train as `config` says; `resume` is a checkpoint directory to continue from.
     `train_loop` is the function every worker runs (`daif.train.loop.train_loop_per_worker`; tests wrap it).
-    Everything is checked on the driver (`check_inputs`) before a run or a worker starts."""
+    Everything is checked on the driver (`check_inputs`) before a run or a worker starts.
+
+    Hooks for a caller such as Ray Tune (daif.tune): `tags` go on the MLflow run it creates (e.g.
+    mlflow.parentRunId); `callbacks` join the TorchTrainer's RunConfig (e.g. TuneReportCallback);
+    `in_process` runs the one worker in this process (daif.train.local.InProcessTrainer, no worker group
+    to start) and `on_report(metrics, checkpoint_dir)` then sees every epoch; `log_models` False skips
+    logging the models to MLflow (the checkpoints stay in the storage)."""
     inputs = check_inputs(config, resume)
     config, store, camera, resume, resume_meta = inputs.config, inputs.store, inputs.camera, inputs.resume, inputs.resume_meta
     (near, far), rows_per_worker = inputs.depth_range, inputs.rows_per_worker
@@ -129,7 +145,7 @@ def train(config: Config, resume: str | None = None, train_loop: Callable[[dict]
     resumed_status = _resume_run(tracking_uri, run_id, resume, resume_meta) if run_id else None
     if not run_id:
         params = {**flatten(config), "data.manifest_hash": store.manifest_hash, "data.camera_used": str(camera.to_dict())}
-        run_id = start_run(tracking_uri, config.tracking.experiment, config.tracking.run_name, params, to_yaml(config))
+        run_id = start_run(tracking_uri, config.tracking.experiment, config.tracking.run_name, params, to_yaml(config), tags=tags)
     per_worker_batch = max(1, config.optim.batch_size // config.scaling.num_workers)
     loop_config = {
         "config": to_dict(config),
@@ -145,10 +161,13 @@ def train(config: Config, resume: str | None = None, train_loop: Callable[[dict]
     name = f"daif-{run_id[:8]}-{uuid.uuid4().hex[:6]}"
     run_folder = Path(config.tracking.storage, name) if "://" not in config.tracking.storage else None
     try:
-        result = _trainer(config, store.path, name, train_loop, loop_config).fit()
+        if in_process:
+            result = _in_process_trainer(config, store.path, name, train_loop, loop_config, on_report).fit()
+        else:
+            result = _trainer(config, store.path, name, train_loop, loop_config, callbacks).fit()
         best = result.get_best_checkpoint(config.train.val_metric, config.train.val_mode) if result.best_checkpoints else None
         best_metrics = next((m for c, m in result.best_checkpoints if best is not None and c.path == best.path), {})
-        model_uri = _log_models(tracking_uri, run_id, best, result.checkpoint)
+        model_uri = _log_models(tracking_uri, run_id, best, result.checkpoint) if log_models else None
     except BaseException as error:  # KeyboardInterrupt too: the run must not stay RUNNING
         if resumed_status is None:
             fail_run(tracking_uri, run_id, error, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
@@ -247,12 +266,28 @@ def _storage(config: Config) -> str:
     return storage if "://" in storage else str(Path(storage).resolve())
 
 
-def _trainer(config: Config, store_path: str, name: str, train_loop: Callable[[dict], None], loop_config: dict[str, Any]):
+def _datasets(config: Config, store_path: str) -> dict[str, Any]:
     import ray
+
+    ray.data.DataContext.get_current().execution_options.preserve_order = True  # reproducible batches
+    return {"train": _read(store_path, config.data.train_split), "val": _read(store_path, config.data.val_split)}
+
+
+def _in_process_trainer(config: Config, store_path: str, name: str, train_loop, loop_config: dict[str, Any], on_report):
+    from daif.train.local import InProcessTrainer
+
+    if config.scaling.num_workers != 1:
+        raise UsageError(f"scaling.num_workers: in-process training runs one worker, got {config.scaling.num_workers}")
+    return InProcessTrainer(
+        train_loop, loop_config, _datasets(config, store_path), str(Path(config.tracking.storage) / name),
+        config.train.val_metric, config.train.val_mode, on_report=on_report, experiment_name=name,
+    )
+
+
+def _trainer(config: Config, store_path: str, name: str, train_loop: Callable[[dict], None], loop_config: dict[str, Any], callbacks=None):
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    ray.data.DataContext.get_current().execution_options.preserve_order = True  # reproducible batches
     return TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
@@ -270,8 +305,9 @@ def _trainer(config: Config, store_path: str, name: str, train_loop: Callable[[d
                 checkpoint_score_order=config.train.val_mode,
             ),
             failure_config=ray.train.FailureConfig(max_failures=config.scaling.max_failures),
+            callbacks=list(callbacks or []) or None,
         ),
-        datasets={"train": _read(store_path, config.data.train_split), "val": _read(store_path, config.data.val_split)},
+        datasets=_datasets(config, store_path),
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),  # rank 0 validates on the whole split
     )
 

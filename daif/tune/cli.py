@@ -1,0 +1,160 @@
+"""`daif tune`: search loss scales (or any config keys) with Ray Tune; every trial a whole training run.
+
+    daif tune --data stores/quick --space table4 --epochs 20            # the paper's Table 4 grid
+    daif tune --data stores/quick --space space.yaml --search optuna --num-samples 16 --scheduler asha
+    daif tune ... --resume                                              # continue a killed search
+    daif train --config <out>/best.yaml                                 # train the winner
+
+Bad input (the space, the config, the store, the numbers) is one line naming it, exit status 2,
+before Ray starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from daif.config import TRAINING_PRESETS
+from daif.errors import UsageError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="rendered store directory (data.path)")
+    parser.add_argument("--preset", choices=sorted(TRAINING_PRESETS), help="a named training preset (daif.config.TRAINING_PRESETS)")
+    parser.add_argument("--config", help="YAML config file: every trial's starting point")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value of every trial, e.g. --set model.width=8 (repeatable)")
+    parser.add_argument("--space", required=True, help="'table4' (the paper's grid) or a SPACE.yaml of {grid|choice|uniform|loguniform}")
+    parser.add_argument("--search", choices=("grid", "optuna"), default="grid", help="Tune's grid, or Optuna's TPE (seeded)")
+    parser.add_argument("--num-samples", type=int, default=1, help="grid: repeats of the grid; optuna: number of trials")
+    parser.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo", help="asha stops weak trials early (per-epoch metric)")
+    parser.add_argument("--max-concurrent", type=int, default=2, help="trials at once")
+    parser.add_argument("--epochs", type=int, help="epochs of every trial (train.epochs)")
+    parser.add_argument("--cpus-per-trial", type=float, default=0.5,
+                        help="CPUs Ray reserves per trial (default 0.5: two trials side by side on 2 cores, Ray Data keeps a CPU)")
+    parser.add_argument("--gpus-per-trial", type=float, default=0.0)
+    parser.add_argument("--workers-per-trial", type=int, default=1,
+                        help="1: the trial trains in its own process; more: a TorchTrainer of that many DDP workers")
+    parser.add_argument("--name", default="daif-tune", help="the search's name: its folder under --storage and its MLflow run")
+    parser.add_argument("--storage", help="absolute path or URI shared by the cluster (default ./runs)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    parser.add_argument("--experiment", default="daif-tune", help="MLflow experiment of the parent and trial runs")
+    parser.add_argument("--out", help="folder for table.csv/.md, heatmap.png, best.yaml (default <storage>/<name>/results)")
+    parser.add_argument("--resume", action="store_true", help="continue the search <storage>/<name> (Tuner.restore)")
+    parser.add_argument("--retry-errored", action="store_true", help="with --resume: run the trials that errored again")
+    parser.add_argument("--evaluate-best", action="store_true", help="evaluate the best trial's model on the test split")
+    parser.add_argument("--log-models", action="store_true", help="log every trial's model to MLflow (seconds per trial)")
+    parser.add_argument("--collapse-ratio", type=float, default=None,
+                        help="a trial whose depth spread is below this share of the true one is 'collapsed' (default "
+                             "daif.tune.trial.COLLAPSE_RATIO; 0 turns the test off)")
+    parser.add_argument("--seed", type=int, default=0, help="Optuna's sampler seed")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray started here (default: all)")
+
+
+class TuneInputError(UsageError):
+    """Bad command-line input to `daif tune`."""
+
+
+def options_from_args(args: argparse.Namespace):
+    """Everything checked and built without Ray: the SearchOptions, or a ValueError naming the input."""
+    from daif.config import load_config
+    from daif.data.store import open_store
+    from daif.tune.runner import SearchOptions
+    from daif.tune.space import load_space
+
+    for flag, value, low in (("--num-samples", args.num_samples, 1), ("--max-concurrent", args.max_concurrent, 1),
+                             ("--workers-per-trial", args.workers_per_trial, 1), ("--epochs", args.epochs, 1)):
+        if value is not None and value < low:
+            raise TuneInputError(f"{flag}: expected at least {low}, got {value}")
+    if not args.cpus_per_trial > 0:
+        raise TuneInputError(f"--cpus-per-trial: expected > 0 (Ray rejects 0), got {args.cpus_per_trial}")
+    if args.gpus_per_trial < 0:
+        raise TuneInputError(f"--gpus-per-trial: expected >= 0, got {args.gpus_per_trial}")
+    if args.retry_errored and not args.resume:
+        raise TuneInputError("--retry-errored: only with --resume")
+    if args.collapse_ratio is not None and not 0 <= args.collapse_ratio < 1:
+        raise TuneInputError(f"--collapse-ratio: expected a value in [0, 1), got {args.collapse_ratio}")
+    if not args.name or "/" in args.name:
+        raise TuneInputError(f"--name: expected a plain folder name, got {args.name!r}")
+    overrides = [*args.overrides, f"data.path={args.data}"]
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.tracking_uri:
+        overrides.append(f"tracking.tracking_uri={args.tracking_uri}")
+    if args.gpus_per_trial > 0:
+        overrides.append("scaling.use_gpu=true")
+    if args.workers_per_trial > 1:
+        overrides.append(f"scaling.num_workers={args.workers_per_trial}")
+    base = load_config(args.config, overrides, args.preset)
+    space = load_space(args.space, base)
+    store = open_store(args.data, verify=False)
+    needed = [base.data.train_split, base.data.val_split] + (["test"] if args.evaluate_best else [])
+    missing = [s for s in needed if s not in store.splits]
+    if missing:
+        raise TuneInputError(f"--data: {args.data} holds splits {store.splits}; '{missing[0]}' is missing")
+    if args.storage and "://" not in args.storage and not args.storage.startswith("/"):
+        from pathlib import Path
+
+        args.storage = str(Path(args.storage).resolve())  # Ray fails late on relative storage paths
+    options = SearchOptions(
+        base=base, space=space, search=args.search, num_samples=args.num_samples, scheduler=args.scheduler,
+        max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        workers_per_trial=args.workers_per_trial, name=args.name, storage=args.storage or "", experiment=args.experiment,
+        out=args.out or "", resume=args.resume, retry_errored=args.retry_errored, log_models=args.log_models, seed=args.seed,
+        **({"collapse_ratio": args.collapse_ratio} if args.collapse_ratio is not None else {}),
+    )
+    if args.resume:
+        from daif.tune.runner import SEARCH_FILE, search_root
+
+        if not (search_root(options) / SEARCH_FILE).exists():
+            raise TuneInputError(f"--resume: no search to resume in {search_root(options)} (run it once without --resume)")
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    from daif.tracking import TrackingUnavailable
+
+    try:
+        options = options_from_args(args)
+    except (ValueError, TrackingUnavailable) as error:  # SpaceError, StoreError, config errors: the message names them
+        print(f"daif tune: error: {error}", file=sys.stderr)
+        return 2
+
+    from daif.runtime import ray_session
+    from daif.tracking import ui_command
+    from daif.tune.runner import run_search
+
+    try:
+        with ray_session(args.num_cpus):
+            result = run_search(options)
+            evaluation = _evaluate_best(options, result) if args.evaluate_best and result.best else None
+    except (ValueError, TrackingUnavailable) as error:  # e.g. --resume without a search to resume
+        print(f"daif tune: error: {error}", file=sys.stderr)
+        return 2
+    print(result.paths["table_md"].read_text())
+    counts = {}
+    for row in result.rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    print(f"trials: {len(result.rows)} ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}) in {result.seconds / 60:.1f} min")
+    if result.best:
+        keys = ", ".join(f"{k}={result.best[k]}" for k in options.space.keys)
+        print(f"best: trial {result.best['trial_id']} ({keys}): {options.base.train.val_metric} {result.best['best']:.4f}")
+        print(f"train it:         daif train --config {result.paths['best_yaml']}")
+    else:
+        print("best: no trial trained to completion")
+    if evaluation is not None:
+        print(f"test split of the best model: delta1 {evaluation.get('delta1')}  ({evaluation['paths']['metrics_md']})")
+    print(f"files:            {', '.join(str(p) for p in result.paths.values())}")
+    print(f"MLflow parent run: {result.parent_run_id}  ({result.tracking_uri})")
+    print(f"open the UI with: {ui_command(result.tracking_uri)}")
+    return 0
+
+
+def _evaluate_best(options, result) -> dict:
+    from pathlib import Path
+
+    from daif.evaluate import evaluate
+
+    out = Path(result.paths["table_csv"]).parent / "evaluate-best"
+    return evaluate([result.best["best_checkpoint"]], options.base.data.path, "test", str(out),
+                    tracking_uri=result.tracking_uri, log_to_run=result.parent_run_id)

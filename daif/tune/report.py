@@ -1,0 +1,152 @@
+"""What a search writes: table.csv, table.md, heatmap.png (Table 4's layout) and best.yaml. No Ray here.
+
+A row per trial: the searched keys by their config names, status, the final and best validation metric,
+epochs run, seconds, the MLflow run and, for errors, the message. Cells of diverged, collapsed and errored
+trials show "-", as the paper's Table 4 does; pruned trials keep their (partial) values.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from daif.files import write_text_atomic
+
+FAILED = ("diverged", "collapsed", "error")
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
+def shown(row: dict[str, Any], column: str) -> str:
+    """A cell as the tables show it: "-" for a failed trial's metrics."""
+    value = row.get(column)
+    if column in ("final", "best") and row["status"] in FAILED:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def columns(keys: Sequence[str]) -> list[str]:
+    return ["trial_id", *keys, "status", "final", "best", "epochs", "seconds", "run_id", "message"]
+
+
+def write_csv(rows: list[dict[str, Any]], keys: Sequence[str], path: Path) -> Path:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns(keys), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in columns(keys)})
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def best_row(rows: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
+    """The complete (not pruned, not failed) trial with the best best-metric."""
+    sign = 1.0 if mode == "max" else -1.0
+    candidates = [r for r in rows if r["status"] == "complete" and math.isfinite(_number(r.get("best")))]
+    return max(candidates, key=lambda r: sign * r["best"]) if candidates else None
+
+
+def grid_axes(rows: list[dict[str, Any]], keys: Sequence[str]) -> tuple[list[Any], list[Any]] | None:
+    """(column values, row values) of a two-key space with few distinct values per key, else None."""
+    if len(keys) != 2:
+        return None
+    axes = [sorted({r[k] for r in rows if r.get(k) is not None}) for k in keys]
+    if not all(axes) or any(len(a) > 12 for a in axes):
+        return None
+    return axes[0], axes[1]
+
+
+def cell_value(rows: list[dict[str, Any]], keys: Sequence[str], x: Any, y: Any, mode: str) -> tuple[str, float]:
+    """The best best-metric of the cell's trials, or "-" when every trial there failed ("" when none ran)."""
+    cell = [r for r in rows if r.get(keys[0]) == x and r.get(keys[1]) == y]
+    values = [_number(r.get("best")) for r in cell if r["status"] not in FAILED]
+    values = [v for v in values if math.isfinite(v)]
+    if not values:
+        return ("-" if cell else ""), float("nan")
+    value = max(values) if mode == "max" else min(values)
+    return f"{value:.3f}", value
+
+
+def markdown(rows: list[dict[str, Any]], keys: Sequence[str], metric: str, mode: str, title: str) -> str:
+    lines = [f"# {title}", "", f"Metric: `{metric}` ({mode}) on the validation split; \"-\": the trial failed to train "
+             "(diverged, collapsed or error).", ""]
+    axes = grid_axes(rows, keys)
+    if axes is not None:
+        xs, ys = axes
+        lines += [f"| {keys[1]} \\ {keys[0]} | " + " | ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in xs) + " |",
+                  "|---|" + "---|" * len(xs)]
+        for y in ys:
+            cells = [cell_value(rows, keys, x, y, mode)[0] for x in xs]
+            lines.append(f"| {y:g} | " if isinstance(y, float) else f"| {y} | ")
+            lines[-1] += " | ".join(cells) + " |"
+        lines.append("")
+    header = columns(keys)[:-2]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(shown(row, c) for c in header) + " |")
+    errors = [r for r in rows if r.get("message")]
+    if errors:
+        lines += ["", "Messages:"] + [f"- {r['trial_id']} ({r['status']}): {r['message']}" for r in errors]
+    return "\n".join(lines) + "\n"
+
+
+def heatmap(rows: list[dict[str, Any]], keys: Sequence[str], metric: str, mode: str, path: Path, title: str) -> Path | None:
+    """Table 4's layout: columns the first key, rows the second, the metric per cell, "-" where it failed.
+    A two-key space of continuous values is drawn as a scatter instead. None for other spaces."""
+    if len(keys) != 2:
+        return None
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from daif.viz import save_figure
+
+    axes = grid_axes(rows, keys)
+    figure, axis = plt.subplots(figsize=(1.4 + 1.2 * (len(axes[0]) if axes else 4), 1.2 + 0.9 * (len(axes[1]) if axes else 4)))
+    if axes is not None:
+        xs, ys = axes
+        values = np.full((len(ys), len(xs)), np.nan)
+        labels = [["" for _ in xs] for _ in ys]
+        for i, y in enumerate(ys):
+            for j, x in enumerate(xs):
+                labels[i][j], values[i, j] = cell_value(rows, keys, x, y, mode)
+        image = axis.imshow(np.ma.masked_invalid(values), cmap="viridis" if mode == "max" else "viridis_r", aspect="auto")
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                axis.text(j, i, labels[i][j], ha="center", va="center", color="white" if np.isnan(values[i, j]) else "black",
+                          fontsize=11, bbox=None if not np.isnan(values[i, j]) else {"facecolor": "grey", "edgecolor": "none"})
+        axis.set_xticks(range(len(xs)), [f"{x:g}" if isinstance(x, float) else str(x) for x in xs])
+        axis.set_yticks(range(len(ys)), [f"{y:g}" if isinstance(y, float) else str(y) for y in ys])
+    else:
+        good = [r for r in rows if r["status"] not in FAILED and math.isfinite(_number(r.get("best")))]
+        bad = [r for r in rows if r["status"] in FAILED]
+        image = axis.scatter([r[keys[0]] for r in good], [r[keys[1]] for r in good], c=[r["best"] for r in good], cmap="viridis")
+        for r in bad:
+            axis.text(r[keys[0]], r[keys[1]], "-", ha="center", va="center", fontsize=14, color="red")
+        for setter, key in ((axis.set_xscale, keys[0]), (axis.set_yscale, keys[1])):
+            if all(_number(r.get(key)) > 0 for r in rows):
+                setter("log")
+    axis.set_xlabel(keys[0])
+    axis.set_ylabel(keys[1])
+    axis.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=axis, label=metric)
+    return save_figure(figure, path)
+
+
+def write_outputs(rows: list[dict[str, Any]], keys: Sequence[str], metric: str, mode: str, out: Path,
+                  best_yaml: str | None, title: str) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"table_csv": write_csv(rows, keys, out / "table.csv"),
+             "table_md": write_text_atomic(out / "table.md", markdown(rows, keys, metric, mode, title))}
+    figure = heatmap(rows, keys, metric, mode, out / "heatmap.png", title)
+    if figure is not None:
+        paths["heatmap"] = figure
+    if best_yaml is not None:
+        paths["best_yaml"] = write_text_atomic(out / "best.yaml", best_yaml)
+    return paths

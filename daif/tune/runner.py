@@ -1,0 +1,266 @@
+"""The search: a Ray Tune Tuner over trials of the training driver, one MLflow parent run, the outputs.
+
+    result = run_search(SearchOptions(base=config, space=load_space("table4"), epochs=20, ...))
+    result.rows, result.best, result.paths, result.parent_run_id
+
+Ray must be initialised by the caller (`daif tune` does it). The search's folder is `<storage>/<name>`;
+Tune's experiment state lives there (so `resume=True` is `Tuner.restore`), every trial's checkpoints under
+`trials/<trial_id>/train`, and `search.json` holds the parent run's id, so a resumed search logs into it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from daif.tune.space import Space, overrides_of, to_param_space
+from daif.tune.trial import COLLAPSE_RATIO, STATUS, STATUS_TAG, TRIAL_ID_TAG, TrialSettings
+
+EXPERIMENT = "daif-tune"
+SEARCH_FILE = "search.json"
+MLFLOW_STATUS = {"complete": "FINISHED", "collapsed": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "error": "FAILED",
+                 "unfinished": "KILLED"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchOptions:
+    base: Any  # daif.config.Config: every trial's starting point (train.epochs already the search's)
+    space: Space
+    search: str = "grid"  # "grid" | "optuna"
+    num_samples: int = 1  # grid: repeats of the grid; optuna: trials
+    scheduler: str = "fifo"  # "fifo" | "asha"
+    max_concurrent: int = 2
+    cpus_per_trial: float = 0.5
+    gpus_per_trial: float = 0.0
+    workers_per_trial: int = 1
+    name: str = "daif-tune"
+    storage: str = ""  # absolute path or URI; empty: ./runs
+    experiment: str = EXPERIMENT
+    out: str = ""  # empty: <storage>/<name>/results
+    resume: bool = False
+    retry_errored: bool = False  # with resume: errored trials run again from scratch
+    log_models: bool = False
+    collapse_ratio: float = COLLAPSE_RATIO  # 0 = no collapse test
+    seed: int = 0
+    verbose: int = 1
+
+
+@dataclasses.dataclass
+class SearchResult:
+    rows: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    paths: dict[str, Path]
+    parent_run_id: str
+    tracking_uri: str
+    root: Path
+    seconds: float
+
+
+def search_root(options: SearchOptions) -> Path:
+    from daif.train.driver import default_storage
+
+    return Path(options.storage or default_storage()).resolve() / options.name
+
+
+def run_search(options: SearchOptions) -> SearchResult:
+    from daif.config import replace, to_dict, to_yaml
+    from daif.tracking import check_reachable, resolve_tracking_uri
+
+    started = time.perf_counter()
+    root = search_root(options)
+    tracking_uri = resolve_tracking_uri(options.base.tracking.tracking_uri)
+    check_reachable(tracking_uri)
+    base = replace(options.base, tracking={"tracking_uri": tracking_uri, "experiment": options.experiment})
+    metric, mode = base.train.val_metric, base.train.val_mode
+    parent_run_id = _parent_run(options, base, root, tracking_uri)
+    settings = TrialSettings(base=to_dict(base), root=str(root), parent_run_id=parent_run_id,
+                             log_models=options.log_models, cpus_per_trial=options.cpus_per_trial,
+                             collapse_ratio=options.collapse_ratio)
+
+    results = _tuner(options, settings, root, mode).fit()
+    rows = _rows(results, options, metric)
+    _finish_child_runs(tracking_uri, parent_run_id, rows)
+    best = _best(rows, mode)
+    best_yaml = to_yaml(replace(base, **overrides_of({k: best[k] for k in options.space.keys}))) if best else None
+    out = Path(options.out).resolve() if options.out else root / "results"
+    from daif.tune.report import write_outputs
+
+    title = f"{options.name}: {options.space.name}, {options.search}, {options.scheduler}, {base.train.epochs} epochs"
+    paths = write_outputs(rows, options.space.keys, metric, mode, out, best_yaml, title)
+    _log_parent(tracking_uri, parent_run_id, rows, best, paths, metric)
+    return SearchResult(rows, best, paths, parent_run_id, tracking_uri, root, time.perf_counter() - started)
+
+
+def _parent_run(options: SearchOptions, base, root: Path, tracking_uri: str) -> str:
+    """The search's MLflow run: created for a new search, reused (from search.json) by a resumed one."""
+    from daif.config import flatten, to_yaml
+    from daif.tracking import start_run
+
+    record = root / SEARCH_FILE
+    if options.resume and record.exists():
+        return json.loads(record.read_text())["parent_run_id"]
+    settings = {f"search.{k}": v for k, v in dataclasses.asdict(options).items() if k not in ("base", "space", "resume", "retry_errored")}
+    params = {**flatten(base), **settings, "search.space": json.dumps(options.space.to_dict())}
+    parent = start_run(tracking_uri, options.experiment, options.name, params, to_yaml(base), tags={"daif.tune": "search"})
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    client.log_text(parent, json.dumps(options.space.to_dict(), indent=1), "space.json")
+    root.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"parent_run_id": parent, "space": options.space.to_dict()}, indent=1))
+    return parent
+
+
+def _tuner(options: SearchOptions, settings: TrialSettings, root: Path, mode: str):
+    from ray import tune
+
+    from daif.tune.trainables import InProcessTrial, trainer_trial
+
+    if options.workers_per_trial == 1:
+        trainable = tune.with_resources(tune.with_parameters(InProcessTrial, settings=settings),
+                                        {"CPU": options.cpus_per_trial, "GPU": options.gpus_per_trial})
+    else:  # the trial's function holds a sliver of a CPU; its TorchTrainer's workers ask for their own
+        trainable = tune.with_resources(tune.with_parameters(trainer_trial, settings=settings), {"CPU": 0.1})
+    if options.resume:
+        if not tune.Tuner.can_restore(str(root)):
+            raise ValueError(f"--resume: no search to resume in {root} (run it once without --resume)")
+        return tune.Tuner.restore(str(root), trainable, resume_unfinished=True, resume_errored=False,
+                                  restart_errored=options.retry_errored)
+    return tune.Tuner(
+        trainable,
+        param_space=to_param_space(options.space, options.search),
+        tune_config=tune.TuneConfig(
+            metric="score", mode=mode, search_alg=_search_alg(options, mode), scheduler=_scheduler(options),
+            num_samples=options.num_samples, max_concurrent_trials=options.max_concurrent,
+            trial_name_creator=lambda trial: f"trial_{trial.trial_id}",
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=options.name, storage_path=str(root.parent), verbose=options.verbose,
+            stop=lambda trial_id, result: result.get(STATUS) == "diverged",  # the TorchTrainer path's stop
+            failure_config=tune.FailureConfig(max_failures=0),  # a crashing trial is recorded, the search goes on
+            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=0),  # trials keep their own (daif.tune.trial)
+        ),
+    )
+
+
+def _search_alg(options: SearchOptions, mode: str):
+    if options.search == "grid":
+        return None  # Tune's own grid (BasicVariantGenerator), limited by max_concurrent_trials
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    sampler = optuna.samplers.TPESampler(seed=options.seed)
+    return ConcurrencyLimiter(OptunaSearch(sampler=sampler), max_concurrent=options.max_concurrent)
+
+
+def _scheduler(options: SearchOptions):
+    if options.scheduler == "fifo":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    # one rung per halving from the first epoch: a weak trial stops after 1, 2, 4, ... epochs. A TorchTrainer trial's
+    # final result (its status) comes after its last epoch's report, so there max_t is one more than the epochs
+    max_t = max(1, options.base.train.epochs) + (1 if options.workers_per_trial > 1 else 0)
+    return ASHAScheduler(time_attr="epochs_done", max_t=max_t, grace_period=1, reduction_factor=2)
+
+
+def _rows(results, options: SearchOptions, metric: str) -> list[dict[str, Any]]:
+    rows = []
+    epochs = options.base.train.epochs
+    # Result.config comes from the last result; a trial that failed before reporting has only its Tune config
+    analysis = getattr(results, "_experiment_analysis", None)  # ResultGrid's own record of the trials
+    configs = {trial.path: trial.config for trial in analysis.trials} if analysis is not None else {}
+    for result in results:
+        last = dict(result.metrics or {})
+        config = result.config or configs.get(result.path) or {}
+        params = {k: config.get(k) for k in options.space.keys}
+        history = result.metrics_dataframe
+        values = [] if history is None or metric not in history else [float(v) for v in history[metric] if v == v]
+        if result.error is not None:
+            status, message = "error", _first_line(result.error)
+        elif last.get(STATUS):
+            status, message = last[STATUS], str(last.get("message", ""))
+        elif int(last.get("epochs_done", 0)) < epochs and options.scheduler == "asha":
+            status, message = "pruned", ""
+        elif int(last.get("epochs_done", 0)) < epochs:  # the search was interrupted (Ctrl-C): --resume continues it
+            status, message = "unfinished", "interrupted; run the same command with --resume"
+        else:
+            status, message = "error", "ended without a final result"
+        best = last.get("best_metric")
+        if not isinstance(best, float) or math.isnan(best):
+            best = (max(values) if options.base.train.val_mode == "max" else min(values)) if values else float("nan")
+        final = last.get(metric)
+        rows.append({
+            "trial_id": _trial_id(result), **params, "status": status,
+            "final": float(final) if isinstance(final, (int, float)) else float("nan"), "best": float(best),
+            "epochs": int(last.get("epochs_done", 0)), "seconds": float(last.get("time_total_s", float("nan"))),
+            "run_id": last.get("mlflow_run_id", ""), "message": message,
+            "best_checkpoint": last.get("best_checkpoint", ""), "depth_spread_ratio": last.get("depth_spread_ratio"),
+        })
+    return sorted(rows, key=lambda r: r["trial_id"])
+
+
+def _trial_id(result) -> str:
+    return Path(result.path).name.removeprefix("trial_") if result.path else "?"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    # Tune wraps the trial's exception; its last line is the original "Type: message"
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
+def _best(rows: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
+    from daif.tune.report import best_row
+
+    return best_row(rows, mode)
+
+
+def _finish_child_runs(tracking_uri: str, parent_run_id: str, rows: list[dict[str, Any]]) -> None:
+    """Every trial's MLflow run gets its trial status as a tag and an ended state (a stopped trial's
+    thread may have had no time to end it)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=5000)
+    by_trial = {r["trial_id"]: r for r in rows}
+    for child in children:
+        row = by_trial.get(child.data.tags.get(TRIAL_ID_TAG, ""))
+        if row is None:
+            continue
+        if row["run_id"] and child.info.run_id != row["run_id"]:  # a run the trial left when its search was killed
+            client.set_tag(child.info.run_id, STATUS_TAG, "superseded")
+            if child.info.status == "RUNNING":
+                client.set_terminated(child.info.run_id, "KILLED")
+            continue
+        row["run_id"] = row["run_id"] or child.info.run_id
+        client.set_tag(child.info.run_id, STATUS_TAG, row["status"])
+        if row["message"]:
+            client.set_tag(child.info.run_id, "daif.tune.message", row["message"])
+        wanted = MLFLOW_STATUS[row["status"]]
+        if child.info.status != wanted:
+            client.set_terminated(child.info.run_id, wanted)
+
+
+def _log_parent(tracking_uri: str, parent_run_id: str, rows, best, paths: dict[str, Path], metric: str) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    for path in paths.values():
+        client.log_artifact(parent_run_id, str(path))
+    counts = {f"trials_{status}": sum(r["status"] == status for r in rows) for status in MLFLOW_STATUS}
+    for key, value in counts.items():
+        client.log_metric(parent_run_id, key, value)
+    if best is not None:
+        client.log_metric(parent_run_id, f"best_{metric.replace('/', '_')}", best["best"])
+        client.set_tag(parent_run_id, "daif.tune.best_trial", best["trial_id"])
+        client.set_tag(parent_run_id, "daif.tune.best_run_id", best.get("run_id", ""))
+    client.set_terminated(parent_run_id, "FINISHED")

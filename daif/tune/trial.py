@@ -1,0 +1,176 @@
+"""One Tune trial: a whole training run of `daif.train.driver.train` with the trial's values.
+
+Two trainables (daif.tune.trainables), the same trial underneath:
+- `InProcessTrial` (one worker per trial, the default): a class `ray.tune.Trainable` that runs the training loop
+  in its own actor through `daif.train.local.InProcessTrainer` and hands each epoch to Tune from `step()`.
+  A class, not a function trainable, because Ray raises on `ray.train.report` inside a Tune function.
+  It skips the TorchTrainer's controller and worker-group start (benchmarks/tune_overhead.py).
+- `trainer_trial` (several DDP workers or GPUs per trial): the Train V2 pattern, a Tune function that runs the
+  TorchTrainer with a `TuneReportCallback` (here `ScoredTuneReport`, which adds the search score and status).
+
+Every result carries `score` (the validation metric, finite: a diverged epoch scores `FAILED_SCORE`, since
+ASHA never stops a NaN trial and Optuna fails it) and, on the last, `trial_status`:
+- "diverged": a non-finite training or validation loss (the trial stops at that epoch), or training raised on a
+  non-finite value (NaN weights give NaN depth, which the renderer's input check rejects within the epoch).
+- "collapsed": training ended but the best model's depth is a near-constant map: the mean over validation
+  images of the relative spread std(D)/mean(D) of the predicted depth is below COLLAPSE_RATIO times that of
+  the true depth (`depth_spread`; threshold measured, docs/experiments.md "Table 4 on this machine").
+- "complete": trained, not collapsed.
+ASHA-stopped trials end without a status ("pruned"), failing ones as Tune errors ("error"); daif.tune.runner
+reads both from Tune. A trial resumes from the newest checkpoint in its own storage folder
+(`<root>/trials/<trial_id>/train`), continuing its MLflow run, so `Tuner.restore` needs no Tune checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+COLLAPSE_RATIO = 0.1  # predicted relative depth spread below this share of the true one = collapsed
+FAILED_SCORE = {"max": -1.0, "min": 1e9}  # the score of a diverged epoch: worse than any real value of delta/error metrics
+LOSS_KEYS = ("train/total", "val/total")
+STATUS = "trial_status"
+TRIAL_ID_TAG = "daif.tune.trial_id"
+STATUS_TAG = "daif.tune.status"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a search shares (passed with tune.with_parameters)."""
+
+    base: dict[str, Any]  # the base config, daif.config.to_dict
+    root: str  # the search's folder; trial storage under root/trials/<trial_id>
+    parent_run_id: str  # MLflow parent run
+    log_models: bool = False
+    cpus_per_trial: float = 0.5
+    collapse_ratio: float = COLLAPSE_RATIO  # 0 = no collapse test
+
+
+class TrialStopped(Exception):
+    """Raised in the training thread when Tune stops the trial (ASHA) or the trial diverged."""
+
+
+def trial_config(settings: TrialSettings, params: dict[str, Any], trial_id: str):
+    """The base config with the trial's values, its run name and its own storage folder."""
+    from daif.config import from_dict, replace
+    from daif.tune.space import overrides_of
+
+    config = replace(from_dict(settings.base), **overrides_of(params))
+    return replace(config, tracking={"run_name": f"trial-{trial_id}", "storage": str(trial_dir(settings, trial_id) / "train")})
+
+
+def trial_dir(settings: TrialSettings, trial_id: str) -> Path:
+    return Path(settings.root) / "trials" / trial_id
+
+
+def latest_checkpoint(storage: str | Path) -> str | None:
+    """The checkpoint folder (meta.json + state.pt) of the highest epoch under `storage`, for resuming."""
+    import json
+
+    best: tuple[int, str] | None = None
+    for meta_path in Path(storage).glob("*/*/meta.json"):
+        if not (meta_path.parent / "state.pt").exists():
+            continue
+        try:
+            epoch = int(json.loads(meta_path.read_text()).get("epoch", -1))
+        except (OSError, ValueError):
+            continue
+        if best is None or epoch > best[0]:
+            best = (epoch, str(meta_path.parent))
+    return best[1] if best else None
+
+
+def is_diverged(metrics: dict[str, Any]) -> bool:
+    return any(key in metrics and not math.isfinite(float(metrics[key])) for key in LOSS_KEYS)
+
+
+NON_FINITE = re.compile(r"(?<![a-z])(nan|inf)(?![a-z])", re.IGNORECASE)
+
+
+def is_non_finite_error(error: BaseException) -> bool:
+    """An exception raised because a value went non-finite (e.g. "depth: expected positive metres, got min nan")."""
+    return isinstance(error, (ValueError, RuntimeError, FloatingPointError)) and bool(NON_FINITE.search(str(error)))
+
+
+def diverged_result(error: BaseException, started: float, mode: str) -> dict[str, Any]:
+    message = [line for line in str(error).splitlines() if line.strip()]
+    return {STATUS: "diverged", "score": FAILED_SCORE[mode], "message": (message[-1] if message else type(error).__name__)[:300],
+            "trial_seconds": time.perf_counter() - started}
+
+
+def scored(metrics: dict[str, Any], metric: str, mode: str) -> dict[str, Any]:
+    """The epoch's metrics plus `score` and `epochs_done`; a diverged epoch gets trial_status "diverged"."""
+    out = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
+    value = metrics.get(metric)
+    finite = isinstance(value, (int, float)) and math.isfinite(value)
+    out["score"] = float(value) if finite and not is_diverged(metrics) else FAILED_SCORE[mode]
+    out["epochs_done"] = int(metrics.get("epoch", -1)) + 1
+    if is_diverged(metrics):
+        out[STATUS] = "diverged"
+    return out
+
+
+def depth_spread(checkpoint_dir: str, config) -> dict[str, float]:
+    """Relative depth spread on the validation split: mean over images of std(D)/mean(D) over valid pixels,
+    for the model's depth and the true depth, and their ratio (the collapse test)."""
+    import numpy as np
+    import torch
+
+    from daif.data.bins import make_batch
+    from daif.data.store import open_store
+    from daif.evaluate import scenes_to_batch
+    from daif.model_io import load_model
+    from daif.train.loop import samplers
+
+    model, _ = load_model(checkpoint_dir)
+    store = open_store(config.data.path)
+    focus_all = np.asarray(store.focus_distances, dtype=np.float32)
+    _, sampler = samplers(config, len(focus_all))
+    columns = ("scene_id", "stack", "depth", "valid", "aif")
+    predicted, true = [], []
+    scenes = list(store.iter_scenes(config.data.val_split, columns))
+    with torch.no_grad():
+        for start in range(0, len(scenes), 8):
+            rows = scenes_to_batch(scenes[start:start + 8])
+            batch = make_batch(rows, sampler.draw(np.random.default_rng(0), len(rows["scene_id"])), focus_all)
+            _, depth = model(batch["stack"], batch["focus_distances"])
+            for d, t, v in zip(depth, batch["depth"], batch["valid"]):
+                if int(v.sum()) < 2:
+                    continue
+                d, t = d[v].double(), t[v].double()
+                predicted.append(float(d.std(correction=0) / d.mean().clamp_min(1e-12)))
+                true.append(float(t.std(correction=0) / t.mean().clamp_min(1e-12)))
+    pred, gt = float(np.mean(predicted)) if predicted else float("nan"), float(np.mean(true)) if true else float("nan")
+    return {"depth_spread": pred, "true_depth_spread": gt, "depth_spread_ratio": pred / gt if gt > 0 else float("nan")}
+
+
+def final_result(train_result, config, metric: str, mode: str, started: float, collapse_ratio: float = COLLAPSE_RATIO) -> dict[str, Any]:
+    """The last result of a trained trial: its last epoch, best values, spread and status."""
+    result = scored(train_result.metrics, metric, mode)
+    if STATUS not in result:
+        checkpoint = train_result.best_checkpoint or train_result.latest_checkpoint
+        spread = depth_spread(checkpoint, config) if checkpoint else {"depth_spread_ratio": float("nan")}
+        result.update(spread)
+        ratio = spread["depth_spread_ratio"]
+        result[STATUS] = "collapsed" if collapse_ratio > 0 and not (ratio >= collapse_ratio) else "complete"
+    best = train_result.best_metrics.get(metric)
+    result["best_metric"] = float(best) if isinstance(best, (int, float)) else float("nan")
+    result["best_checkpoint"] = train_result.best_checkpoint or ""
+    result["mlflow_run_id"] = train_result.run_id or ""
+    result["trial_seconds"] = time.perf_counter() - started
+    if result[STATUS] != "complete":
+        result["score"] = FAILED_SCORE[mode]
+    return result
+
+
+def _train(settings: TrialSettings, config, trial_id: str, **hooks):
+    from daif.train.driver import train
+
+    resume = latest_checkpoint(config.tracking.storage)
+    tags = {"mlflow.parentRunId": settings.parent_run_id, TRIAL_ID_TAG: trial_id}
+    return train(config, resume=resume, tags=tags, log_models=settings.log_models, **hooks)
+

@@ -1,0 +1,293 @@
+"""`daif tune` on a real local Ray Tune with a real MLflow sqlite store: what a search leaves behind."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from daif.cli import main
+from daif.config import flatten, load_config, replace
+from daif.tune import report
+from daif.tune.space import TABLE4, SpaceError, load_space, parse_space
+from daif.tune.trial import FAILED_SCORE, STATUS, TRIAL_ID_TAG, depth_spread, latest_checkpoint, scored
+
+TINY = ["--set", "model.width=4", "--set", "model.levels=2", "--set", "optim.batch_size=4", "--set", "train.figures_every=0"]
+
+
+# ------------------------------------------------------------------ without Ray
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("loss.recn: {grid: [1, 2]}", "key 'loss.recn': not a config key"),
+    ("loss.recon: {grid: []}", "key 'loss.recon': grid needs a non-empty list"),
+    ("loss.recon: {uniform: [10, 1]}", "key 'loss.recon': uniform needs lo < hi, got [10, 1]"),
+    ("loss.recon: {loguniform: [0, 1]}", "key 'loss.recon': loguniform needs lo > 0"),
+    ("model.width: {uniform: [4, 8]}", "key 'model.width': uniform needs a real-valued key"),
+    ("loss.coarse_aif: {choice: [hard, sideways]}", "key 'loss.coarse_aif': value 'sideways' rejected"),
+    ("tracking.experiment: {grid: [a, b]}", "key 'tracking.experiment': set by the search itself"),
+    ("loss.recon: [1, 10", "not valid YAML at line 2"),
+    ("loss.recon: {range: [1, 10]}", "key 'loss.recon': expected one of"),
+])
+def test_a_bad_space_file_is_one_line_naming_the_key_exit_2_before_ray(tmp_path, capsys, monkeypatch, text, expected):
+    import daif.runtime
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started for a bad space")
+
+    monkeypatch.setattr(daif.runtime, "ensure_ray", no_ray)
+    space = tmp_path / "space.yaml"
+    space.write_text(text + "\n")
+    assert main(["tune", "--data", str(tmp_path / "no-store"), "--space", str(space)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"daif tune: error: space file {space}: ") and expected in err
+
+
+def test_missing_space_file_and_missing_store_are_errors_naming_them(tmp_path, capsys):
+    assert main(["tune", "--data", str(tmp_path), "--space", str(tmp_path / "nope.yaml")]) == 2
+    assert f"space file {tmp_path / 'nope.yaml'}: cannot be read" in capsys.readouterr().err
+    assert main(["tune", "--data", str(tmp_path / "nothing"), "--space", "table4"]) == 2
+    assert str(tmp_path / "nothing") in capsys.readouterr().err
+    assert main(["tune", "--data", str(tmp_path), "--space", "table4", "--cpus-per-trial", "0"]) == 2
+    assert "--cpus-per-trial" in capsys.readouterr().err
+
+
+def test_table4_is_the_papers_grid():
+    space = load_space("table4")
+    assert space.keys == ["loss.recon", "loss.blur"] and space.grid_size == 12
+    assert dict((d.key, d.values) for d in space.dimensions) == {"loss.recon": (1.0, 10.0, 100.0, 1000.0), "loss.blur": (0.1, 1.0, 10.0)}
+    assert space.to_dict() == TABLE4
+
+
+def test_space_values_are_checked_against_the_base_config():
+    base = load_config(overrides=["loss.coarse_aif=soft"])
+    parse_space({"loss.temperature": {"grid": [0.5, 2.0]}}, "inline", base)
+    with pytest.raises(SpaceError, match="key 'loss.temperature': value -1 rejected"):
+        parse_space({"loss.temperature": {"grid": [-1]}}, "inline", base)
+
+
+def test_a_non_finite_loss_is_diverged_with_a_finite_worst_score():
+    result = scored({"train/total": float("nan"), "val/total": 1.0, "val/delta1": 0.7, "epoch": 0}, "val/delta1", "max")
+    assert result[STATUS] == "diverged" and result["score"] == FAILED_SCORE["max"] and result["epochs_done"] == 1
+    healthy = scored({"train/total": 3.0, "val/total": 2.0, "val/abs_rel": 0.3, "epoch": 4}, "val/abs_rel", "min")
+    assert STATUS not in healthy and healthy["score"] == 0.3 and healthy["epochs_done"] == 5
+
+
+def test_latest_checkpoint_is_the_highest_epoch(tmp_path):
+    for run, epoch in (("a", 3), ("b", 7), ("c", 5)):
+        directory = tmp_path / f"run-{run}" / f"checkpoint_{epoch}"
+        directory.mkdir(parents=True)
+        (directory / "meta.json").write_text(json.dumps({"epoch": epoch}))
+        (directory / "state.pt").write_bytes(b"")
+    (tmp_path / "run-d" / "checkpoint_9").mkdir(parents=True)  # no state.pt: an unfinished copy
+    (tmp_path / "run-d" / "checkpoint_9" / "meta.json").write_text(json.dumps({"epoch": 9}))
+    assert latest_checkpoint(tmp_path) == str(tmp_path / "run-b" / "checkpoint_7")
+    assert latest_checkpoint(tmp_path / "empty") is None
+
+
+def test_table_and_heatmap_show_dashes_for_failed_cells(tmp_path):
+    keys = ["loss.recon", "loss.blur"]
+    rows = [
+        {"trial_id": "t0", "loss.recon": 1.0, "loss.blur": 0.1, "status": "diverged", "final": float("nan"), "best": float("nan")},
+        {"trial_id": "t1", "loss.recon": 10.0, "loss.blur": 0.1, "status": "complete", "final": 0.81, "best": 0.904},
+        {"trial_id": "t2", "loss.recon": 1.0, "loss.blur": 10.0, "status": "collapsed", "final": 0.3, "best": 0.31},
+        {"trial_id": "t3", "loss.recon": 10.0, "loss.blur": 10.0, "status": "pruned", "final": 0.5, "best": 0.52},
+    ]
+    paths = report.write_outputs(rows, keys, "val/delta1", "max", tmp_path, "a: 1\n", "test")
+    text = paths["table_md"].read_text()
+    assert "| 0.1 | - | 0.904 |" in text and "| 10 | - | 0.520 |" in text  # Table 4's layout: rows blur, columns recon
+    assert "| t2 | 1 | 10 | collapsed | - | - |" in text
+    assert paths["heatmap"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report.best_row(rows, "max")["trial_id"] == "t1"  # pruned t3 and collapsed t2 are not candidates
+    with open(paths["table_csv"]) as file:
+        table = list(csv.DictReader(file))
+    assert [r["status"] for r in table] == ["diverged", "complete", "collapsed", "pruned"] and table[2]["best"] == "0.31"
+
+
+# ------------------------------------------------------------------ on a local Ray
+
+
+@pytest.fixture(scope="module")
+def tiny_store(ray_local, tmp_path_factory):
+    from daif.data.pipeline import render_store
+
+    out = tmp_path_factory.mktemp("tune-store")
+    render_store(out=str(out), source="synthetic", preset="nyuv2-5", size=(32, 32), scenes=14, shard_size=8, seed=3)
+    return str(out)
+
+
+def _tune(store, tmp_path, space, *extra, name="search"):
+    space_path = tmp_path / f"{name}.yaml"
+    space_path.write_text(yaml.safe_dump(space))
+    args = ["tune", "--data", store, "--space", str(space_path), "--name", name, "--storage", str(tmp_path / "runs"),
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", *TINY, *extra]
+    assert main(args) == 0
+    out = tmp_path / "runs" / name / "results"
+    with open(out / "table.csv") as file:
+        return out, list(csv.DictReader(file))
+
+
+def _children(tracking_uri: str, parent_run_id: str):
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_run(parent_run_id).info.experiment_id
+    return client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.timeout(600)
+def test_grid_search_with_a_diverging_cell_writes_table_heatmap_best_and_mlflow_runs(tiny_store, tmp_path, capsys):
+    space = {"loss.recon": {"grid": [10.0, 1000.0]}, "optim.lr": {"grid": [0.002, 1.0e12]}}  # lr 1e12: NaN weights
+    out, rows = _tune(tiny_store, tmp_path, space, "--epochs", "2", "--collapse-ratio", "0")
+    printed = capsys.readouterr().out
+    assert len(rows) == 4
+    by_cell = {(float(r["loss.recon"]), float(r["optim.lr"])): r for r in rows}
+    assert sorted(by_cell) == [(10.0, 0.002), (10.0, 1e12), (1000.0, 0.002), (1000.0, 1e12)]
+    for recon in (10.0, 1000.0):
+        assert by_cell[(recon, 1e12)]["status"] == "diverged" and "nan" in by_cell[(recon, 1e12)]["message"]
+        good = by_cell[(recon, 0.002)]
+        assert good["status"] == "complete" and good["epochs"] == "2" and 0.0 <= float(good["best"]) <= 1.0
+    table = (out / "table.md").read_text()
+    assert "| 1e+12 | - | - |" in table  # the diverged row of the heat-map table
+    assert (out / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
+
+    # best.yaml: the base config with the best cell's values, which trains unchanged
+    best = max((r for r in rows if r["status"] == "complete"), key=lambda r: float(r["best"]))
+    config = load_config(out / "best.yaml")
+    assert config.loss.recon == float(best["loss.recon"]) and config.optim.lr == 0.002 and config.train.epochs == 2
+    assert config.model.width == 4 and config.data.path == tiny_store and not config.tracking.run_name
+    assert "daif train --config " + str(out / "best.yaml") in printed
+    from daif.train.driver import train
+
+    trained = train(replace(config, tracking={"storage": str(tmp_path / "retrain")}), in_process=True, log_models=False)
+    assert trained.metrics["epoch"] == 1 and trained.best_metrics["val/delta1"] == pytest.approx(float(best["best"]), abs=1e-6)
+
+    # MLflow: the parent with the files, a child per trial with its params and per-epoch metrics
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.MlflowClient(tracking_uri)
+    search = json.loads((tmp_path / "runs" / "search" / "search.json").read_text())
+    parent = client.get_run(search["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_diverged"] == 2
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"table.csv", "table.md", "heatmap.png", "best.yaml", "space.json", "config.yaml"}
+    assert json.loads(parent.data.params["search.space"]) == space
+    children = _children(tracking_uri, parent.info.run_id)
+    assert sorted(c.data.tags[TRIAL_ID_TAG] for c in children) == sorted(r["trial_id"] for r in rows)
+    for child in children:
+        row = next(r for r in rows if r["trial_id"] == child.data.tags[TRIAL_ID_TAG])
+        assert child.data.params["loss.recon"] == str(float(row["loss.recon"])) and child.data.tags["daif.tune.status"] == row["status"]
+        expected_params = flatten(load_config(out / "best.yaml"))
+        assert set(expected_params) - {"tracking.tracking_uri", "tracking.run_name", "tracking.storage"} <= set(child.data.params)
+        steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "val/delta1"))
+        if row["status"] == "complete":
+            assert child.info.status == "FINISHED" and steps == [0, 1]
+            assert child.data.metrics["val/delta1"] == pytest.approx(float(row["final"]))
+        else:
+            assert child.info.status == "FAILED" and steps == []
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.timeout(600)
+def test_collapse_is_a_near_constant_depth_measured_on_validation(tiny_store, tmp_path):
+    """An untrained net's depth is nearly constant: its spread is below the threshold; the true depth's is not."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "jobs"))
+    from _smoke import untrained_checkpoint
+
+    from daif.data.store import open_store
+
+    store = open_store(tiny_store)
+    checkpoint = untrained_checkpoint(tmp_path / "untrained", store.camera.to_dict(), store.focus_distances.tolist())
+    config = load_config(overrides=[f"data.path={tiny_store}", "data.mode=fixed"])
+    spread = depth_spread(checkpoint, config)
+    true = [float(np.std(s["depth"][s["valid"]]) / np.mean(s["depth"][s["valid"]])) for s in store.iter_scenes("val", ("depth", "valid"))]
+    assert spread["true_depth_spread"] == pytest.approx(np.mean(true), rel=1e-6) and spread["true_depth_spread"] > 0.1
+    assert spread["depth_spread_ratio"] < 0.1  # COLLAPSE_RATIO
+    assert spread["depth_spread_ratio"] == pytest.approx(spread["depth_spread"] / spread["true_depth_spread"])
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.timeout(600)
+def test_asha_stops_a_trial_whose_depth_range_cannot_reach_the_scenes(tiny_store, tmp_path):
+    # far = 0.2 m: every predicted depth is below 0.2 m, the scenes are metres away: delta1 0 from the first epoch
+    space = {"model.far": {"grid": [10.0, 0.2]}}
+    _, rows = _tune(tiny_store, tmp_path, space, "--epochs", "2", "--scheduler", "asha", "--max-concurrent", "1",
+                    "--set", "model.near=0.1", "--collapse-ratio", "0", name="asha")
+    by_far = {float(r["model.far"]): r for r in rows}
+    assert by_far[10.0]["status"] == "complete" and by_far[10.0]["epochs"] == "2" and float(by_far[10.0]["best"]) > 0
+    assert by_far[0.2]["status"] == "pruned" and by_far[0.2]["epochs"] == "1" and float(by_far[0.2]["final"]) == 0.0
+    search = json.loads((tmp_path / "runs" / "asha" / "search.json").read_text())
+    pruned = next(c for c in _children(f"sqlite:///{tmp_path}/mlflow.db", search["parent_run_id"])
+                  if c.data.tags[TRIAL_ID_TAG] == by_far[0.2]["trial_id"])
+    assert pruned.info.status == "KILLED" and pruned.data.tags["daif.tune.status"] == "pruned"
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.timeout(600)
+def test_optuna_search_samples_inside_the_space(tiny_store, tmp_path):
+    space = {"optim.lr": {"loguniform": [1e-3, 1e-2]}, "loss.smooth": {"choice": [1.0, 10.0]}}
+    _, rows = _tune(tiny_store, tmp_path, space, "--epochs", "1", "--search", "optuna", "--num-samples", "3", name="optuna")
+    assert len(rows) == 3
+    lrs = [float(r["optim.lr"]) for r in rows]
+    assert all(1e-3 <= lr <= 1e-2 for lr in lrs) and len(set(lrs)) == 3
+    assert {float(r["loss.smooth"]) for r in rows} <= {1.0, 10.0}
+    assert all(r["status"] in ("complete", "collapsed") and r["epochs"] == "1" for r in rows)
+    assert all(math.isfinite(float(r["final"])) for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.timeout(900)
+def test_a_killed_search_resumes_and_every_trial_runs_once(ray_local, tiny_store, tmp_path):
+    space = {"loss.smooth": {"grid": [1.0, 3.0, 10.0]}}
+    space_path = tmp_path / "space.yaml"
+    space_path.write_text(yaml.safe_dump(space))
+    args = ["tune", "--data", tiny_store, "--space", str(space_path), "--name", "resume", "--storage", str(tmp_path / "runs"),
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--epochs", "2", "--max-concurrent", "1",
+            "--collapse-ratio", "0", *TINY]
+    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+    log = open(tmp_path / "driver.log", "w")
+    driver = subprocess.Popen([sys.executable, "-m", "daif.cli", *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+    root = tmp_path / "runs" / "resume"
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and driver.poll() is None:
+            finished = [p for p in root.glob("trial_*/result.json") if '"trial_status"' in p.read_text()]
+            if finished:
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+        assert finished, "no trial finished in time"
+    finally:
+        driver.kill()  # SIGKILL: no cleanup, like a lost head node's driver
+        driver.wait()
+    first = finished[0].parent.name.removeprefix("trial_")
+    assert not (root / "results" / "table.csv").exists()
+
+    assert main([*args, "--resume"]) == 0
+    with open(root / "results" / "table.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert sorted(float(r["loss.smooth"]) for r in rows) == [1.0, 3.0, 10.0]
+    assert all(r["status"] == "complete" and r["epochs"] == "2" for r in rows)
+    search = json.loads((root / "search.json").read_text())
+    children = _children(f"sqlite:///{tmp_path}/mlflow.db", search["parent_run_id"])
+    runs_of = {r["trial_id"]: [c for c in children if c.data.tags[TRIAL_ID_TAG] == r["trial_id"]] for r in rows}
+    assert len(runs_of[first]) == 1  # the finished trial was not run again
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    for trial_id, runs in runs_of.items():
+        finished_runs = [c for c in runs if c.info.status == "FINISHED"]
+        assert len(finished_runs) == 1, trial_id
+        assert sorted(m.step for m in client.get_metric_history(finished_runs[0].info.run_id, "val/delta1")) == [0, 1]
