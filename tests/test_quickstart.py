@@ -38,5 +38,7 @@ def test_quickstart_renders_trains_evaluates_and_reports(ray_local, tmp_path, ca
     assert evaluation_run.info.experiment_id == run.info.experiment_id  # the evaluation sits beside the training run
     assert evaluation_run.data.tags["mlflow.parentRunId"] == run.info.run_id == evaluation_run.data.tags["daif.training_run_id"]
     assert mlflow.MlflowClient(uri).get_run(run.info.run_id).data.tags["daif.evaluation_run_id"] == evaluation_run.info.run_id
-    for expected in ("delta1", "MLflow run:", "daif ui", str(tmp_path / "qs")):
+    from daif.tracking import ui_command
+
+    for expected in ("delta1", "MLflow run:", ui_command(uri), str(tmp_path / "qs")):
         assert expected in out
