@@ -122,7 +122,7 @@ def depth_spread(checkpoint_dir: str, config) -> dict[str, float]:
 
     from daif.data.bins import make_batch
     from daif.data.store import open_store
-    from daif.evaluate import scenes_to_batch
+    from daif.evaluate.scenes import scenes_to_batch
     from daif.model_io import load_model
     from daif.train.loop import samplers
 
