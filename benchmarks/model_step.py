@@ -14,7 +14,7 @@ Times are medians over repeats; the machine's load average is recorded because o
     python benchmarks/model_step.py [--threads 2] [--repeats 5] [--out benchmarks/results/model_step.json]
 
 `--quickstart SIZE` times instead the whole training step of the quickstart's workload (DAIF-Net width 16,
-3 levels, batch 8, 5-image nyuv2-5 stacks at SIZE x SIZE, `daif.quickstart.RECIPE`, AdamW) with
+3 levels, batch 8, 5-image nyuv2-5 stacks at SIZE x SIZE, the `quickstart` training preset's loss, AdamW) with
 `--threads` threads and `--variant` plain | channels_last | compile, in wall and CPU seconds, and prints
 the loss of each timed step (equal results: the same seed gives the same curve):
 
@@ -51,12 +51,11 @@ def quickstart_step(size: int, threads: int, repeats: int, variant: str) -> dict
     from daif.config import load_config
     from daif.losses import objective
     from daif.optics import get_preset, render_focal_stack
-    from daif.quickstart import RECIPE
     from daif.train.loop import build_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    config = load_config(preset="nyuv2-5", overrides=["model.width=16", "model.levels=3", *RECIPE])
+    config = load_config(preset="quickstart")
     preset = get_preset("nyuv2-5")
     batch, near, far = 8, 0.75, 7.5
     generator = torch.Generator().manual_seed(0)
