@@ -291,3 +291,12 @@ def test_a_killed_search_resumes_and_every_trial_runs_once(ray_local, tiny_store
         finished_runs = [c for c in runs if c.info.status == "FINISHED"]
         assert len(finished_runs) == 1, trial_id
         assert sorted(m.step for m in client.get_metric_history(finished_runs[0].info.run_id, "val/delta1")) == [0, 1]
+
+
+@pytest.mark.ray
+def test_resume_without_a_search_is_an_error_before_ray(tmp_path, capsys, monkeypatch, tiny_store):
+    import daif.runtime
+
+    monkeypatch.setattr(daif.runtime, "ensure_ray", lambda *a, **k: (_ for _ in ()).throw(AssertionError("Ray started")))
+    assert main(["tune", "--data", tiny_store, "--space", "table4", "--storage", str(tmp_path), "--resume"]) == 2
+    assert f"--resume: no search to resume in {tmp_path / 'daif-tune'}" in capsys.readouterr().err

@@ -116,11 +116,13 @@ def heatmap(rows: list[dict[str, Any]], keys: Sequence[str], metric: str, mode: 
         for i, y in enumerate(ys):
             for j, x in enumerate(xs):
                 labels[i][j], values[i, j] = cell_value(rows, keys, x, y, mode)
+        axis.set_facecolor("lightgrey")  # failed (masked) cells
         image = axis.imshow(np.ma.masked_invalid(values), cmap="viridis" if mode == "max" else "viridis_r", aspect="auto")
         for i in range(len(ys)):
             for j in range(len(xs)):
-                axis.text(j, i, labels[i][j], ha="center", va="center", color="white" if np.isnan(values[i, j]) else "black",
-                          fontsize=11, bbox=None if not np.isnan(values[i, j]) else {"facecolor": "grey", "edgecolor": "none"})
+                bright = np.isnan(values[i, j]) or image.norm(values[i, j]) > (0.6 if mode == "max" else -1.0)
+                axis.text(j, i, labels[i][j], ha="center", va="center", fontsize=14 if labels[i][j] == "-" else 11,
+                          color="black" if bright else "white")
         axis.set_xticks(range(len(xs)), [f"{x:g}" if isinstance(x, float) else str(x) for x in xs])
         axis.set_yticks(range(len(ys)), [f"{y:g}" if isinstance(y, float) else str(y) for y in ys])
     else:
