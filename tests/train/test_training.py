@@ -24,15 +24,6 @@ from daif.train.loop import train_loop_per_worker
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
 
-@pytest.fixture(scope="module")
-def tiny_store(ray_local, tmp_path_factory):
-    from daif.data.pipeline import render_store
-
-    out = tmp_path_factory.mktemp("store")
-    render_store(out=str(out), source="synthetic", preset="nyuv2-5", size=(32, 32), scenes=14, shard_size=8, seed=3)
-    return str(out)
-
-
 def _config(store: str, tmp_path: Path, **sections):
     base = load_config(overrides=[
         f"data.path={store}", "model.width=4", "model.levels=2", "optim.batch_size=4", "train.epochs=2",
