@@ -131,6 +131,9 @@ class ScalingConfig:
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     max_failures: int = 1  # worker-group restarts from the latest checkpoint
+    # how Ray places the workers' bundles: PACK (fewest nodes), SPREAD (as many nodes as it can),
+    # STRICT_SPREAD (one worker per node, or the run waits for nodes), STRICT_PACK (one node)
+    placement_strategy: str = "PACK"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -160,6 +160,11 @@ class RunLogger:
         entries = [mlflow.entities.Metric(k, float(v), now, step) for k, v in values.items() if v == v]  # skip NaN
         self._guard("metrics", lambda: self.client.log_batch(self.run_id, metrics=entries))
 
+    def tags(self, values: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self._guard("tags", lambda: self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in values.items()]))
+
     def model(self, name: str, checkpoint_dir: str | os.PathLike, metadata: dict[str, Any]) -> None:
         """Log the checkpoint directory as the MLflow model `name` (with `metadata`; no pickle:
         `daif.model_io.log_model`) and as run artifacts under checkpoints/<name>."""

@@ -48,14 +48,26 @@ def one_line(result_or_err, code: int | None = None) -> str:
         (["--shard-size", "0"], "--shard-size: expected a positive integer, got 0"),
     ],
 )
-def test_bad_render_options_fail_before_ray_and_leave_no_store(options, expected, tmp_path, capsys):
+def test_bad_render_options_fail_before_ray_and_leave_no_store(options, expected, tmp_path, capsys, monkeypatch):
+    import ray
+
+    calls = []
+    # Earlier tests may have left a Ray up: make it look absent, so that any start would show as a call.
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: calls.append((a, k)))
     out = tmp_path / "store"
     code = main(["render", "--out", str(out), "--size", "16x16", *options])
     assert one_line(capsys.readouterr().err, code) == f"daif render: error: {expected}"
     assert not out.exists()
-    import ray
+    assert calls == []  # no Ray started for a rejected option
 
-    assert not ray.is_initialized()  # no Ray started for a rejected option
+
+def test_a_store_uri_is_refused_by_render_and_train(tmp_path, capsys):
+    assert main(["render", "--out", "s3://bucket/store", "--size", "16x16"]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err, 2).startswith("daif render: error: --out: s3://bucket/store: a store lives on a file system path")
+    assert main(["train", "--data", "s3://bucket/store"]) == 2
+    assert "data.path: s3://bucket/store: a store lives on a file system path" in one_line(capsys.readouterr().err, 2)
 
 
 def test_render_rejects_a_bad_option_in_a_fresh_process(tmp_path):
@@ -85,6 +97,8 @@ def bad_yaml(tmp_path) -> Path:
         (["--epochs", "0"], "--epochs: expected a positive integer, got 0"),
         (["--num-workers", "0"], "--num-workers: expected a positive integer, got 0"),
         (["--set", "train.epochs=0"], "train.epochs: expected a positive integer, got 0"),
+        (["--set", "scaling.placement_strategy=spread"],
+         "scaling.placement_strategy: expected one of PACK, SPREAD, STRICT_SPREAD, STRICT_PACK, got 'spread'"),
         (["--resume", "{tmp}/nockpt"], "--resume: {tmp}/nockpt is not a checkpoint directory"),
         (["--resume", "{tmp}"], "resume: checkpoint: {tmp}/state.pt not found"),
     ],

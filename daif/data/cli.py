@@ -103,7 +103,7 @@ def config_from_args(args: argparse.Namespace):
 def check_render_config(config) -> None:
     """Reject what the Ray workers would fail on, or what would silently mean something else (0 is not
     "the default": None is), before anything starts. Raises UsageError naming the option."""
-    from daif.data.store import _compression
+    from daif.data.store import StoreError, _compression, check_local_path
 
     def positive_int(flag: str, value, allow_none: bool = True) -> None:
         if value is None and allow_none:
@@ -137,6 +137,10 @@ def check_render_config(config) -> None:
         positive_int(flag, value, allow_none=False)
     positive("--cpus-per-task", config.cpus_per_task)
     positive("--depth-scale", config.depth_scale)
+    try:
+        check_local_path(config.out)
+    except StoreError as error:
+        raise UsageError(f"--out: {error}") from None
     if not 0 <= config.val_fraction < 1:
         raise UsageError(f"--val-fraction: expected a number in [0, 1), got {config.val_fraction!r}")
     metre_range("--depth-range", config.depth_range, strict=True)

@@ -181,6 +181,7 @@ class Store:
     """A rendered focal-stack store (module docstring). Open with `open_store(path)`."""
 
     def __init__(self, path: str, verify: bool = True) -> None:
+        check_local_path(path)
         self.path = os.path.abspath(path)
         manifest = read_manifest(self.path)
         if manifest is None:
@@ -267,6 +268,13 @@ def read_scene(file: h5py.File, index: int, columns: Sequence[str] = COLUMNS) ->
         else:
             raise ValueError(f"columns: unknown column {column!r}, expected some of {list(COLUMNS)}")
     return scene
+
+
+def check_local_path(path: str) -> None:
+    """Stores are HDF5 files on a file system: a URI is refused with what to do instead."""
+    if "://" in str(path):
+        raise StoreError(f"{path}: a store lives on a file system path (on a cluster, a volume every node mounts); "
+                         "URIs such as s3:// are not read or written: mount the bucket or copy the store")
 
 
 def open_store(path: str, verify: bool = True) -> Store:
