@@ -71,8 +71,7 @@ def quickstart_step(size: int, threads: int, repeats: int, variant: str) -> dict
 
     def step() -> float:
         aif, predicted = model(stack, focus)
-        result = objective(stack, focus, aif, predicted, preset.camera, config.loss,
-                           generator=torch.Generator().manual_seed(0), depth_range=(near, far))
+        result = objective(stack, focus, aif, predicted, preset.camera, config.loss, depth_range=(near, far))
         optimizer.zero_grad(set_to_none=True)
         result.total.backward()
         optimizer.step()

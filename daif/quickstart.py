@@ -135,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
     if args.num_workers is not None:
-        # leave Ray Data a CPU (ray-notes.md): one 1-CPU worker, or 0.5-CPU DDP workers
-        overrides += [f"scaling.num_workers={args.num_workers}", f"scaling.cpus_per_worker={1.0 if args.num_workers == 1 else 0.5}"]
+        # leave Ray Data a share (ray-notes.md): one 1.5-CPU worker, or 0.5-CPU DDP workers
+        overrides += [f"scaling.num_workers={args.num_workers}", f"scaling.cpus_per_worker={1.5 if args.num_workers == 1 else 0.5}"]
     scenes, size = args.scenes, args.size
     if args.smoke_test:
         overrides, scenes, size = [*SMOKE_OVERRIDES, *overrides], scenes or 16, size or (32, 32)

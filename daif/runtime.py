@@ -11,6 +11,7 @@ Ray's token authentication stays as Ray sets it (on by default in 2.60); only te
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 
@@ -78,3 +79,10 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
             import ray
 
             ray.shutdown()
+
+
+def cpu_threads(cpus: float) -> int:
+    """torch's thread count for a task or worker that reserved `cpus` CPUs: the reservation rounded up
+    (0.5 -> 1, 1 -> 1, 1.5 -> 2), so that a fractional share still gets a thread and the threads of the
+    processes on a node add up to about its CPUs (torch's default is every core, in every process)."""
+    return max(1, math.ceil(cpus - 1e-9))

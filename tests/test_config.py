@@ -64,7 +64,7 @@ def test_the_quickstart_preset_is_the_search_recipe_on_the_paper_defaults_elsewh
     assert (loss.blur, loss.smooth) == (10.0, 10.0)  # the paper's
     assert (config.model.width, config.model.levels, config.model.range_source, config.model.near) == (16, 3, "scenes", 0.0)
     assert (config.optim.batch_size, config.optim.lr, config.train.epochs, config.data.mode) == (8, 2e-3, 60, "fixed")
-    assert (config.scaling.num_workers, config.scaling.cpus_per_worker, config.tracking.experiment) == (1, 1.0, "daif-quickstart")
+    assert (config.scaling.num_workers, config.scaling.cpus_per_worker, config.tracking.experiment) == (1, 1.5, "daif-quickstart")
 
 
 def test_model_choices_are_checked():

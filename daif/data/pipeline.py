@@ -26,7 +26,7 @@ from daif.data.registry import SOURCES, get_source
 from daif.data.sources import DataError, Source, prepare_scene, train_val_split
 from daif.images import to_float_chw
 from daif.optics import ThinLensCamera, get_preset, render_focal_stack_uint8
-from daif.runtime import ensure_ray
+from daif.runtime import cpu_threads, ensure_ray
 
 SPLIT_CHOICES = {"train": ("train", "val"), "test": ("test",), "all": ("train", "val", "test")}
 
@@ -201,7 +201,7 @@ def _render_batch(batch: dict[str, np.ndarray], plan_job: dict[str, Any], direct
     import ray
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    torch.set_num_threads(max(1, int(cpus)))
+    torch.set_num_threads(cpu_threads(cpus))
     results = []
     for text in batch["shard"]:
         shard = json.loads(str(text))

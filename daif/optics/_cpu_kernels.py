@@ -12,6 +12,8 @@ the code).
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import torch
 
@@ -224,13 +226,24 @@ def _source_row(sigma_row, a_row, e_row, powers, step, m, width):
 _PARALLEL = ("_prepare", "_forward_rows", "_normalise_grad", "_backward_rows", "_stack_uint8")
 _fill_square_powers = numba.njit(cache=True, fastmath=True, nogil=True)(_fill_square_powers)
 _source_row = numba.njit(cache=True, fastmath=True, nogil=True)(_source_row)
+
+
+def _compiled(function, parallel: bool):
+    """`function` compiled threaded or serial. The serial variant is a copy under its own name: numba's
+    disk cache keys a function by its name and line, not by `parallel`, so without the copy the serial
+    variant would load the threaded machine code and start the OpenMP pool after all."""
+    if not parallel:
+        name = f"{function.__name__}_serial"
+        function = types.FunctionType(function.__code__, function.__globals__, name, function.__defaults__, function.__closure__)
+        function.__qualname__ = name
+    return numba.njit(cache=True, fastmath=True, parallel=parallel, nogil=True)(function)
+
+
 # Two compiled variants of each row kernel: threaded, and serial for a one-thread budget (a Ray worker
-# with one CPU or less). Measured: numba's OpenMP pool spin-waits between kernels even when told to use
-# one thread, and two such processes on two cores then run a training step 1.9x slower (1.02 s vs 0.53 s).
-_KERNELS = {
-    parallel: {name: numba.njit(cache=True, fastmath=True, parallel=parallel, nogil=True)(globals()[name]) for name in _PARALLEL}
-    for parallel in (True, False)
-}
+# with one CPU or less). Once numba's OpenMP pool has started, it spin-waits between kernels and it also
+# resets the OpenMP thread count torch's own kernels use, so a worker that reserved one CPU would run
+# two threads (and two such processes on two cores slow each other down several times).
+_KERNELS = {parallel: {name: _compiled(globals()[name], parallel) for name in _PARALLEL} for parallel in (True, False)}
 
 
 def _kernels() -> dict:

@@ -27,6 +27,7 @@ from daif.losses import objective, term_names
 from daif.metrics import AIF_METRIC_NAMES, DEPTH_METRIC_NAMES, aif_metrics, depth_metrics
 from daif.model import DAIFNet
 from daif.optics import ThinLensCamera, defocus_sigma
+from daif.runtime import cpu_threads
 
 
 def build_model(config: Config, near: float, far: float) -> DAIFNet:
@@ -147,7 +148,7 @@ def _setup(loop_config: dict[str, Any]) -> Worker:
     torch.manual_seed(config.train.seed)
     device = ray.train.torch.get_device()
     if device.type == "cpu":  # torch defaults to every core of the node; a worker uses the CPUs it reserved
-        torch.set_num_threads(max(1, int(config.scaling.cpus_per_worker)))
+        torch.set_num_threads(cpu_threads(config.scaling.cpus_per_worker))
     near, far = loop_config["depth_range"]
     net = build_model(config, near, far)
     model = ray.train.torch.prepare_model(net)  # to the device; DDP when world_size > 1
@@ -219,7 +220,7 @@ def _train_epoch(worker: Worker, sampler: BinSampler, epoch: int) -> dict[str, f
         worker.step += 1
         count = batch["stack"].shape[0]
         samples += count
-        sums.add({"total": float(result.total), **{k: float(v) for k, v in result.terms.items()}}, count)
+        sums.add({"total": float(result.total.detach()), **{k: float(v.detach()) for k, v in result.terms.items()}}, count)
     seconds = time.perf_counter() - started
     keys = ["total", *term_names(config.loss)]
     metrics = {f"train/{k}": v for k, v in sums.mean(keys, worker.world_size, worker.device).items()}

@@ -9,6 +9,7 @@ from typing import Any
 
 from ray import tune
 
+from daif.runtime import cpu_threads
 from daif.tune.trial import (
     STATUS, TrialSettings, TrialStopped, _train, diverged_result, final_result, is_non_finite_error, scored, trial_config,
 )
@@ -24,7 +25,7 @@ class InProcessTrial(tune.Trainable):
 
         self.settings = settings
         self.trial = _with_threads(trial_config(settings, config, self.trial_id), settings.cpus_per_trial)
-        torch.set_num_threads(max(1, int(settings.cpus_per_trial)))
+        torch.set_num_threads(cpu_threads(settings.cpus_per_trial))
         self.metric, self.mode = self.trial.train.val_metric, self.trial.train.val_mode
         self.started = time.perf_counter()
         self.started_at = time.time()  # wall clock, for benchmarks/tune_overhead.py: set-up, epoch ends, final result

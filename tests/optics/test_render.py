@@ -218,3 +218,37 @@ def test_uint8_stack_names_bad_arguments():
         render_focal_stack_uint8(torch.rand(3, 4, 4), torch.ones(1, 4, 5), [2.0], camera)
     with pytest.raises(ValueError, match="kernel_size"):
         render_focal_stack_uint8(torch.rand(3, 4, 4), torch.ones(1, 4, 4), [2.0], camera, 4)
+
+
+RENDER_AND_REPORT = """
+import sys, torch, numba
+torch.set_num_threads(int(sys.argv[1]))
+from daif.optics import render_defocus
+render_defocus(torch.rand(1, 3, 16, 16), 4 * torch.rand(1, 1, 16, 16))
+try:
+    numba.threading_layer()
+    print("pool started")
+except ValueError:
+    print("no pool")
+"""
+
+
+@pytest.mark.slow
+def test_a_one_thread_render_never_starts_numbas_thread_pool(tmp_path):
+    """A worker that reserved one CPU renders with the serial kernels. numba's OpenMP pool must not start:
+    it spin-waits between kernels and resets the OpenMP thread count torch's own kernels use. Checked with
+    the threaded kernels compiled first into the same disk cache (the cache must keep the variants apart)."""
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+
+    def run(threads: int) -> str:
+        result = subprocess.run([sys.executable, "-c", RENDER_AND_REPORT, str(threads)], env=env,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout.strip().splitlines()[-1]
+
+    assert run(2) == "pool started"  # two threads: the threaded kernels (and their cache entries)
+    assert run(1) == "no pool"
