@@ -193,7 +193,7 @@ def test_losing_a_node_mid_training_resumes_from_the_latest_checkpoint(cluster, 
     assert status == "SUCCEEDED", logs[-6000:]  # FailureConfig(max_failures=1): restarted on what was left
     assert run.info.status == "FINISHED"
     history = mlflow_client(cluster).get_metric_history(run.info.run_id, "val/delta1")
-    assert sorted({m.step for m in history}) == list(range(8))  # every epoch, none lost or doubled in steps
+    assert sorted({m.step for m in history}) == list(range(8))  # every epoch logged, none lost (one cut off by the kill may log twice)
     # after the restart both workers ran on the head
     assert run.data.tags["daif.worker.0.node_id"] == run.data.tags["daif.worker.1.node_id"] == node_ids["head"]
     folders = [f for f in storage.glob("*/checkpoint_*") if f.is_dir()]
