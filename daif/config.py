@@ -25,6 +25,7 @@ COARSE_AIF_MODES = ("hard", "soft")
 DEPTH_MAPPINGS = ("sigmoid", "max")
 AIF_HEADS = ("rgb", "select")
 DEPTH_RANGE_SOURCES = ("clip", "scenes")
+PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_SPREAD", "STRICT_PACK")  # Ray's placement-group strategies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +135,10 @@ class ScalingConfig:
     # how Ray places the workers' bundles: PACK (fewest nodes), SPREAD (as many nodes as it can),
     # STRICT_SPREAD (one worker per node, or the run waits for nodes), STRICT_PACK (one node)
     placement_strategy: str = "PACK"
+
+    def __post_init__(self) -> None:
+        if self.placement_strategy not in PLACEMENT_STRATEGIES:
+            raise ValueError(f"placement_strategy: expected one of {PLACEMENT_STRATEGIES}, got {self.placement_strategy!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -98,7 +98,8 @@ def bad_yaml(tmp_path) -> Path:
         (["--num-workers", "0"], "--num-workers: expected a positive integer, got 0"),
         (["--set", "train.epochs=0"], "train.epochs: expected a positive integer, got 0"),
         (["--set", "scaling.placement_strategy=spread"],
-         "scaling.placement_strategy: expected one of PACK, SPREAD, STRICT_SPREAD, STRICT_PACK, got 'spread'"),
+         "config section 'scaling': placement_strategy: expected one of ('PACK', 'SPREAD', 'STRICT_SPREAD', "
+         "'STRICT_PACK'), got 'spread'"),
         (["--resume", "{tmp}/nockpt"], "--resume: {tmp}/nockpt is not a checkpoint directory"),
         (["--resume", "{tmp}"], "resume: checkpoint: {tmp}/state.pt not found"),
     ],

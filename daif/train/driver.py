@@ -31,8 +31,6 @@ from daif.optics import ThinLensCamera
 from daif.tracking import check_reachable, end_run, fail_run, resolve_tracking_uri, start_run
 from daif.train.loop import train_loop_per_worker
 
-PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_SPREAD", "STRICT_PACK")  # Ray's placement-group strategies
-
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
@@ -200,9 +198,6 @@ def _check_counts(config: Config) -> None:
             raise UsageError(f"{key}: expected a positive integer, got {value!r}")
     if not config.scaling.cpus_per_worker > 0:
         raise UsageError(f"scaling.cpus_per_worker: expected a positive number, got {config.scaling.cpus_per_worker!r}")
-    if config.scaling.placement_strategy not in PLACEMENT_STRATEGIES:
-        raise UsageError(f"scaling.placement_strategy: expected one of {', '.join(PLACEMENT_STRATEGIES)}, "
-                         f"got {config.scaling.placement_strategy!r}")
 
 
 def _open_store(config: Config):
