@@ -117,12 +117,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     _restore(worker, ray.train.get_checkpoint(), loop_config.get("resume_from"))
     train_sampler, val_sampler = samplers(worker.config, len(worker.focus_all))
     run_id = loop_config.get("run_id")
-    if run_id:  # every worker says where it runs (a restart after a lost node overwrites it)
+    run_logger = RunLogger(loop_config["tracking_uri"], run_id) if run_id else None
+    if run_logger is not None:  # every worker says where it runs (a restart after a lost node overwrites it)
         node_id = ray.get_runtime_context().get_node_id()
         node_ip = next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id), "")
-        RunLogger(loop_config["tracking_uri"], run_id).tags(
-            {f"daif.worker.{worker.rank}.node_id": node_id, f"daif.worker.{worker.rank}.node_ip": node_ip})
-    tracker = RunLogger(loop_config["tracking_uri"], run_id) if worker.rank == 0 and run_id else None
+        run_logger.tags({f"daif.worker.{worker.rank}.node_id": node_id, f"daif.worker.{worker.rank}.node_ip": node_ip})
+    tracker = run_logger if worker.rank == 0 else None
     epochs, stop_after = worker.config.train.epochs, worker.config.train.stop_after
     for epochs_this_run, epoch in enumerate(range(worker.start_epoch, epochs), start=1):
         metrics = _train_epoch(worker, train_sampler, epoch)
