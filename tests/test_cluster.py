@@ -171,12 +171,13 @@ def test_losing_a_node_mid_training_resumes_from_the_latest_checkpoint(cluster, 
     from daif.checkpoint import load_checkpoint
 
     storage = shared / "runs-node-loss"
-    cluster.submit_no_wait(
-        "node-loss", "python", "jobs/train.py", "--data", str(store), "--num-workers", "2", "--epochs", "8",
+    succeeded(cluster.submit(
+        "python", "jobs/train.py", "--data", str(store), "--num-workers", "2", "--epochs", "8",
         "--batch-size", "4", "--storage", str(storage), "--tracking-uri", cluster.tracking_uri,
         "--experiment", "cluster", *TINY_NET, "--set", "scaling.placement_strategy=SPREAD",
         "--set", "tracking.run_name=node-loss", "--set", "train.figures_every=0",
-    )
+        submission_id="node-loss", wait=False, timeout=120,
+    ))
     deadline = time.monotonic() + 300
     while not list(storage.glob("*/checkpoint_*/meta.json")):
         assert time.monotonic() < deadline, cluster.job_logs("node-loss")[-6000:]

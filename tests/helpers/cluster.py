@@ -61,17 +61,19 @@ def cluster_environment(token: str) -> dict[str, str]:
     }
 
 
-def _processes_with(text: str) -> list[int]:
-    """PIDs of this user's processes whose command line contains `text`."""
+def _processes_with(*texts: str) -> list[int]:
+    """PIDs of this user's processes whose command line contains any of `texts`."""
+    wanted = [text.encode() for text in texts]
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if text.encode() in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
+            command_line = (entry / "cmdline").read_bytes()
         except OSError:
             continue
+        if any(text in command_line for text in wanted):
+            pids.append(int(entry.name))
     return pids
 
 
@@ -82,7 +84,7 @@ class Node:
         self.name, self.temp_dir = name, temp_dir
 
     def pids(self) -> list[int]:
-        return _processes_with(f"{self.temp_dir}/") + _processes_with(f"--temp-dir={self.temp_dir}")
+        return _processes_with(f"{self.temp_dir}/", f"--temp-dir={self.temp_dir}")
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 8.0) -> None:
         """Signal this node's processes (and SIGKILL what is left after `timeout`)."""
@@ -189,18 +191,15 @@ class LocalCluster:
             raise RuntimeError(f"could not list the cluster's nodes:\n{result.stderr[-3000:]}")
         return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def submit(self, *entrypoint: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        """`ray job submit --working-dir <repo> -- <entrypoint>` (the README's command); waits for the job."""
+    def submit(self, *entrypoint: str, submission_id: str | None = None, wait: bool = True,
+               timeout: float = 600) -> subprocess.CompletedProcess:
+        """`ray job submit --working-dir <repo> -- <entrypoint>` (the README's command); waits for the job
+        unless `wait` is False (then poll `job_status(submission_id)`)."""
+        options = ([] if wait else ["--no-wait"]) + (["--submission-id", submission_id] if submission_id else [])
         return subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", self.dashboard, "--working-dir", str(REPO), "--", *entrypoint],
+            [str(BIN / "ray"), "job", "submit", *options, "--address", self.dashboard, "--working-dir", str(REPO),
+             "--", *entrypoint],
             env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-        )
-
-    def submit_no_wait(self, submission_id: str, *entrypoint: str) -> None:
-        subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--no-wait", "--submission-id", submission_id, "--address",
-             self.dashboard, "--working-dir", str(REPO), "--", *entrypoint],
-            env=self.env, cwd=REPO, capture_output=True, text=True, timeout=120, check=True,
         )
 
     def jobs_api(self, path: str, token: str | None = "") -> dict:
