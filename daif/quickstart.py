@@ -135,8 +135,11 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
     if args.num_workers is not None:
-        # leave Ray Data a share (ray-notes.md): one 1.5-CPU worker, or 0.5-CPU DDP workers
-        overrides += [f"scaling.num_workers={args.num_workers}", f"scaling.cpus_per_worker={1.5 if args.num_workers == 1 else 0.5}"]
+        from daif.config import TRAINING_PRESETS
+
+        # leave Ray Data a share (ray-notes.md): one worker as the preset reserves it, or 0.5-CPU DDP workers
+        cpus = TRAINING_PRESETS["quickstart"]["scaling"]["cpus_per_worker"] if args.num_workers == 1 else 0.5
+        overrides += [f"scaling.num_workers={args.num_workers}", f"scaling.cpus_per_worker={cpus}"]
     scenes, size = args.scenes, args.size
     if args.smoke_test:
         overrides, scenes, size = [*SMOKE_OVERRIDES, *overrides], scenes or 16, size or (32, 32)
