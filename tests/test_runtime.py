@@ -1,4 +1,5 @@
-"""The local Ray that the commands start listens on 127.0.0.1 only (GCS, raylet, workers, agents, dashboard)."""
+"""The local Ray that the commands start listens on 127.0.0.1 only (GCS, raylet, workers, agents, dashboard, and
+the training workers' torch.distributed rendezvous)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from daif.runtime import ensure_ray
 
 ensure_ray(num_cpus=1, object_store_memory=100 * 1024 * 1024)
 import ray
+import ray.train
 
 @ray.remote
 def ping():
@@ -31,39 +33,60 @@ def read(path):
     except OSError:
         return b""
 
-parents = {}
-for stat in Path("/proc").glob("[0-9]*/stat"):
-    fields = read(stat).rsplit(b")", 1)[-1].split()
-    if fields:
-        parents[int(stat.parent.name)] = int(fields[1])
-pids = {os.getpid()} | {pid for pid in parents if session.encode() in read(f"/proc/{pid}/cmdline")}
-while True:  # and every descendant (worker processes rename themselves ray::...)
-    more = {pid for pid, parent in parents.items() if parent in pids} - pids
-    if not more:
-        break
-    pids |= more
-inodes = set()
-for pid in pids:
-    for fd in Path(f"/proc/{pid}/fd").glob("*"):
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-listening = set()
-for table, family in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 6)):
-    for line in read(table).decode().splitlines()[1:]:
-        parts = line.split()
-        if parts[3] != "0A" or parts[9] not in inodes:  # 0A: LISTEN
-            continue
-        address, port = parts[1].split(":")
-        raw = bytes.fromhex(address)
-        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))  # /proc stores 32-bit words little-endian
-        ip = ipaddress.ip_address(raw)
-        ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:127.0.0.1 is 127.0.0.1
-        listening.add(f"{ip}:{int(port, 16)}")
-print(json.dumps({"node_ip": node.node_ip_address, "listening": sorted(listening)}))
+def listening():
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = read(stat).rsplit(b")", 1)[-1].split()
+        if fields:
+            parents[int(stat.parent.name)] = int(fields[1])
+    pids = {os.getpid()} | {pid for pid in parents if session.encode() in read(f"/proc/{pid}/cmdline")}
+    while True:  # and every descendant (worker processes rename themselves ray::...)
+        more = {pid for pid, parent in parents.items() if parent in pids} - pids
+        if not more:
+            break
+        pids |= more
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    listening = set()
+    for table, family in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 6)):
+        for line in read(table).decode().splitlines()[1:]:
+            parts = line.split()
+            if parts[3] != "0A" or parts[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = parts[1].split(":")
+            raw = bytes.fromhex(address)
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))  # /proc stores 32-bit words little-endian
+            ip = ipaddress.ip_address(raw)
+            ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:127.0.0.1 is 127.0.0.1
+            listening.add(f"{ip}:{int(port, 16)}")
+    return listening
+
+
+def train_loop(config):  # two DDP workers (gloo): every listener of the session while both are in the process group
+    import torch.distributed as dist
+    import ray.train
+
+    dist.barrier()
+    if ray.train.get_context().get_world_rank() == 0:
+        Path(config["out"]).write_text(json.dumps(sorted(listening())))
+    dist.barrier()
+
+from ray.train import ScalingConfig
+from ray.train.torch import TorchTrainer
+from daif.train.rendezvous import TorchConfig
+
+out = Path("training.json").resolve()
+TorchTrainer(train_loop, train_loop_config={"out": str(out)}, torch_config=TorchConfig(),
+             scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
+             run_config=ray.train.RunConfig(storage_path=str(Path("runs").resolve()))).fit()
+print(json.dumps({"node_ip": node.node_ip_address, "listening": sorted(listening()), "training": json.loads(out.read_text())}))
 ray.shutdown()
 """
 
@@ -78,3 +101,6 @@ def test_a_local_ray_started_by_daif_listens_on_loopback_only(tmp_path):
     assert found["node_ip"] == "127.0.0.1"
     assert len(found["listening"]) >= 4, found  # GCS, raylet, object manager, dashboard, workers...
     assert all(address.rsplit(":", 1)[0] == "127.0.0.1" for address in found["listening"]), found
+    # the training workers add torch's rendezvous store and gloo's sockets: on loopback too
+    assert set(found["training"]) - set(found["listening"]), found
+    assert all(address.rsplit(":", 1)[0] == "127.0.0.1" for address in found["training"]), found

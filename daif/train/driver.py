@@ -174,8 +174,9 @@ def train(
         else:  # the run being resumed keeps its status: a failed attempt does not damage it
             fail_run(tracking_uri, run_id, error, resumed_status, tag="daif.resume_failure")
             _remove_if_no_checkpoint(run_folder)
-        if isinstance(error, StoreError) and not isinstance(error, UsageError):  # a corrupt shard met by a worker
-            raise UsageError(f"data.path: {error}") from error
+        store_error = _store_error(error)
+        if store_error is not None:  # a corrupt shard met by a read task or a worker
+            raise UsageError(f"data.path: {str(store_error).splitlines()[0]}") from error  # Ray Data appends lines
         raise
     end_run(tracking_uri, run_id, "FINISHED")
     return TrainResult(
@@ -188,6 +189,18 @@ def train(
         storage_path=str(Path(config.tracking.storage) / name),
         tracking_uri=tracking_uri,
     )
+
+
+def _store_error(error: BaseException, depth: int = 0) -> StoreError | None:
+    """The StoreError under a Ray wrapper (a read task's RayTaskError, a worker group's failures)."""
+    if depth > 8 or error is None or isinstance(error, UsageError):
+        return None
+    cause = getattr(error, "cause", None)  # RayTaskError: the exception the task raised
+    if isinstance(error, StoreError) and not isinstance(cause, BaseException):
+        return error
+    inner = [cause, error.__cause__, getattr(error, "controller_failure", None),
+             *(getattr(error, "worker_failures", None) or {}).values()]
+    return next((found for e in inner if isinstance(e, BaseException) and (found := _store_error(e, depth + 1))), None)
 
 
 def _check_counts(config: Config) -> None:
@@ -288,9 +301,12 @@ def _trainer(config: Config, store_path: str, name: str, train_loop: Callable[[d
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from daif.train.rendezvous import TorchConfig
+
     return TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
+        torch_config=TorchConfig(),  # the rendezvous store on 127.0.0.1 when the workers' node is
         scaling_config=ray.train.ScalingConfig(
             num_workers=config.scaling.num_workers,
             use_gpu=config.scaling.use_gpu,
