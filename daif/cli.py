@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 DESCRIPTION = (
     "Fully self-supervised depth and all-in-focus estimation from focal stacks (DAIF-Net, CVPR 2023): "
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except UsageError as error:
         if debug:
-            raise
+            traceback.print_exc()
         message = " ".join(str(error).split()) or type(error).__name__  # one line
         print(f"daif {name}: error: {message}", file=sys.stderr)
         return 2

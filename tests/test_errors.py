@@ -132,9 +132,10 @@ def test_train_missing_store_and_unreachable_server_in_a_fresh_process(tmp_path)
 
 def test_debug_shows_the_traceback(tmp_path):
     flag = run_daif("--debug", "train", "--set", "train.nosuch=1", cwd=tmp_path)
-    assert flag.returncode == 1 and "Traceback" in flag.stderr and "UsageError: unknown config key 'train.nosuch'" in flag.stderr
+    assert flag.returncode == 2 and "Traceback" in flag.stderr and "UsageError: unknown config key 'train.nosuch'" in flag.stderr
+    assert flag.stderr.rstrip().splitlines()[-1].startswith("daif train: error: unknown config key 'train.nosuch'")
     variable = run_daif("train", "--set", "train.nosuch=1", cwd=tmp_path, DAIF_DEBUG="1")
-    assert variable.returncode == 1 and "Traceback" in variable.stderr
+    assert variable.returncode == 2 and "Traceback" in variable.stderr
 
 
 def test_quickstart_rejects_zero_counts(tmp_path, capsys):

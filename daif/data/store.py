@@ -231,7 +231,10 @@ class Store:
             if digest != entry["sha256"]:
                 raise StoreError(f"{path}: SHA-256 {digest[:12]}... does not match the manifest's {entry['sha256'][:12]}...")
             self._verified.add(name)
-        file = h5py.File(path, "r")
+        try:
+            file = h5py.File(path, "r")
+        except OSError as error:  # truncated or not HDF5 (a store read with verify=False, or a hash made after the damage)
+            raise StoreError(f"{path}: not a readable HDF5 shard ({error})") from None
         try:
             self._check_shard(path, file)
         except Exception:

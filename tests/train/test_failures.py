@@ -1,8 +1,11 @@
 """Nothing half-done: a failed training run ends FAILED with its reason, a failed resume leaves the run it
-resumed as it was, a relative --resume/--storage continues the same MLflow run, metric times are real."""
+resumed as it was, a relative --resume/--storage continues the same MLflow run, a resume logs no epoch twice,
+metric times are real."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import socket
 import time
@@ -13,6 +16,7 @@ import pytest
 
 from daif.cli import main
 from daif.config import load_config, replace
+from daif.data.store import file_sha256
 from daif.errors import UsageError
 from daif.tracking import FAILURE_TAG
 from daif.train.driver import train
@@ -69,10 +73,27 @@ def test_a_corrupt_shard_ends_the_run_failed_and_is_a_usage_error(tiny_store, tm
     data = bytearray(shard.read_bytes())
     data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # same size, other bytes: the recorded SHA-256 no longer matches
     shard.write_bytes(bytes(data))
-    with pytest.raises(UsageError, match=shard.name):
+    with pytest.raises(UsageError) as raised:
         train(_config(str(store), tmp_path))
+    assert re.fullmatch(rf"data\.path: {re.escape(str(shard))}: SHA-256 \w{{12}}\.\.\. does not match the manifest's \w{{12}}\.\.\.",
+                        str(raised.value))  # the store's own message, not Ray's traceback around it
     client, runs = _runs(tmp_path)
     assert [r.info.status for r in runs] == ["FAILED"] and shard.name in runs[0].data.tags[FAILURE_TAG]
+
+
+def test_a_truncated_shard_whose_hash_matches_is_a_usage_error_naming_it(tiny_store, tmp_path):
+    """A shard damaged before its hash was recorded (or read with verify=False) fails in h5py: still one message."""
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    shard = sorted(store.glob("shard-*.h5"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["shards"][shard.name]["sha256"] = file_sha256(str(shard))
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UsageError, match=rf"^data\.path: {re.escape(str(shard))}: not a readable HDF5 shard \(") as raised:
+        train(_config(str(store), tmp_path))
+    assert "Traceback" not in str(raised.value)
+    assert [r.info.status for r in _runs(tmp_path)[1]] == ["FAILED"]
 
 
 def test_too_many_workers_is_refused_before_any_run(tiny_store, tmp_path):
@@ -119,3 +140,17 @@ def test_a_relative_resume_and_storage_continue_the_same_run_and_say_so(stopped_
     assert client.get_run(first.run_id).info.status == "FINISHED"
     assert sorted(m.step for m in client.get_metric_history(first.run_id, "train/total")) == [0, 1]
     assert len(_runs(root)[1]) == 1  # no second run
+
+
+def test_an_epoch_logged_before_a_kill_is_not_logged_again_by_the_resume(tiny_store, tmp_path):
+    """A kill between an epoch's metrics and its checkpoint: the resume trains that epoch again; the run keeps the
+    first logging and holds every epoch once."""
+    first = train(_config(tiny_store, tmp_path, train={"epochs": 2, "stop_after": 1, "figures_every": 0}))
+    client = mlflow.MlflowClient(first.tracking_uri)
+    client.log_metric(first.run_id, "train/total", 123.0, step=1)  # epoch 1 logged, its checkpoint lost
+    resumed = train(_config(tiny_store, tmp_path), resume=first.latest_checkpoint)
+    assert resumed.run_id == first.run_id and resumed.metrics["epoch"] == 1
+    history = client.get_metric_history(first.run_id, "train/total")
+    assert sorted(m.step for m in history) == [0, 1]
+    assert [m.value for m in history if m.step == 1] == [123.0]
+    assert sorted(m.step for m in client.get_metric_history(first.run_id, "val/delta1")) == [0]  # epoch 1's, not logged again
