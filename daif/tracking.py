@@ -160,6 +160,12 @@ class RunLogger:
         entries = [mlflow.entities.Metric(k, float(v), now, step) for k, v in values.items() if v == v]  # skip NaN
         self._guard("metrics", lambda: self.client.log_batch(self.run_id, metrics=entries))
 
+    def logged_steps(self, key: str) -> set[int]:
+        """The steps at which the run already holds metric `key` (empty if it cannot be read)."""
+        steps: set[int] = set()
+        self._guard(f"the history of {key}", lambda: steps.update(m.step for m in self.client.get_metric_history(self.run_id, key)))
+        return steps
+
     def tags(self, values: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 

@@ -123,6 +123,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         node_ip = next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id), "")
         run_logger.tags({f"daif.worker.{worker.rank}.node_id": node_id, f"daif.worker.{worker.rank}.node_ip": node_ip})
     tracker = run_logger if worker.rank == 0 else None
+    # Epochs are logged before their checkpoint is written: one that was logged and then lost to a kill is run
+    # again after a resume, and its first logging is kept (each epoch is logged once).
+    logged = tracker.logged_steps("train/total") if tracker is not None and worker.start_epoch > 0 else set()
     epochs, stop_after = worker.config.train.epochs, worker.config.train.stop_after
     for epochs_this_run, epoch in enumerate(range(worker.start_epoch, epochs), start=1):
         metrics = _train_epoch(worker, train_sampler, epoch)
@@ -132,7 +135,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             metrics.update(val_metrics)
         metrics["epoch"] = epoch
         stop = _update_best(worker, metrics) or (stop_after > 0 and epochs_this_run >= stop_after)
-        if tracker is not None:
+        if tracker is not None and epoch not in logged:
             _log_epoch(tracker, metrics, figure_batch, epoch)
         _report(worker, metrics, epoch)
         if stop:

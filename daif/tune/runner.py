@@ -136,6 +136,7 @@ def _tuner(options: SearchOptions, settings: TrialSettings, root: Path, mode: st
         tune_config=tune.TuneConfig(
             metric="score", mode=mode, search_alg=_search_alg(options, mode), scheduler=_scheduler(options),
             num_samples=options.num_samples, max_concurrent_trials=options.max_concurrent,
+            reuse_actors=options.workers_per_trial == 1,  # InProcessTrial.reset_config; a function trainable is not reused
             trial_name_creator=lambda trial: f"trial_{trial.trial_id}",
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
         ),

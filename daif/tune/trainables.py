@@ -18,14 +18,26 @@ from daif.tune.trial import (
 # ------------------------------------------------------------------ one worker, in the trial's process
 
 class InProcessTrial(tune.Trainable):
-    """Runs the trial's training in a thread of this actor; `step()` returns its next epoch."""
+    """Runs the trial's training in a thread of this actor; `step()` returns its next epoch.
+
+    The actor is reused for the next trial (`reset_config`, TuneConfig(reuse_actors=True)): torch, Ray Train,
+    Ray Data and MLflow are imported and the renderer compiled once per actor, not once per trial."""
 
     def setup(self, config: dict[str, Any], settings: TrialSettings | None = None):
         import torch
 
         self.settings = settings
-        self.trial = _with_threads(trial_config(settings, config, self.trial_id), settings.cpus_per_trial)
         torch.set_num_threads(cpu_threads(settings.cpus_per_trial))
+        self._start(config)
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """The next trial in this actor (Tune has set its trial id): stop what is left of the last one, start anew."""
+        self.cleanup()
+        self._start(new_config)
+        return True
+
+    def _start(self, config: dict[str, Any]) -> None:
+        self.trial = _with_threads(trial_config(self.settings, config, self.trial_id), self.settings.cpus_per_trial)
         self.metric, self.mode = self.trial.train.val_metric, self.trial.train.val_mode
         self.started = time.perf_counter()
         self.started_at = time.time()  # wall clock, for benchmarks/tune_overhead.py: set-up, epoch ends, final result
