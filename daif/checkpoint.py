@@ -18,6 +18,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,9 @@ def _read_state(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint: {path} not found; a checkpoint directory holds {STATE_FILE} and {META_FILE}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle protocol: torch warns, then refuses below in one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any failure means the file is not a torch.save archive of tensors
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         if isinstance(error, pickle.UnpicklingError) and found:  # the restricted unpickler met a callable

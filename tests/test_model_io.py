@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -110,6 +111,12 @@ def test_a_crafted_pickle_in_state_pt_is_refused_and_never_runs(checkpoint, stac
         load_checkpoint_model(crafted)
     result = run_daif("predict", "--model", str(crafted), "--images", str(stack_dir), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert_one_line_error(result, "daif predict: error:", str(crafted / "state.pt"), "refused")
+    assert not (tmp_path / "pwned").exists()
+
+    with open(crafted / "state.pt", "wb") as file:  # a bare pickle (protocol 4), not a torch.save archive
+        pickle.dump({"model": Payload(tmp_path / "pwned")}, file, protocol=4)
+    result = run_daif("predict", "--model", str(crafted), "--images", str(stack_dir), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert_one_line_error(result, "daif predict: error:", str(crafted / "state.pt"), "is not a torch.save file of tensors")
     assert not (tmp_path / "pwned").exists()
 
 
