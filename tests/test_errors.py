@@ -4,6 +4,7 @@ exit status 2, no traceback (unless --debug / DAIF_DEBUG=1), and nothing started
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from daif.cli import DESCRIPTION, main
+from daif.errors import UsageError
 
 DAIF = str(Path(sys.executable).with_name("daif"))
 
@@ -60,6 +62,22 @@ def test_bad_render_options_fail_before_ray_and_leave_no_store(options, expected
     assert one_line(capsys.readouterr().err, code) == f"daif render: error: {expected}"
     assert not out.exists()
     assert calls == []  # no Ray started for a rejected option
+
+
+def test_render_store_from_python_checks_its_options_before_ray(tmp_path, monkeypatch):
+    import ray
+
+    from daif.data.pipeline import render_store
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: calls.append((a, k)))
+    for options, expected in (({"kernel_size": 6}, "--kernel-size: expected an odd positive integer"),
+                              ({"out": "s3://bucket/store"}, "--out: s3://bucket/store: a store lives on a file system path"),
+                              ({"scenes": 0}, "--scenes: expected a positive integer, got 0")):
+        with pytest.raises(UsageError, match=f"^{re.escape(expected)}"):
+            render_store(**{"out": str(tmp_path / "store"), "size": (16, 16), **options})
+    assert not (tmp_path / "store").exists() and calls == []
 
 
 def test_a_store_uri_is_refused_by_render_and_train(tmp_path, capsys):

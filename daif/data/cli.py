@@ -5,14 +5,13 @@ Examples:
     daif render --source nyuv2-mat --input nyu_depth_v2_labeled.mat --split all --preset nyuv2-dense --out stores/nyuv2-dense
     daif render --source rgbd-folder --input data/nyu --depth-scale 1e3 --out stores/nyu-folder
 
-Options are checked (`check_render_config`) before Ray starts or the store folder is made; bad input
+Options are checked (`daif.data.pipeline.check_render_config`) before Ray starts or the store folder is made; bad input
 raises `daif.errors.UsageError` (one line, exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shlex
 import sys
@@ -100,67 +99,14 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
-def check_render_config(config) -> None:
-    """Reject what the Ray workers would fail on, or what would silently mean something else (0 is not
-    "the default": None is), before anything starts. Raises UsageError naming the option."""
-    from daif.data.store import StoreError, _compression, check_local_path
-
-    def positive_int(flag: str, value, allow_none: bool = True) -> None:
-        if value is None and allow_none:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError(f"{flag}: expected a positive integer, got {value!r}")
-
-    def positive(flag: str, value) -> None:
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise UsageError(f"{flag}: expected a positive number, got {value!r}")
-
-    def metre_range(flag: str, pair, strict: bool) -> None:
-        if pair is None:
-            return
-        low, high = pair
-        ordered = low < high if strict else low <= high
-        if not (math.isfinite(low) and math.isfinite(high) and 0 < low and ordered):
-            relation = "<" if strict else "<="
-            raise UsageError(f"{flag}: expected 0 < LOW {relation} HIGH metres, got {low:g},{high:g}")
-
-    if isinstance(config.kernel_size, bool) or not isinstance(config.kernel_size, int) or config.kernel_size < 1 \
-            or config.kernel_size % 2 == 0:
-        raise UsageError(f"--kernel-size: expected an odd positive integer (the blur window is centred), got {config.kernel_size!r}")
-    try:
-        _compression(config.compression)
-    except ValueError as error:
-        raise UsageError(f"--{error}") from None
-    for flag, value in (("--scenes", config.scenes), ("--num-focus", config.num_focus)):
-        positive_int(flag, value)
-    for flag, value in (("--shard-size", config.shard_size), ("--num-bins", config.num_bins)):
-        positive_int(flag, value, allow_none=False)
-    positive("--cpus-per-task", config.cpus_per_task)
-    positive("--depth-scale", config.depth_scale)
-    try:
-        check_local_path(config.out)
-    except StoreError as error:
-        raise UsageError(f"--out: {error}") from None
-    if not 0 <= config.val_fraction < 1:
-        raise UsageError(f"--val-fraction: expected a number in [0, 1), got {config.val_fraction!r}")
-    metre_range("--depth-range", config.depth_range, strict=True)
-    metre_range("--focus-range", config.focus_range, strict=False)
-    if config.source != "synthetic":
-        if not config.input:
-            raise UsageError(f"--input: source {config.source!r} needs --input PATH")
-        if not os.path.exists(config.input):
-            raise UsageError(f"--input: {config.input} does not exist")
-
-
 def run(args: argparse.Namespace) -> int:
     from daif.data.pipeline import format_summary, render_store
     from daif.data.sources import DataError
     from daif.data.store import StoreError
 
     config = config_from_args(args)
-    check_render_config(config)
     try:
-        summary = render_store(config)
+        summary = render_store(config)  # checks the options first (check_render_config), before Ray
     except (DataError, StoreError, ValueError) as error:  # the message names the file, scene or option
         raise UsageError(str(error)) from None
     print(format_summary(summary), flush=True)

@@ -6,12 +6,15 @@ verified). Ray Data then runs one `map_batches` task per pending shard (a batch 
 resize, render every focus distance with `daif.optics.render_focal_stack_uint8`, and write the shard
 under a temporary name renamed into place. Tasks spread over every CPU of the cluster (or GPU with
 `gpu=True`). The manifest is written first with status "rendering" and completed at the end.
+Bad options raise `daif.errors.UsageError` naming the option (`check_render_config`) before Ray starts or
+the store folder is made, from the command and from Python alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from typing import Any
@@ -24,6 +27,7 @@ from daif.data.bins import split_bins
 from daif.data.progress import configure_progress
 from daif.data.registry import SOURCES, get_source
 from daif.data.sources import DataError, Source, prepare_scene, train_val_split
+from daif.errors import UsageError
 from daif.images import to_float_chw
 from daif.optics import ThinLensCamera, get_preset, render_focal_stack_uint8
 from daif.runtime import cpu_threads, ensure_ray
@@ -272,6 +276,58 @@ def _check_existing(directory: str, plan: RenderPlan) -> dict[str, Any] | None:
     return existing
 
 
+def check_render_config(config) -> None:
+    """Reject what the Ray workers would fail on, or what would silently mean something else (0 is not
+    "the default": None is), before anything starts. Raises UsageError naming the option."""
+    from daif.data.store import StoreError, _compression, check_local_path
+
+    def positive_int(flag: str, value, allow_none: bool = True) -> None:
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"{flag}: expected a positive integer, got {value!r}")
+
+    def positive(flag: str, value) -> None:
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise UsageError(f"{flag}: expected a positive number, got {value!r}")
+
+    def metre_range(flag: str, pair, strict: bool) -> None:
+        if pair is None:
+            return
+        low, high = pair
+        ordered = low < high if strict else low <= high
+        if not (math.isfinite(low) and math.isfinite(high) and 0 < low and ordered):
+            relation = "<" if strict else "<="
+            raise UsageError(f"{flag}: expected 0 < LOW {relation} HIGH metres, got {low:g},{high:g}")
+
+    if isinstance(config.kernel_size, bool) or not isinstance(config.kernel_size, int) or config.kernel_size < 1 \
+            or config.kernel_size % 2 == 0:
+        raise UsageError(f"--kernel-size: expected an odd positive integer (the blur window is centred), got {config.kernel_size!r}")
+    try:
+        _compression(config.compression)
+    except ValueError as error:
+        raise UsageError(f"--{error}") from None
+    for flag, value in (("--scenes", config.scenes), ("--num-focus", config.num_focus)):
+        positive_int(flag, value)
+    for flag, value in (("--shard-size", config.shard_size), ("--num-bins", config.num_bins)):
+        positive_int(flag, value, allow_none=False)
+    positive("--cpus-per-task", config.cpus_per_task)
+    positive("--depth-scale", config.depth_scale)
+    try:
+        check_local_path(config.out)
+    except StoreError as error:
+        raise UsageError(f"--out: {error}") from None
+    if not 0 <= config.val_fraction < 1:
+        raise UsageError(f"--val-fraction: expected a number in [0, 1), got {config.val_fraction!r}")
+    metre_range("--depth-range", config.depth_range, strict=True)
+    metre_range("--focus-range", config.focus_range, strict=False)
+    if config.source != "synthetic":
+        if not config.input:
+            raise UsageError(f"--input: source {config.source!r} needs --input PATH")
+        if not os.path.exists(config.input):
+            raise UsageError(f"--input: {config.input} does not exist")
+
+
 def render_store(config: RenderConfig | None = None, **overrides: Any) -> dict[str, Any]:
     """Render a store (module docstring); returns the summary dict.
 
@@ -280,6 +336,7 @@ def render_store(config: RenderConfig | None = None, **overrides: Any) -> dict[s
     rendered_shards, skipped_shards, splits {split: scenes}, manifest_hash.
     """
     config = dataclasses.replace(config, **overrides) if config else RenderConfig(**overrides)
+    check_render_config(config)
     started = time.perf_counter()
     plan = plan_render(config)
     directory = os.path.abspath(config.out)
