@@ -136,25 +136,31 @@ def test_training_runs_one_worker_on_each_node_and_logs_through_the_server(clust
     assert [m.step for m in client.get_metric_history(trained.info.run_id, "val/delta1")] == [0, 1]  # two epochs
 
 
-def test_tune_job_records_a_parent_and_its_trials_on_the_server(cluster, shared, store):
+def test_tune_job_with_ddp_trials_records_a_parent_and_its_trials_and_evaluates_the_best(cluster, shared, store, node_ids):
+    """Each trial a TorchTrainer of two workers, one per node (the Train V2 pattern); the best is evaluated."""
     space = shared / "space.yaml"
     space.write_text("loss.recon: {grid: [10, 100]}\n")
     out = shared / "tune-results"
     succeeded(cluster.submit(
-        "python", "jobs/tune.py", "--data", str(store), "--space", str(space), "--epochs", "1", *TINY_NET[:4],
+        "python", "jobs/tune.py", "--data", str(store), "--space", str(space), "--epochs", "1", *TINY_NET,
         "--set", "optim.batch_size=4", "--set", "train.figures_every=0", "--collapse-ratio", "0",
-        "--cpus-per-trial", "0.5", "--max-concurrent", "2", "--name", "cluster-tune", "--storage", str(shared / "runs"),
+        "--set", "scaling.placement_strategy=STRICT_SPREAD", "--workers-per-trial", "2", "--evaluate-best",
+        "--max-concurrent", "1", "--name", "cluster-tune", "--storage", str(shared / "runs"),
         "--tracking-uri", cluster.tracking_uri, "--experiment", "cluster-tune", "--out", str(out),
     ))
     import csv
 
     rows = list(csv.DictReader((out / "table.csv").open()))
-    assert sorted(float(r["loss.recon"]) for r in rows) == [10.0, 100.0]
+    assert sorted(float(r["loss.recon"]) for r in rows) == [10.0, 100.0] and {r["status"] for r in rows} == {"complete"}
     parent = run_named(cluster, "cluster-tune", "cluster-tune")
     client = mlflow_client(cluster)
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
+    for child in children:  # two DDP workers, one on each node
+        assert {child.data.tags[f"daif.worker.{rank}.node_id"] for rank in (0, 1)} == set(node_ids.values())
     assert parent.info.status == "FINISHED"
+    report = json.loads((out / "evaluate-best" / "metrics.json").read_text())
+    assert report, "the best trial's model was not evaluated"
 
 
 def test_evaluate_job_reads_the_model_from_the_server(cluster, shared, store, trained):
