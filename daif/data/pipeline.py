@@ -97,15 +97,13 @@ def resolve_focus_distances(config: RenderConfig, preset_focus: tuple[float, ...
 
 
 def plan_render(config: RenderConfig) -> RenderPlan:
-    """Validate the configuration, list the scenes of the chosen splits and cut them into shards."""
+    """Validate the configuration (`check_render_config`, then the source, split and focus distances), list
+    the scenes of the chosen splits and cut them into shards."""
+    check_render_config(config)
     if config.source not in SOURCES:
         raise ValueError(f"source: expected one of {list(SOURCES)}, got {config.source!r}")
     if config.split not in SPLIT_CHOICES:
         raise ValueError(f"split: expected one of {list(SPLIT_CHOICES)}, got {config.split!r}")
-    if config.source != "synthetic" and not config.input:
-        raise ValueError(f"input: source {config.source!r} needs --input PATH")
-    if config.shard_size < 1:
-        raise ValueError(f"shard_size: expected >= 1, got {config.shard_size}")
     preset = get_preset(config.preset)
     camera = ThinLensCamera.parse(config.camera) if config.camera else preset.camera
     size = tuple(int(v) for v in (config.size or preset.image_size))
@@ -279,7 +277,6 @@ def _check_existing(directory: str, plan: RenderPlan) -> dict[str, Any] | None:
 def check_render_config(config) -> None:
     """Reject what the Ray workers would fail on, or what would silently mean something else (0 is not
     "the default": None is), before anything starts. Raises UsageError naming the option."""
-    from daif.data.store import StoreError, _compression, check_local_path
 
     def positive_int(flag: str, value, allow_none: bool = True) -> None:
         if value is None and allow_none:
@@ -304,7 +301,7 @@ def check_render_config(config) -> None:
             or config.kernel_size % 2 == 0:
         raise UsageError(f"--kernel-size: expected an odd positive integer (the blur window is centred), got {config.kernel_size!r}")
     try:
-        _compression(config.compression)
+        store._compression(config.compression)
     except ValueError as error:
         raise UsageError(f"--{error}") from None
     for flag, value in (("--scenes", config.scenes), ("--num-focus", config.num_focus)):
@@ -314,8 +311,8 @@ def check_render_config(config) -> None:
     positive("--cpus-per-task", config.cpus_per_task)
     positive("--depth-scale", config.depth_scale)
     try:
-        check_local_path(config.out)
-    except StoreError as error:
+        store.check_local_path(config.out)
+    except store.StoreError as error:
         raise UsageError(f"--out: {error}") from None
     if not 0 <= config.val_fraction < 1:
         raise UsageError(f"--val-fraction: expected a number in [0, 1), got {config.val_fraction!r}")
@@ -336,9 +333,8 @@ def render_store(config: RenderConfig | None = None, **overrides: Any) -> dict[s
     rendered_shards, skipped_shards, splits {split: scenes}, manifest_hash.
     """
     config = dataclasses.replace(config, **overrides) if config else RenderConfig(**overrides)
-    check_render_config(config)
     started = time.perf_counter()
-    plan = plan_render(config)
+    plan = plan_render(config)  # checks the options before Ray starts or the folder is made
     directory = os.path.abspath(config.out)
     os.makedirs(directory, exist_ok=True)
     existing = _check_existing(directory, plan)
