@@ -39,6 +39,18 @@ def one_line(result_or_err, code: int | None = None) -> str:
 # ------------------------------------------------------------------ render: checked before Ray or a store folder
 
 
+@pytest.fixture
+def ray_starts(monkeypatch) -> list:
+    """The calls to ray.init while the test runs. Earlier tests may have left a Ray up: it is made to look
+    absent, so that any start would show as a call."""
+    import ray
+
+    calls: list = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: calls.append((a, k)))
+    return calls
+
+
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
@@ -50,34 +62,23 @@ def one_line(result_or_err, code: int | None = None) -> str:
         (["--shard-size", "0"], "--shard-size: expected a positive integer, got 0"),
     ],
 )
-def test_bad_render_options_fail_before_ray_and_leave_no_store(options, expected, tmp_path, capsys, monkeypatch):
-    import ray
-
-    calls = []
-    # Earlier tests may have left a Ray up: make it look absent, so that any start would show as a call.
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", lambda *a, **k: calls.append((a, k)))
+def test_bad_render_options_fail_before_ray_and_leave_no_store(options, expected, tmp_path, capsys, ray_starts):
     out = tmp_path / "store"
     code = main(["render", "--out", str(out), "--size", "16x16", *options])
     assert one_line(capsys.readouterr().err, code) == f"daif render: error: {expected}"
     assert not out.exists()
-    assert calls == []  # no Ray started for a rejected option
+    assert ray_starts == []  # no Ray started for a rejected option
 
 
-def test_render_store_from_python_checks_its_options_before_ray(tmp_path, monkeypatch):
-    import ray
-
+def test_render_store_from_python_checks_its_options_before_ray(tmp_path, ray_starts):
     from daif.data.pipeline import render_store
 
-    calls = []
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", lambda *a, **k: calls.append((a, k)))
     for options, expected in (({"kernel_size": 6}, "--kernel-size: expected an odd positive integer"),
                               ({"out": "s3://bucket/store"}, "--out: s3://bucket/store: a store lives on a file system path"),
                               ({"scenes": 0}, "--scenes: expected a positive integer, got 0")):
         with pytest.raises(UsageError, match=f"^{re.escape(expected)}"):
             render_store(**{"out": str(tmp_path / "store"), "size": (16, 16), **options})
-    assert not (tmp_path / "store").exists() and calls == []
+    assert not (tmp_path / "store").exists() and ray_starts == []
 
 
 def test_a_store_uri_is_refused_by_render_and_train(tmp_path, capsys):
