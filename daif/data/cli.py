@@ -4,6 +4,7 @@ Examples:
     daif render --source synthetic --scenes 200 --preset nyuv2-5 --out stores/synthetic
     daif render --source nyuv2-mat --input nyu_depth_v2_labeled.mat --split all --preset nyuv2-dense --out stores/nyuv2-dense
     daif render --source rgbd-folder --input data/nyu --depth-scale 1e3 --out stores/nyu-folder
+    daif render --source focal-stack-folder --input captures --split test --out stores/captured   # stored as given
 
 Options are checked (`daif.data.pipeline.check_render_config`) before Ray starts or the store folder is made; bad input
 raises `daif.errors.UsageError` (one line, exit status 2).
@@ -47,15 +48,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", choices=SOURCES, default="synthetic")
     parser.add_argument("--input", help="the .mat file or folder of the source (not for synthetic)")
     parser.add_argument("--split", choices=list(SPLIT_CHOICES), default="all", help="train also writes a 'val' split")
-    parser.add_argument("--preset", choices=sorted(CAMERA_PRESETS), default="nyuv2-5")
-    parser.add_argument("--size", type=parse_size, help="WIDTHxHEIGHT, default the preset's (320x240 for NYUv2)")
+    parser.add_argument(
+        "--preset", choices=sorted(CAMERA_PRESETS),
+        help="camera, focus distances, size and depth clip (default nyuv2-5); focal-stack-folder: the camera only, "
+             "which must agree with stack.json's",
+    )
+    parser.add_argument(
+        "--size", type=parse_size,
+        help="WIDTHxHEIGHT, default the preset's (320x240 for NYUv2); focal-stack-folder: default the images' own",
+    )
     parser.add_argument("--out", required=True, help="store directory (shared storage on a cluster)")
     parser.add_argument("--scenes", type=int, help="synthetic: number of scenes (default 100); others: at most N per split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shard-size", type=int, default=32, help="scenes per shard (one Ray task each)")
     parser.add_argument("--num-focus", type=int, help="number of focus distances, uniform in --focus-range")
     parser.add_argument("--focus-range", type=_pair, help="LOW,HIGH metres, default the preset's range")
-    parser.add_argument("--camera", help="override the preset camera: 'f,N,p' in metres")
+    parser.add_argument("--camera", help="override the preset camera: 'f,N,p' in metres (focal-stack-folder: or stack.json's)")
     parser.add_argument("--kernel-size", type=int, default=7)
     parser.add_argument(
         "--compression", default=DEFAULT_COMPRESSION,
@@ -63,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--num-bins", type=int, default=5, help="bins of the dense stack (the input stack size K)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share of the training scenes")
-    parser.add_argument("--depth-scale", type=float, default=1e4, help="rgbd-folder: PNG value / scale = metres")
+    parser.add_argument("--depth-scale", type=float, default=1e4, help="rgbd-folder, focal-stack-folder: PNG value / scale = metres")
     parser.add_argument("--splits-mat", help="nyuv2-mat: a splits.mat instead of the official split")
     parser.add_argument("--depth-range", type=_pair, help="synthetic: NEAR,FAR metres of the scenes")
     parser.add_argument("--gpu", action="store_true", help="render on GPUs (one per task)")

@@ -6,6 +6,8 @@ verified). Ray Data then runs one `map_batches` task per pending shard (a batch 
 resize, render every focus distance with `daif.optics.render_focal_stack_uint8`, and write the shard
 under a temporary name renamed into place. Tasks spread over every CPU of the cluster (or GPU with
 `gpu=True`). The manifest is written first with status "rendering" and completed at the end.
+A captured source (`daif.data.captured`, CAPTURED_SOURCES) takes the same path without the renderer:
+its photographs are written as given (resized only to --size), with its own focus distances and camera.
 Bad options raise `daif.errors.UsageError` naming the option (`check_render_config`) before Ray starts or
 the store folder is made, from the command and from Python alike.
 """
@@ -25,13 +27,15 @@ import torch
 from daif.data import store
 from daif.data.bins import split_bins
 from daif.data.progress import configure_progress
-from daif.data.registry import SOURCES, get_source
+from daif.data.captured import common_stack, prepare_captured
+from daif.data.registry import CAPTURED_SOURCES, SOURCES, get_source
 from daif.data.sources import DataError, Source, prepare_scene, train_val_split
 from daif.errors import UsageError
 from daif.images import to_float_chw
 from daif.optics import ThinLensCamera, get_preset, render_focal_stack_uint8
 from daif.runtime import cpu_threads, ensure_ray
 
+DEFAULT_PRESET = "nyuv2-5"
 SPLIT_CHOICES = {"train": ("train", "val"), "test": ("test",), "all": ("train", "val", "test")}
 
 
@@ -43,7 +47,7 @@ class RenderConfig:
     source: str = "synthetic"
     input: str | None = None
     split: str = "all"
-    preset: str = "nyuv2-5"
+    preset: str | None = None  # None: DEFAULT_PRESET (a captured source then takes the camera from stack.json)
     size: tuple[int, int] | None = None
     scenes: int | None = None  # synthetic: how many; other sources: at most this many per split
     seed: int = 0
@@ -98,37 +102,45 @@ def resolve_focus_distances(config: RenderConfig, preset_focus: tuple[float, ...
 
 def plan_render(config: RenderConfig) -> RenderPlan:
     """Validate the configuration (`check_render_config`, then the source, split and focus distances), list
-    the scenes of the chosen splits and cut them into shards."""
+    the scenes of the chosen splits and cut them into shards. A captured source's focus distances, camera
+    and (without --size) image size come from its scenes (`plan_captured`)."""
     check_render_config(config)
     if config.source not in SOURCES:
         raise ValueError(f"source: expected one of {list(SOURCES)}, got {config.source!r}")
     if config.split not in SPLIT_CHOICES:
         raise ValueError(f"split: expected one of {list(SPLIT_CHOICES)}, got {config.split!r}")
-    preset = get_preset(config.preset)
-    camera = ThinLensCamera.parse(config.camera) if config.camera else preset.camera
-    size = tuple(int(v) for v in (config.size or preset.image_size))
-    focus = resolve_focus_distances(config, preset.focus_distances, camera)
-    split_bins(len(focus), config.num_bins)  # validates num_bins against F
+    preset_name = config.preset or DEFAULT_PRESET
+    preset = get_preset(preset_name)
     clip_range = tuple(float(v) for v in preset.depth_range)
-    depth_range = config.depth_range or (
-        max(clip_range[0], 0.75 * float(focus.min())),
-        min(clip_range[1], 1.25 * float(focus.max())),
-    )
-    source = get_source(
-        config.source,
-        input=config.input,
-        scenes=config.scenes,
-        seed=config.seed,
-        size=size,
-        depth_range=depth_range,
-        depth_scale=config.depth_scale,
-        splits_mat=config.splits_mat,
-    )
+    if config.source in CAPTURED_SOURCES:
+        source = get_source(config.source, input=config.input, scenes=config.scenes, depth_scale=config.depth_scale)
+        refs_by_split = _refs_by_split(source, config)
+        camera, focus, size = plan_captured(config, refs_by_split)
+    else:
+        camera = ThinLensCamera.parse(config.camera) if config.camera else preset.camera
+        size = tuple(int(v) for v in (config.size or preset.image_size))
+        focus = resolve_focus_distances(config, preset.focus_distances, camera)
+        split_bins(len(focus), config.num_bins)  # validates num_bins against F
+        depth_range = config.depth_range or (
+            max(clip_range[0], 0.75 * float(focus.min())),
+            min(clip_range[1], 1.25 * float(focus.max())),
+        )
+        source = get_source(
+            config.source,
+            input=config.input,
+            scenes=config.scenes,
+            seed=config.seed,
+            size=size,
+            depth_range=depth_range,
+            depth_scale=config.depth_scale,
+            splits_mat=config.splits_mat,
+        )
+        refs_by_split = _refs_by_split(source, config)
     content = {
         "format_version": store.FORMAT_VERSION,
         "source": source.describe(),
         "split": config.split,
-        "preset": config.preset,
+        "preset": preset_name,
         "camera": camera.to_dict(),
         "focus_distances": [float(f) for f in focus],
         "image_size": list(size),
@@ -140,12 +152,45 @@ def plan_render(config: RenderConfig) -> RenderPlan:
         "seed": config.seed,
         "shard_size": config.shard_size,
     }
-    refs_by_split = _refs_by_split(source, config)
     shards = []
     for split, refs in refs_by_split.items():
         for start in range(0, len(refs), config.shard_size):
             shards.append({"name": store.shard_name(len(shards)), "split": split, "refs": refs[start : start + config.shard_size]})
     return RenderPlan(config, source, camera, focus, size, clip_range, content, store.json_hash(content), shards)
+
+
+def plan_captured(
+    config: RenderConfig, refs_by_split: dict[str, list[dict[str, Any]]]
+) -> tuple[ThinLensCamera, np.ndarray, tuple[int, int]]:
+    """(camera, focus distances (F,) float32, size (H, W)) of a captured source's scenes (`daif.data.captured`).
+
+    The camera: --camera, else an explicitly chosen --preset's, else stack.json's; given and stack.json
+    cameras must agree. The size: --size, else the scenes' common native size.
+    """
+    refs = [ref for split_refs in refs_by_split.values() for ref in split_refs]
+    if config.camera:
+        given, given_by = ThinLensCamera.parse(config.camera), f"--camera {config.camera}"
+    elif config.preset:
+        given, given_by = get_preset(config.preset).camera, f"--preset {config.preset}"
+    else:
+        given, given_by = None, ""
+    focus, camera, native = common_stack(refs, given, given_by)
+    if config.size is None:
+        for ref in refs:
+            if tuple(ref["size"]) != native:
+                raise DataError(
+                    f"{ref['images'][0]}: size {ref['size'][1]}x{ref['size'][0]} differs from {native[1]}x{native[0]} of "
+                    f"{refs[0]['images'][0]}; give --size WIDTHxHEIGHT to resize every scene"
+                )
+    if float(focus.min()) <= camera.focal_length:
+        raise DataError(
+            f"{refs[0]['stack_json']}: focus distance {float(focus.min()):g} m is at or below the focal length {camera.focal_length:g} m"
+        )
+    if config.num_bins > len(focus):
+        raise UsageError(
+            f"--num-bins: {config.num_bins} bins need at least as many images; the stacks of {config.input} hold {len(focus)}"
+        )
+    return camera, focus, tuple(int(v) for v in (config.size or native))
 
 
 def _refs_by_split(source: Source, config: RenderConfig) -> dict[str, list[dict[str, Any]]]:
@@ -192,8 +237,12 @@ def render_shard(plan_job: dict[str, Any], shard: dict[str, Any], directory: str
     device = "cuda" if plan_job["gpu"] and torch.cuda.is_available() else "cpu"
     with store.ShardWriter(path, len(shard["refs"]), size, focus, attrs, plan_job["compression"]) as writer:
         for ref in shard["refs"]:
-            scene = prepare_scene(source.load(ref), ref["scene_id"], size, tuple(plan_job["clip_range"]))
-            writer.add(scene, render_scene_stack(scene, focus, camera, plan_job["kernel_size"], device))
+            if plan_job["captured"]:  # photographs: stored as given (resized to `size`), not rendered
+                scene, stack = prepare_captured(source.load(ref), ref["scene_id"], size, tuple(plan_job["clip_range"]))
+            else:
+                scene = prepare_scene(source.load(ref), ref["scene_id"], size, tuple(plan_job["clip_range"]))
+                stack = render_scene_stack(scene, focus, camera, plan_job["kernel_size"], device)
+            writer.add(scene, stack)
         info = writer.close()
     return {**info, "split": shard["split"], "seconds": time.perf_counter() - started}
 
@@ -251,6 +300,7 @@ def _manifest(plan: RenderPlan, shard_infos: dict[str, dict[str, Any]], status: 
         "image_size": list(plan.size),
         "kernel_size": plan.config.kernel_size,
         "source": plan.source.name,
+        "stacks": "captured" if plan.config.source in CAPTURED_SOURCES else "rendered",
         "compression": plan.config.compression,
         "config": config,
         "content": plan.content,
@@ -318,6 +368,10 @@ def check_render_config(config) -> None:
         raise UsageError(f"--val-fraction: expected a number in [0, 1), got {config.val_fraction!r}")
     metre_range("--depth-range", config.depth_range, strict=True)
     metre_range("--focus-range", config.focus_range, strict=False)
+    if config.source in CAPTURED_SOURCES:
+        for flag, value in (("--num-focus", config.num_focus), ("--focus-range", config.focus_range)):
+            if value is not None:
+                raise UsageError(f"{flag}: source {config.source!r} takes its focus distances from each scene's stack.json; drop {flag}")
     if config.source != "synthetic":
         if not config.input:
             raise UsageError(f"--input: source {config.source!r} needs --input PATH")
@@ -389,6 +443,7 @@ def _run_pending(plan: RenderPlan, pending: list[dict[str, Any]], directory: str
         "compression": plan.config.compression,
         "config_hash": plan.config_hash,
         "gpu": plan.config.gpu,
+        "captured": plan.config.source in CAPTURED_SOURCES,
     }
     rows = [{"shard": json.dumps(shard)} for shard in pending]
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from daif.data.captured import FocalStackFolderSource
 from daif.data.folders import DefocusNetSource, RGBDFolderSource
 from daif.data.nyuv2 import NYUv2MatSource
 from daif.data.sources import Source
 from daif.data.synthetic import SyntheticSource
 
-SOURCES = ("nyuv2-mat", "rgbd-folder", "defocusnet", "synthetic")
+SOURCES = ("nyuv2-mat", "rgbd-folder", "defocusnet", "focal-stack-folder", "synthetic")
+CAPTURED_SOURCES = ("focal-stack-folder",)  # stacks stored as given: focus distances, camera and size come from the input
 
 
 def get_source(name: str, **options: Any) -> Source:
@@ -20,6 +22,8 @@ def get_source(name: str, **options: Any) -> Source:
         return RGBDFolderSource(options["input"], depth_scale=options.get("depth_scale", 1e4), limit=options.get("scenes"))
     if name == "defocusnet":
         return DefocusNetSource(options["input"], limit=options.get("scenes"))
+    if name == "focal-stack-folder":
+        return FocalStackFolderSource(options["input"], depth_scale=options.get("depth_scale", 1e4), limit=options.get("scenes"))
     if name == "synthetic":
         return SyntheticSource(
             num_scenes=100 if options.get("scenes") is None else options["scenes"],

@@ -3,13 +3,17 @@
 Shard datasets (N scenes, F focus distances, chunked one image per chunk; uncompressed by default,
 or lzf / gzip-<level>, which every HDF5 reader decodes):
     aif (N, H, W, 3) uint8, depth (N, H, W) float32 metres, valid (N, H, W) bool,
-    stack (N, F, H, W, 3) uint8, focus_distances (F,) float32 metres, scene_id (N,) strings.
+    stack (N, F, H, W, 3) uint8, focus_distances (F,) float32 metres, scene_id (N,) strings,
+    has_aif (N,) bool (False: the scene has no ground-truth AIF and `aif` is all zeros; captured stacks
+    only; a shard written without the dataset has an AIF for every scene).
+A scene without ground-truth depth has `valid` all False (and depth 0).
 Shard attributes: format_version, camera (JSON) and camera_focal_length / camera_f_number /
 camera_pixel_size [m], kernel_size, source, split, config_hash.
 
 manifest.json: format_version, status ("rendering" until every shard is written, then "complete"),
 camera, focus_distances, num_bins and bins ([start, stop) index ranges), image_size [H, W],
-kernel_size, source, compression, config (what produced it) and config_hash, splits
+kernel_size, source, stacks ("rendered" by our renderer, or "captured": photographs stored as given;
+absent means rendered), compression, config (what produced it) and config_hash, splits
 ({split: [shard names]}) and shards ({name: {split, scenes, bytes, sha256}}).
 
 Every file is written under a temporary name and renamed into place, so a file with a final name is
@@ -105,12 +109,14 @@ class ShardWriter:
         create("valid", (num_scenes, height, width), bool, chunks=(1, height, width), **options)
         create("stack", (num_scenes, num_focus, height, width, 3), np.uint8, chunks=(1, 1, height, width, 3), **options)
         create("scene_id", (num_scenes,), h5py.string_dtype())
+        create("has_aif", (num_scenes,), bool)
         create("focus_distances", data=np.asarray(focus_distances, dtype=np.float32))
         for key, value in attrs.items():
             self.file.attrs[key] = value
 
     def add(self, scene: dict[str, Any], stack: np.ndarray) -> None:
-        """scene: scene_id, aif (H, W, 3) uint8, depth (H, W), valid (H, W); stack (F, H, W, 3) uint8."""
+        """scene: scene_id, aif (H, W, 3) uint8, depth (H, W), valid (H, W), optional has_aif (default True);
+        stack (F, H, W, 3) uint8."""
         if self.count >= self.num_scenes:
             raise StoreError(f"{self.path}: more scenes than the {self.num_scenes} planned")
         index = self.count
@@ -119,6 +125,7 @@ class ShardWriter:
         self.file["valid"][index] = scene["valid"]
         self.file["stack"][index] = stack
         self.file["scene_id"][index] = scene["scene_id"]
+        self.file["has_aif"][index] = bool(scene.get("has_aif", True))
         self.count += 1
 
     def close(self) -> dict[str, Any]:
@@ -202,6 +209,21 @@ class Store:
         order = {"train": 0, "val": 1, "test": 2}
         self.splits = sorted(manifest["splits"], key=lambda split: (order.get(split, 3), split))
         self._verified: set[str] = set()
+
+    @property
+    def captured(self) -> bool:
+        """Whether the stacks are photographs stored as given (not rendered from AIF and depth)."""
+        return self.manifest.get("stacks") == "captured"
+
+    def scenes_without_aif(self, split: str) -> list[str]:
+        """The scene ids of `split` that have no ground-truth AIF (their `aif` is all zeros)."""
+        missing = []
+        for name in self.shard_names(split):
+            with self.open_shard(name) as file:
+                if "has_aif" in file:
+                    ids = file["scene_id"].asstr()[()]
+                    missing += [str(i) for i, has in zip(ids, file["has_aif"][()]) if not has]
+        return missing
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{s}={self.num_scenes(s)}" for s in self.splits)

@@ -12,6 +12,9 @@ term, so a model trained with that term is shown beside its teacher). Metrics co
 the mean over images (the reference), "pixel" pools all valid pixels (each per-image mean weighted by its
 valid count, rmse-type metrics through their squares).
 `max_depths` adds masked variants (gt < d), e.g. "image_max0.5m" (DefocusNet's 0.5 m).
+Captured stacks (`daif.data.captured`) may lack ground truth: a scene without depth (valid all False)
+has no depth metrics and one without AIF (`Store.scenes_without_aif`) no AIF PSNR/SSIM; both are
+left out of the means and named in the notes. Their focus sets cannot be re-rendered.
 
 Generalisation (the paper's Figure 6): delta1 against the test stack size, K images taken as the
 middles of K bins of the store's stack (sizes above its F images are skipped with a note), and

@@ -81,15 +81,21 @@ def evaluate(
     conditions, by_size, notes = plan_conditions(store, DEFAULT_STACK_SIZES if stack_sizes is None else stack_sizes, focus_sets)
     chosen = choose_backend(backend, scenes)
     notes += camera_notes(labels, sources, store, data, tracking_uri)
+    without_aif = store.scenes_without_aif(split)
+    if without_aif:
+        notes.append(f"{len(without_aif)} of {scenes} scenes have no ground-truth AIF: no AIF PSNR/SSIM for them")
 
     started = time.perf_counter()
     evaluator_kwargs = {
         "model_sources": sources, "method_names": labels, "conditions": conditions, "camera": store.camera.to_dict(),
         "kernel_size": store.kernel_size, "max_depths": masks, "tracking_uri": tracking_uri,
-        "device": "cuda" if use_gpu else "cpu",
+        "device": "cuda" if use_gpu else "cpu", "scenes_without_aif": without_aif,
     }
     per_image = run_scenes(data, split, evaluator_kwargs, chosen, batch_size, use_gpu)
     seconds = time.perf_counter() - started
+    without_depth = sorted({r.scene_id for r in per_image if r.condition == "main" and r.mask == "all" and r.count == 0})
+    if without_depth:
+        notes.append(f"{len(without_depth)} of {scenes} scenes have no ground-truth depth: no depth metrics for them")
 
     methods = method_sections(per_image, [*zip(labels, sources), *((name, source) for name, (_, source) in ANALYTIC.items())], masks)
     generalisation = generalisation_rows(per_image, conditions, by_size, list(methods))

@@ -112,6 +112,11 @@ def plan_conditions(store, stack_sizes: Sequence[int], focus_sets: Sequence[Sequ
         name = f"stack-{size}"
         conditions.append(Condition(name, "stack_size", size, tuple(focus_all[i] for i in indices), indices))
         by_size[size] = name
+    if focus_sets and getattr(store, "captured", False):
+        raise ValueError(
+            f"focus_sets: {store.path} holds captured stacks; they cannot be re-rendered at other focus distances "
+            "(that would be our renderer, not the camera): evaluate them at their own focus distances"
+        )
     for number, focus_set in enumerate(focus_sets, start=1):
         focus = parse_focus_set(focus_set)
         if min(focus) <= store.camera.focal_length:

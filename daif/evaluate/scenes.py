@@ -34,6 +34,7 @@ class SceneEvaluator:
         tracking_uri: str = "",
         device: str = "cpu",
         threads: int | None = None,
+        scenes_without_aif: Sequence[str] = (),
     ):
         import torch
 
@@ -48,6 +49,7 @@ class SceneEvaluator:
         self.camera = ThinLensCamera.from_dict(camera)
         self.kernel_size = kernel_size
         self.max_depths = list(max_depths)
+        self.scenes_without_aif = frozenset(scenes_without_aif)
         first = next(iter(self.models.values()))
         self.search_range = (first.near, first.far)  # the defocus search spans the first model's depth range
 
@@ -83,7 +85,7 @@ class SceneEvaluator:
             if method == SEARCH:
                 depth = defocus_search(stack, focus, self.camera, *self.search_range, kernel_size=self.kernel_size)
                 return depth, coarse_aif(stack, focus, depth, self.camera)
-            aif, depth = self.models[method](stack, focus)
+            aif, depth = self.models[method](stack, focus, camera=self.camera)  # a "search" head uses the store's camera
             return depth, aif
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -100,6 +102,9 @@ class SceneEvaluator:
                 depth, aif = (t.float().cpu() for t in self.predict(method, stack, focus))
                 if condition.study == "main":
                     aif_values = aif_metrics(aif, gt_aif)
+                    for scene_id, values in zip(scene_ids, aif_values):
+                        if scene_id in self.scenes_without_aif:
+                            values.update(psnr=math.nan, ssim=math.nan)
                 else:
                     aif_values = [{key: math.nan for key in AIF_KEYS} for _ in scene_ids]
                 for max_depth in self.max_depths:

@@ -1,0 +1,244 @@
+"""Captured focal stacks (`daif render --source focal-stack-folder`): a stack made without our renderer, a 9x9
+light field refocused by shift-and-add (tests/helpers/lightfield.py), stored as given and checked against
+physics; scenes without depth or AIF through `daif evaluate` and training; bad folders as one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.ndimage import binary_erosion, uniform_filter
+from tests.helpers.lightfield import LightFieldScene, light_field_stack, write_captured_scene
+
+import daif.cli
+from daif.baseline import depth_from_focus
+from daif.data.store import open_store
+from daif.optics import ThinLensCamera
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+
+FOCUS = (1.0, 1.5, 2.5, 4.0, 6.0)  # metres, NYUv2-5's
+FOCAL_LENGTH, PIXEL_SIZE = 0.05, 12e-6  # F = f / p = 4167 px
+BASELINE = 1.5 / (FOCAL_LENGTH / PIXEL_SIZE)  # F b = 1.5 px m: blur up to (n - 1) F b |1/s - 1/d| = 8.6 px here
+SIZE = (48, 64)  # (H, W)
+CARDS = {1.4: (6, 30, 4, 30), 3.5: (18, 42, 36, 60)}  # card depth [m] -> (row0, row1, col0, col1); 1.4 m is nearer
+
+
+def scene(seed: int) -> LightFieldScene:
+    return LightFieldScene(SIZE, (8.0, 3.5, 1.4), (None, CARDS[3.5], CARDS[1.4]), seed=seed)
+
+
+def card_interior(depth: float) -> np.ndarray:
+    """(H, W) bool: the card's pixels 5 px from its edges (away from the other planes' blur), minus the nearer card."""
+    mask = scene(0).card_mask(CARDS[depth]) & (scene(0).depth_map() == np.float32(depth))
+    return binary_erosion(mask, iterations=5)
+
+
+@pytest.fixture(scope="module")
+def light_field():
+    return light_field_stack(scene(0), FOCUS, FOCAL_LENGTH, PIXEL_SIZE, BASELINE)
+
+
+@pytest.fixture(scope="module")
+def captured_store(ray_local, light_field, tmp_path_factory):
+    """(input root, store path): one test scene with depth.npy and the camera in stack.json, no AIF."""
+    root = tmp_path_factory.mktemp("captured")
+    write_captured_scene(root / "input" / "test" / "cards", light_field)
+    out = root / "store"
+    argv = ["render", "--source", "focal-stack-folder", "--input", str(root / "input"), "--split", "test", "--out", str(out)]
+    assert daif.cli.main(argv) == 0
+    return root / "input", out
+
+
+def test_the_store_holds_the_input_images_byte_for_byte(captured_store, light_field):
+    root, out = captured_store
+    store = open_store(str(out))
+    stored = next(store.iter_scenes("test"))
+    files = np.stack([np.asarray(Image.open(root / "test" / "cards" / f"{k:02d}.png")) for k in range(len(FOCUS))])
+    assert stored["scene_id"] == "cards" and stored["stack"].dtype == np.uint8 and np.array_equal(stored["stack"], files)
+    assert store.focus_distances.tolist() == list(np.float32(FOCUS)) and store.image_size == SIZE
+    assert store.camera == ThinLensCamera(FOCAL_LENGTH, FOCAL_LENGTH / (8 * BASELINE), PIXEL_SIZE)
+    assert store.captured and store.manifest["source"] == "focal-stack-folder" and store.num_bins == 5
+    np.testing.assert_array_equal(stored["depth"], light_field.depth)  # 1.4, 3.5 and 8 m: inside the [0.1, 10] m clip
+    assert stored["valid"].all() and not stored["aif"].any() and store.scenes_without_aif("test") == ["cards"]
+
+
+def test_the_image_focused_nearest_a_card_is_the_sharpest_there(captured_store):
+    """Local variance (5x5) of the grey image over a card's interior peaks at the focus distance nearest the card
+    in inverse depth (the blur grows with |1/s - 1/d|): 1.5 m for the 1.4 m card, 4 m for the 3.5 m card."""
+    _, out = captured_store
+    grey = next(open_store(str(out)).iter_scenes("test"))["stack"].astype(np.float64).mean(axis=-1)  # (F, H, W)
+    variance = uniform_filter(grey**2, (1, 5, 5)) - uniform_filter(grey, (1, 5, 5)) ** 2
+    for depth in CARDS:
+        energy = [float(v[card_interior(depth)].mean()) for v in variance]
+        nearest = int(np.argmin([abs(1 / s - 1 / depth) for s in FOCUS]))
+        assert int(np.argmax(energy)) == nearest, (depth, energy)
+
+
+def test_depth_from_focus_finds_the_cards_within_the_focus_spacing(captured_store):
+    _, out = captured_store
+    store = open_store(str(out))
+    stack = torch.from_numpy(next(store.iter_scenes("test"))["stack"]).permute(0, 3, 1, 2)[None].float() / 255
+    depth = depth_from_focus(stack, torch.from_numpy(store.focus_distances), store.camera)[0][0, 0].numpy()
+    for card, spacing in ((1.4, 1.5 - 1.0), (3.5, 4.0 - 2.5)):  # the gap between the focus distances around the card
+        inside = card_interior(card)
+        assert np.mean(np.abs(depth[inside] - card) < spacing) > 0.9, card
+
+
+# ------------------------------------------------------------------ scenes without depth or AIF: evaluate and train
+
+
+@pytest.fixture(scope="module")
+def partial_store(ray_local, tmp_path_factory):
+    """A store of 4 train scenes without depth or AIF (1 becomes val) and 2 test scenes: "full" (depth.npy and
+    aif.png, the centre view) and "bare" (neither); the camera given by --preset, not in stack.json."""
+    root = tmp_path_factory.mktemp("partial")
+    for seed in range(4):
+        stack = light_field_stack(scene(seed + 1), FOCUS, FOCAL_LENGTH, PIXEL_SIZE, BASELINE)
+        write_captured_scene(root / "input" / "train" / f"t{seed}", stack, depth=False, camera=False)
+    stack = light_field_stack(scene(7), FOCUS, FOCAL_LENGTH, PIXEL_SIZE, BASELINE)
+    write_captured_scene(root / "input" / "test" / "full", stack, aif=True, camera=False)
+    write_captured_scene(root / "input" / "test" / "bare", stack, depth=False, camera=False)
+    camera = f"{FOCAL_LENGTH},{FOCAL_LENGTH / (8 * BASELINE)!r},{PIXEL_SIZE}"
+    argv = ["render", "--source", "focal-stack-folder", "--input", str(root / "input"), "--camera", camera,
+            "--size", "32x24", "--val-fraction", "0.25", "--out", str(root / "store")]
+    assert daif.cli.main(argv) == 0
+    return root
+
+
+def test_scenes_without_depth_or_aif_store_no_ground_truth(partial_store):
+    store = open_store(str(partial_store / "store"))
+    scenes = {s["scene_id"]: s for split in store.splits for s in store.iter_scenes(split)}
+    assert sorted(scenes) == ["bare", "full", "t0", "t1", "t2", "t3"] and store.image_size == (24, 32)
+    assert store.scenes_without_aif("test") == ["bare"] and len(store.scenes_without_aif("train")) == 3
+    assert not scenes["bare"]["valid"].any() and not scenes["bare"]["aif"].any() and scenes["full"]["valid"].all()
+    original = np.asarray(Image.open(partial_store / "input" / "test" / "full" / "02.png"))
+    resized = np.asarray(Image.fromarray(original).resize((32, 24), Image.Resampling.BOX))  # resize_rgb's filter
+    assert np.array_equal(scenes["full"]["stack"][2], resized)
+
+
+def test_evaluate_reports_no_depth_or_aif_metrics_where_there_is_no_ground_truth(partial_store, tmp_path):
+    from daif.evaluate import evaluate
+    from daif.metrics import depth_metrics
+    from daif.model import DAIFNet
+
+    store = open_store(str(partial_store / "store"))
+    torch.manual_seed(0)
+    net = DAIFNet(width=4, levels=2).eval()
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    torch.save({"model": net.state_dict(), "optimizer": {}, "step": 0, "epoch": 0}, checkpoint / "state.pt")
+    meta = {"model": net.config, "camera": store.camera.to_dict(), "focus_distances": store.focus_distances.tolist(),
+            "depth_range": [net.near, net.far], "epoch": 0, "step": 0}
+    (checkpoint / "meta.json").write_text(json.dumps(meta))
+
+    result = evaluate(str(checkpoint), partial_store / "store", out=tmp_path / "eval", backend="local", track=False)
+    rows = {(r["scene_id"], r["method"]): r for r in _csv_rows(tmp_path / "eval" / "per_image.csv") if r["condition"] == "main"}
+    for method in ("daif-net", "baseline", "search"):
+        bare, full = rows[("bare", method)], rows[("full", method)]
+        assert bare["count"] == "0" and math.isnan(float(bare["delta1"])) and math.isnan(float(bare["psnr"]))
+        assert math.isfinite(float(bare["mg"])) and math.isfinite(float(full["psnr"])) and int(full["count"]) == 24 * 32
+        assert result["methods"][method]["image"]["delta1"] == pytest.approx(float(full["delta1"]))  # "bare" left out
+        assert result["methods"][method]["aif"]["psnr"] == pytest.approx(float(full["psnr"]))
+    full = next(s for s in store.iter_scenes("test") if s["scene_id"] == "full")
+    stack = torch.from_numpy(full["stack"]).permute(0, 3, 1, 2)[None].float() / 255
+    baseline = depth_from_focus(stack, torch.from_numpy(store.focus_distances), store.camera)[0]
+    expected = depth_metrics(baseline, torch.from_numpy(full["depth"])[None, None], torch.from_numpy(full["valid"])[None, None])
+    assert result["methods"]["baseline"]["image"]["delta1"] == pytest.approx(expected["delta1"])
+    assert any("1 of 2 scenes have no ground-truth AIF" in n for n in result["notes"])
+    assert any("1 of 2 scenes have no ground-truth depth" in n for n in result["notes"])
+    with pytest.raises(ValueError, match="holds captured stacks; they cannot be re-rendered"):
+        evaluate(str(checkpoint), partial_store / "store", out=tmp_path / "eval2", focus_sets=["1,2"], backend="local", track=False)
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path) as file:
+        return list(csv.DictReader(file))
+
+
+def test_training_runs_on_captured_stacks_without_depth_or_aif(partial_store, tmp_path):
+    """Self-supervised: 5 images in 5 bins, fixed mode, no depth and no AIF anywhere in train and val."""
+    from daif.config import load_config
+    from daif.train.driver import train
+
+    config = load_config(preset="nyuv2-5", overrides=[
+        f"data.path={partial_store / 'store'}", "model.width=4", "model.levels=2", "optim.batch_size=2", "train.epochs=1",
+        "train.figures_every=1", f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.storage={tmp_path}/runs",
+    ])
+    result = train(config, in_process=True, log_models=False)
+    metrics = result.metrics
+    assert metrics["epoch"] == 0 and math.isfinite(metrics["train/total"]) and math.isfinite(metrics["val/total"])
+    assert math.isnan(metrics["val/delta1"])  # no depth to compare with: no number rather than a wrong one
+
+
+# ------------------------------------------------------------------ bad folders: one line, exit 2, before Ray
+
+
+def _tiny_scene(folder: Path, focus=(1.0, 2.0, 3.0), camera: dict | None = None, size=(12, 16)) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(len(str(folder)))
+    names = [f"{k}.png" for k in range(len(focus))]
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / name)
+    content = {"images": names, "focus_distances": list(focus)}
+    if camera is not None:
+        content["camera"] = camera
+    (folder / "stack.json").write_text(json.dumps(content))
+
+
+NYU5 = {"focal_length": 0.05, "f_number": 8.0, "pixel_size": 12e-6}
+
+
+def _break_focus(root: Path) -> str:
+    _tiny_scene(root / "test" / "b", focus=(1.0, 2.0, 3.5), camera=NYU5)
+    first = root / "test" / "a" / "stack.json"
+    return f"{root / 'test' / 'b' / 'stack.json'}: focus distances [1.0, 2.0, 3.5] differ from [1.0, 2.0, 3.0] of {first} (a store holds one focus list)"
+
+
+def _missing_image(root: Path) -> str:
+    (root / "test" / "a" / "1.png").unlink()
+    return f"{root / 'test' / 'a' / '1.png'}: missing"
+
+
+def _not_json(root: Path) -> str:
+    (root / "test" / "a" / "stack.json").write_text("{'images': [")
+    return f"{root / 'test' / 'a' / 'stack.json'}: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"
+
+
+def _wrong_field(root: Path) -> str:
+    (root / "test" / "a" / "stack.json").write_text(json.dumps({"images": ["0.png", "1.png", "2.png"], "focus_distances": [1, 2]}))
+    return f"{root / 'test' / 'a' / 'stack.json'}: 3 images but 2 focus distances (one per image)"
+
+
+def _camera_conflict(root: Path) -> str:
+    return f"{root / 'test' / 'a' / 'stack.json'}: camera {NYU5} disagrees with {ThinLensCamera.preset('defocusnet').to_dict()} of --preset defocusnet"
+
+
+def _no_camera(root: Path) -> str:
+    (root / "test" / "a" / "stack.json").write_text(json.dumps({"images": ["0.png", "1.png", "2.png"], "focus_distances": [1, 2, 3]}))
+    return f"{root / 'test' / 'a' / 'stack.json'}: no camera: give --camera f,N,p or --preset NAME, or put 'camera' in stack.json"
+
+
+@pytest.mark.parametrize(
+    ("breaker", "options"),
+    [(_break_focus, []), (_missing_image, []), (_not_json, []), (_wrong_field, []),
+     (_camera_conflict, ["--preset", "defocusnet"]), (_no_camera, []), (None, ["--num-focus", "3"])],
+    ids=["focus-differs", "missing-image", "not-json", "wrong-field", "camera-conflict", "no-camera", "num-focus"],
+)
+def test_bad_captured_folders_are_one_line_errors_before_a_store(breaker, options, tmp_path, capsys):
+    root = tmp_path / "input"
+    _tiny_scene(root / "test" / "a", camera=NYU5)
+    expected = breaker(root) if breaker else (
+        "--num-focus: source 'focal-stack-folder' takes its focus distances from each scene's stack.json; drop --num-focus")
+    out = tmp_path / "store"
+    code = daif.cli.main(["render", "--source", "focal-stack-folder", "--input", str(root), "--split", "test", "--out", str(out), *options])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.strip().splitlines() == [f"daif render: error: {expected}"]
+    assert not out.exists()
