@@ -50,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=list(SPLIT_CHOICES), default="all", help="train also writes a 'val' split")
     parser.add_argument(
         "--preset", choices=sorted(CAMERA_PRESETS),
-        help="camera, focus distances, size and depth clip (default nyuv2-5); focal-stack-folder: the camera only, "
-             "which must agree with stack.json's",
+        help="camera, focus distances, size and depth clip (default nyuv2-5); focal-stack-folder: the camera "
+             "(which must agree with stack.json's) and the depth clip only",
     )
     parser.add_argument(
         "--size", type=parse_size,

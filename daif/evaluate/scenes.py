@@ -21,6 +21,8 @@ class SceneEvaluator:
     batches in-process on the small path. Input batch: the store columns (numpy, see
     daif.data.store). Output: `daif.evaluate.rows.to_columns` of one ImageRow per (scene,
     condition, method, mask), in that nesting order from the outside: condition, method, mask, scene.
+    `scenes_without_aif`: ids whose stored AIF is no ground truth (captured stacks without one): their
+    PSNR and SSIM are NaN (MG and SF need no ground truth and are kept).
     """
 
     def __init__(
@@ -85,7 +87,7 @@ class SceneEvaluator:
             if method == SEARCH:
                 depth = defocus_search(stack, focus, self.camera, *self.search_range, kernel_size=self.kernel_size)
                 return depth, coarse_aif(stack, focus, depth, self.camera)
-            aif, depth = self.models[method](stack, focus, camera=self.camera)  # a "search" head uses the store's camera
+            aif, depth = self.models[method](stack, focus)
             return depth, aif
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
