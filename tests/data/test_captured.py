@@ -242,3 +242,20 @@ def test_bad_captured_folders_are_one_line_errors_before_a_store(breaker, option
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and err.strip().splitlines() == [f"daif render: error: {expected}"]
     assert not out.exists()
+
+
+def test_a_bad_stack_json_is_one_line_in_a_fresh_process(tmp_path):
+    import subprocess
+    import sys
+
+    root = tmp_path / "input"
+    _tiny_scene(root / "test" / "a", camera=NYU5)
+    (root / "test" / "a" / "stack.json").write_text(json.dumps({"images": ["0.png"], "focus_distance": [1.0]}))
+    daif_command = str(Path(sys.executable).with_name("daif"))
+    argv = [daif_command, "render", "--source", "focal-stack-folder", "--input", str(root), "--split", "test", "--out", str(tmp_path / "s")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"daif render: error: {root / 'test' / 'a' / 'stack.json'}: unknown key(s) ['focus_distance'], "
+        "expected some of ['camera', 'focus_distances', 'images']"
+    ]
