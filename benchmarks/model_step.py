@@ -63,15 +63,16 @@ def quickstart_step(size: int, threads: int, repeats: int, variant: str) -> dict
     with torch.no_grad():
         depth = 1.0 + 5.0 * torch.rand(batch, 1, size, size, generator=generator)
         stack = render_focal_stack(torch.rand(batch, 3, size, size, generator=generator), depth, focus, preset.camera)
-    net = build_model(config, near, far)
+    net = build_model(config, near, far, preset.camera)
     if variant == "channels_last":
         net = net.to(memory_format=torch.channels_last)
     model = torch.compile(net) if variant == "compile" else net
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3)
 
     def step() -> float:
-        aif, predicted = model(stack, focus)
-        result = objective(stack, focus, aif, predicted, preset.camera, config.loss, depth_range=(near, far))
+        out = model(stack, focus, details=True)
+        result = objective(stack, focus, out["aif"], out["depth"], preset.camera, config.loss, depth_range=(near, far),
+                           distribution=out if "probabilities" in out else None)
         optimizer.zero_grad(set_to_none=True)
         result.total.backward()
         optimizer.step()

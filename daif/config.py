@@ -24,6 +24,7 @@ import yaml
 COARSE_AIF_MODES = ("hard", "soft")
 DEPTH_MAPPINGS = ("sigmoid", "max")
 AIF_HEADS = ("rgb", "select")
+DEPTH_HEADS = ("regress", "search")
 DEPTH_RANGE_SOURCES = ("clip", "scenes")
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_SPREAD", "STRICT_PACK")  # Ray's placement-group strategies
 
@@ -50,10 +51,16 @@ class ModelConfig:
     range_source: str = "clip"  # near/far 0: "clip", the store's depth clip; "scenes", the depths its scenes span
     focus_scale: float = 0.0  # focus-distance input plane = focus / focus_scale; 0 = far
     aif_head: str = "rgb"  # "rgb" (the paper's: three output channels) or "select" (a per-pixel mixture of the stack); see daif.model
+    depth_head: str = "regress"  # "regress" (the paper's: one channel) or "search" (refines the defocus search's cost volume); see daif.model
+    candidates: int = 24  # "search" head: candidate depths, log-spaced over [near, far]
 
     def __post_init__(self) -> None:
         if self.aif_head not in AIF_HEADS:
             raise ValueError(f"aif_head: expected one of {AIF_HEADS}, got {self.aif_head!r}")
+        if self.depth_head not in DEPTH_HEADS:
+            raise ValueError(f"depth_head: expected one of {DEPTH_HEADS}, got {self.depth_head!r}")
+        if isinstance(self.candidates, bool) or not isinstance(self.candidates, int) or self.candidates < 2:
+            raise ValueError(f"candidates: expected an integer >= 2, got {self.candidates!r}")
         if self.depth_mapping not in DEPTH_MAPPINGS:
             raise ValueError(f"depth_mapping: expected one of {DEPTH_MAPPINGS}, got {self.depth_mapping!r}")
         if self.range_source not in DEPTH_RANGE_SOURCES:
@@ -83,14 +90,18 @@ class LossConfig:
     search: float = 0.0  # weight of |log depth - log depth searched| (daif.search); not in the paper
     search_candidates: int = 24  # candidate depths of the search, log-spaced over the model's depth range
     search_window: int = 3  # px, box the search's reconstruction error is averaged over
+    cost: float = 0.0  # weight of the expected coarse reconstruction error under the "search" head's depth distribution
+    cost_smooth: float = 0.0  # weight of the edge-aware total variation of log depth (in candidate steps)
+    cost_smooth_beta: float = 10.0  # edge weight exp(-beta |grad coarse AIF|) of `cost_smooth`
 
     def __post_init__(self) -> None:
         if self.coarse_aif not in COARSE_AIF_MODES:
             raise ValueError(f"coarse_aif: expected one of {COARSE_AIF_MODES}, got {self.coarse_aif!r}")
         if not self.temperature > 0:
             raise ValueError(f"temperature: expected > 0, got {self.temperature!r}")
-        if not (math.isfinite(self.search) and self.search >= 0):
-            raise ValueError(f"search: expected a finite weight >= 0, got {self.search!r}")
+        for name in ("search", "cost", "cost_smooth"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name}: expected a finite weight >= 0, got {getattr(self, name)!r}")
         if isinstance(self.search_candidates, bool) or not isinstance(self.search_candidates, int) or self.search_candidates < 2:
             raise ValueError(f"search_candidates: expected an integer >= 2, got {self.search_candidates!r}")
         _check_odd("search_window", self.search_window)
@@ -102,7 +113,7 @@ class LossConfig:
     def weights(self) -> dict[str, float]:
         """Term name -> weight of every weighted term of the objective."""
         return {"recon": self.recon, "blur": self.blur, "aif_recon": self.aif_recon, "aif_blur": self.aif_blur,
-                "smooth": self.smooth, "search": self.search}
+                "smooth": self.smooth, "search": self.search, "cost": self.cost, "cost_smooth": self.cost_smooth}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,16 +176,18 @@ TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     "nyuv2-5": {"data": {"mode": "fixed"}, "model": {"near": 0.1, "far": 10.0}},
     # appendix A.1/A.2: dense 100-image stacks, one random image per bin each step
     "nyuv2-robust": {"data": {"mode": "binned", "num_bins": 5}, "model": {"near": 0.1, "far": 10.0}},
-    # `daif quickstart`'s training on its small synthetic store (QUICKSTART_DATA): depth learns from the
-    # defocus search and smoothness, the AIF from the paper's reconstruction with depth held fixed, at scales
-    # small enough not to starve depth in the shared decoder (docs/experiments.md, entry 5); one worker of
-    # 1.5 CPUs (two torch threads, half a CPU left to Ray Data on a 2-core machine)
+    # `daif quickstart`'s training on its small synthetic store (QUICKSTART_DATA): the "search" depth head
+    # refines the defocus search's cost volume, trained on the expected cost with edge-aware smoothness (an
+    # MRF energy); the "select" AIF head starts at the coarse AIF of that depth and learns from the paper's
+    # reconstruction with depth held fixed (docs/experiments.md, entry 11); one worker of 1.5 CPUs (two torch
+    # threads, half a CPU left to Ray Data on a 2-core machine)
     "quickstart": {
         "data": {"mode": "fixed"},
-        "model": {"width": 16, "levels": 3, "range_source": "scenes"},
-        "loss": {"search": 300.0, "recon_trains_depth": False, "recon": 10.0, "aif_recon": 1.0, "aif_blur": 0.1},
-        "optim": {"batch_size": 8, "lr": 2e-3},
-        "train": {"epochs": 60, "figures_every": 20},
+        "model": {"width": 16, "levels": 3, "range_source": "scenes", "depth_head": "search", "aif_head": "select"},
+        "loss": {"cost": 1.0, "cost_smooth": 0.1, "recon": 1.0, "recon_trains_depth": False,
+                 "blur": 0.0, "aif_recon": 0.0, "aif_blur": 0.0, "smooth": 0.0},
+        "optim": {"batch_size": 8, "lr": 1e-3},
+        "train": {"epochs": 8, "figures_every": 4},
         "scaling": {"num_workers": 1, "cpus_per_worker": 1.5},
         "tracking": {"experiment": "daif-quickstart"},
     },

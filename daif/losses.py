@@ -11,7 +11,15 @@ Terms (all scalars, batch means):
     smooth     edge-aware smoothness of the depth.
     search     mean |log D - log D_s|, D_s the detached per-pixel depth of `daif.search.defocus_search`
                (the least coarse reconstruction error over candidate depths): trains depth only. Not in
-               the paper; weight 0 by default; the quickstart preset's depth signal (docs/experiments.md).
+               the paper; weight 0 by default (docs/experiments.md, entry 5).
+    cost       mean over pixels of sum_j p_j(x) e_j(x) / mean(e), the expected coarse reconstruction error under
+               the "search" depth head's distribution p over the candidates c_j (`daif.model`), e its cost
+               volume (`daif.search.cost_volume`), normalised by its mean over candidates and pixels per image.
+               Its gradient, p_j (e_j - sum_i p_i e_i) per logit, sees every candidate: no local minima.
+    cost_smooth  mean |dL/dx| exp(-beta |dC/dx|) + mean |dL/dy| exp(-beta |dC/dy|), L = log D / step the log
+               depth in candidate steps, C the coarse AIF (channel mean of absolute differences). With `cost`
+               it is an edge-aware MRF energy: where the stack holds no defocus cue (flat cost) the depth
+               follows its neighbours. Both are not in the paper; weight 0 by default.
 total = sum over terms of weight * term (`daif.config.LossConfig`).
 
 Coarse AIF modes: "hard" takes, per pixel, the image of smallest predicted defocus (an arg-min; no
@@ -36,8 +44,9 @@ PAPER_TERMS = ("recon", "blur", "aif_recon", "aif_blur", "smooth")
 
 
 def term_names(config: LossConfig) -> list[str]:
-    """The unweighted terms `objective` returns under `config`: the paper's five, and `search` when weighted."""
-    return [*PAPER_TERMS, *(["search"] if config.search else [])]
+    """The unweighted terms `objective` returns under `config`: the paper's five, and `search`, `cost` and
+    `cost_smooth` when weighted."""
+    return [*PAPER_TERMS, *(name for name in ("search", "cost", "cost_smooth") if getattr(config, name))]
 
 
 def _flatten_stack(images: torch.Tensor) -> torch.Tensor:
@@ -79,6 +88,12 @@ def smoothness_loss(depth: torch.Tensor, aif: torch.Tensor, beta: float = 2.5) -
     aif_dx = (aif[..., :, 1:] - aif[..., :, :-1]).abs().mean(dim=1, keepdim=True)
     aif_dy = (aif[..., 1:, :] - aif[..., :-1, :]).abs().mean(dim=1, keepdim=True)
     return (depth_dx * torch.exp(-beta * aif_dx)).mean() + (depth_dy * torch.exp(-beta * aif_dy)).mean()
+
+
+def expected_cost(probabilities: torch.Tensor, cost: torch.Tensor) -> torch.Tensor:
+    """mean_x sum_j p_j(x) e_j(x) / mean(e), the mean of e over (J, H, W) per image. (B, J, H, W) each -> scalar."""
+    scale = cost.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    return ((probabilities * cost / scale).sum(dim=1)).mean()
 
 
 # ---------------------------------------------------------------- coarse AIF
@@ -135,6 +150,7 @@ def objective(
     targets: torch.Tensor | None = None,
     target_focus_distances: torch.Tensor | None = None,
     depth_range: tuple[float, float] | None = None,
+    distribution: dict[str, torch.Tensor] | None = None,
 ) -> Objective:
     """The weighted total, every unweighted term (`term_names(config)`) and the intermediate images.
 
@@ -145,6 +161,8 @@ def objective(
     None reconstructs the input stack.
     depth_range: (near, far) metres of the model, the range of the `search` term's candidates; required
     when that term's weight is not 0.
+    distribution: the "search" depth head's "probabilities" (B, J, H, W), "cost" (B, J, H, W) and "log_depths"
+    (J,) (`DAIFNet(..., details=True)`); required when `cost` or `cost_smooth` is weighted.
     """
     check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
     batch, stack_size, _, height, width = stack.shape
@@ -163,6 +181,9 @@ def objective(
     if config.search and depth_range is None:
         raise ValueError(f"depth_range: the search term (weight {config.search}) needs the model's (near, far)")
 
+    if (config.cost or config.cost_smooth) and distribution is None:
+        raise ValueError("distribution: the cost and cost_smooth terms need the 'search' depth head's output (model.depth_head=search)")
+
     depth_for_recon = depth if config.recon_trains_depth else depth.detach()
     reconstruction = render_focal_stack(aif, depth_for_recon, target_focus, camera, config.kernel_size)
     coarse = coarse_aif(stack, focus, depth, camera, config.coarse_aif, config.temperature)
@@ -176,5 +197,10 @@ def objective(
     if config.search:
         searched = defocus_search(stack, focus, camera, *depth_range, config.search_candidates, config.search_window, config.kernel_size)
         terms["search"] = (depth.clamp_min(1e-6).log() - searched.log()).abs().mean()
+    if config.cost:
+        terms["cost"] = expected_cost(distribution["probabilities"], distribution["cost"])
+    if config.cost_smooth:
+        step = distribution["log_depths"][1] - distribution["log_depths"][0]
+        terms["cost_smooth"] = smoothness_loss(depth.clamp_min(1e-6).log() / step, coarse.detach(), config.cost_smooth_beta)
     total = sum(weight * terms[name] for name, weight in config.weights.items() if weight)
     return Objective(total, terms, reconstruction, coarse)

@@ -7,6 +7,18 @@ concatenated to every image's features ("global pooling"); skips and the bottlen
 over the stack. A maximum does not care about order or count, so the network accepts any S >= 1 and
 its output does not change when the stack is permuted.
 
+Depth heads. "regress": one output channel mapped to metres (`map_depth`). "search": the depth is a distribution
+over the J candidate depths c_j of `daif.search.cost_volume` (log-spaced over [near, far]), computed from the
+stack with the camera (no learning): with e_j(x) the coarse reconstruction error of candidate j and
+e^_j = e_j / (mean_j e_j + 1e-3) its per-pixel normalisation,
+    logit_j = -exp(a) e^_j + r_j,   p = softmax_j(logit),   log D = sum_j p_j log c_j,
+a a learned scalar (exp(a) = 10 at initialisation) and r_j the network's output, whose last layer starts at
+zero: an untrained "search" net returns the soft arg-min of the search's cost. e^ also enters every image's
+encoder input (4 + J channels) and the depth head, so the network refines the search, it does not relearn it.
+With the "select" AIF head the selection logits then add log(w_k + 1e-3), w_k = sum_j p_j [k = src_j] the
+probability that image k is the sharpest (src_j the stack image candidate j leaves sharpest, p detached), so
+an untrained net's AIF is the coarse AIF of its depth.
+
 Focus normalisation: the input plane is focus_distance / focus_scale with focus_scale defaulting to
 `far`, so focus distances inside the working range land in (0, 1] (1..9 m with far = 10 m gives
 0.1..0.9) on the same scale as the RGB channels; it is a constructor argument, kept in `config`.
@@ -14,6 +26,7 @@ Focus normalisation: the input plane is focus_distance / focus_scale with focus_
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -21,9 +34,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from daif._checks import check_focus_distances, check_tensor
-from daif.config import AIF_HEADS, DEPTH_MAPPINGS
+from daif.config import AIF_HEADS, DEPTH_HEADS, DEPTH_MAPPINGS
+from daif.optics import ThinLensCamera
+from daif.search import cost_volume
 
 _EPS = 1e-6
+_COST_FLOOR = 1e-3  # added to the per-pixel mean error in e^ (a textureless pixel's cost tends to flat)
+_SELECT_FLOOR = 1e-3  # added to w_k before its log in the "select" prior
 
 
 def _conv_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -70,6 +87,10 @@ class DAIFNet(nn.Module):
         logit l_k of image k from its own first-level features and the fused decoder output (so every
         colour of the AIF is a mixture of the colours the stack holds at that pixel; a uniform mixture at
         initialisation). The "rgb" head has to rebuild colour from features the depth terms also train.
+    depth_head: "regress" (one channel, `map_depth`) or "search" (a distribution over the candidates of the
+        defocus search's cost volume; see the module docstring); `depth_mapping` applies to "regress" only.
+    camera: the thin-lens camera as a dict (`ThinLensCamera.to_dict`), the "search" head's default (a forward
+        call may pass another); candidates: J; kernel_size: the renderer window of the cost volume.
     All arguments are plain JSON values; `config` returns them and `from_config` rebuilds the model.
     """
 
@@ -82,6 +103,10 @@ class DAIFNet(nn.Module):
         far: float = 10.0,
         focus_scale: float | None = None,
         aif_head: str = "rgb",
+        depth_head: str = "regress",
+        camera: dict[str, float] | None = None,
+        candidates: int = 24,
+        kernel_size: int = 7,
     ) -> None:
         super().__init__()
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
@@ -94,16 +119,27 @@ class DAIFNet(nn.Module):
             raise ValueError(f"near, far: expected 0 < near < far metres, got near={near!r}, far={far!r}")
         if aif_head not in AIF_HEADS:
             raise ValueError(f"aif_head: expected one of {AIF_HEADS}, got {aif_head!r}")
+        if depth_head not in DEPTH_HEADS:
+            raise ValueError(f"depth_head: expected one of {DEPTH_HEADS}, got {depth_head!r}")
+        if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
+            raise ValueError(f"candidates: expected an integer >= 2, got {candidates!r}")
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size: expected an odd positive integer, got {kernel_size!r}")
+        self.camera = None if camera is None else ThinLensCamera.from_dict(camera)
         focus_scale = float(far) if focus_scale is None else float(focus_scale)
         if focus_scale <= 0:
             raise ValueError(f"focus_scale: expected positive metres, got {focus_scale!r}")
         self.width, self.levels, self.depth_mapping = width, levels, depth_mapping
         self.near, self.far, self.focus_scale = float(near), float(far), focus_scale
-        self.aif_head = aif_head
+        self.aif_head, self.depth_head = aif_head, depth_head
+        self.candidates, self.kernel_size = candidates, kernel_size
+        searching = depth_head == "search"
+        cost_channels = candidates if searching else 0
+        depth_channels = candidates if searching else 1
 
         channels = [width * 2**i for i in range(levels + 1)]
         self.encoder = nn.ModuleList()
-        in_channels = 4  # RGB + focus plane
+        in_channels = 4 + cost_channels  # RGB + focus plane (+ the normalised cost volume)
         for level in range(levels):
             self.encoder.append(nn.Sequential(_conv_relu(in_channels, channels[level]), _conv_relu(channels[level], channels[level])))
             in_channels = 2 * channels[level]  # own pooled features + their maximum over the stack
@@ -113,14 +149,23 @@ class DAIFNet(nn.Module):
         for level in reversed(range(levels)):
             self.up_convs.append(_conv_relu(channels[level + 1], channels[level]))
             self.merge_convs.append(_conv_relu(2 * channels[level], channels[level]))
-        if aif_head == "rgb":
-            self.head = nn.Sequential(_conv_relu(width, width), nn.Conv2d(width, 4, 3, padding=1))  # RGB + depth
-            with torch.no_grad():  # an untrained net starts mid-grey, inside the AIF clip range
+        colour_channels = 3 if aif_head == "rgb" else 0
+        self.head = nn.Sequential(_conv_relu(width + cost_channels, width), nn.Conv2d(width, colour_channels + depth_channels, 3, padding=1))
+        with torch.no_grad():
+            if aif_head == "rgb":  # an untrained net starts mid-grey, inside the AIF clip range
                 self.head[-1].bias[:3].fill_(0.5)
-        else:
-            self.head = nn.Sequential(_conv_relu(width, width), nn.Conv2d(width, 1, 3, padding=1))  # depth
+            if searching:  # an untrained net returns the search's soft arg-min
+                self.head[-1].weight[colour_channels:].zero_()
+                self.head[-1].bias[colour_channels:].zero_()
+        if aif_head == "select":
             # per-image selection logit from [own first-level features, fused decoder output]
             self.select = nn.Sequential(_conv_relu(channels[0] + width, width), nn.Conv2d(width, 1, 3, padding=1))
+            if searching:  # an untrained net's AIF is the coarse AIF of its depth
+                with torch.no_grad():
+                    self.select[-1].weight.zero_()
+                    self.select[-1].bias.zero_()
+        if searching:
+            self.cost_sharpness = nn.Parameter(torch.tensor(math.log(10.0)))  # a: logit_j = -exp(a) e^_j + r_j
 
     @property
     def config(self) -> dict[str, Any]:
@@ -133,28 +178,43 @@ class DAIFNet(nn.Module):
             "far": self.far,
             "focus_scale": self.focus_scale,
             "aif_head": self.aif_head,
+            "depth_head": self.depth_head,
+            "camera": None if self.camera is None else self.camera.to_dict(),
+            "candidates": self.candidates,
+            "kernel_size": self.kernel_size,
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "DAIFNet":
         return cls(**config)
 
-    def forward(self, stack: torch.Tensor, focus_distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """stack: (B, S, 3, H, W) in [0, 1]; focus_distances: (B, S) or (S,) metres.
+    def forward(
+        self, stack: torch.Tensor, focus_distances: torch.Tensor, camera: ThinLensCamera | None = None, details: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor] | dict[str, torch.Tensor]:
+        """stack: (B, S, 3, H, W) in [0, 1]; focus_distances: (B, S) or (S,) metres; camera: the "search"
+        head's camera (None: the model's own; the "regress" head takes none).
 
-        Returns aif (B, 3, H, W) in [0, 1] and depth (B, 1, H, W) metres in [near, far].
+        Returns aif (B, 3, H, W) in [0, 1] and depth (B, 1, H, W) metres in [near, far]. With `details` a dict:
+        "aif", "depth", and for the "search" head also "probabilities" (B, J, H, W), "cost" (B, J, H, W), the
+        raw e_j, and "log_depths" (J,).
         """
         check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
         batch, stack_size, _, height, width = stack.shape
         focus = check_focus_distances("focus_distances", focus_distances, batch, stack_size, stack)
+        searching = getattr(self, "depth_head", "regress") == "search"  # models pickled before depth_head are "regress"
+        volume = self._cost_volume(stack, focus, camera) if searching else None
 
         multiple = 2**self.levels
         pad_h, pad_w = -height % multiple, -width % multiple
         images = stack.reshape(batch * stack_size, 3, height, width)  # (B*S, 3, H, W)
+        planes = [(focus / self.focus_scale).reshape(batch * stack_size, 1, 1, 1).expand(-1, 1, height, width)]
+        if volume is not None:
+            normalised = volume.error / (volume.error.mean(dim=1, keepdim=True) + _COST_FLOOR)  # e^, (B, J, H, W)
+            planes.append(_repeat_over_stack(normalised, stack_size))
+        features = torch.cat([images, *planes], dim=1)  # (B*S, 4 [+ J], H, W)
         if pad_h or pad_w:
-            images = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
-        plane = (focus / self.focus_scale).reshape(batch * stack_size, 1, 1, 1).expand(-1, 1, *images.shape[-2:])
-        features = torch.cat([images, plane], dim=1)  # (B*S, 4, H', W')
+            features = F.pad(features, (0, pad_w, 0, pad_h), mode="replicate")
+        crop = (..., slice(0, height), slice(0, width))
 
         skips = []
         for index, level in enumerate(self.encoder):
@@ -170,11 +230,37 @@ class DAIFNet(nn.Module):
         for up_conv, merge_conv, skip in zip(self.up_convs, self.merge_convs, reversed(skips)):
             decoded = up_conv(F.interpolate(decoded, scale_factor=2, mode="bilinear", align_corners=False))
             decoded = merge_conv(torch.cat([decoded, skip], dim=1))
-        raw = self.head(decoded)[..., :height, :width]  # (B, 4, H, W) "rgb", (B, 1, H, W) "select"
-        depth = map_depth(raw[:, -1:], self.depth_mapping, self.near, self.far)
+        if volume is None:
+            raw = self.head(decoded)[crop]  # (B, 4, H, W) "rgb", (B, 1, H, W) "select"
+            depth = map_depth(raw[:, -1:], self.depth_mapping, self.near, self.far)
+            out: dict[str, torch.Tensor] = {}
+        else:
+            cost_in = F.pad(normalised, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else normalised
+            raw = self.head(torch.cat([decoded, cost_in], dim=1))[crop]  # (B, [3 +] J, H, W)
+            logits = raw[:, -self.candidates:] - self.cost_sharpness.exp() * normalised
+            probabilities = torch.softmax(logits, dim=1)  # (B, J, H, W)
+            log_depth = (probabilities * volume.log_depths[:, None, None]).sum(dim=1, keepdim=True)
+            depth = log_depth.exp().clamp(self.near, self.far)
+            out = {"probabilities": probabilities, "cost": volume.error, "log_depths": volume.log_depths}
 
         if getattr(self, "aif_head", "rgb") == "rgb":  # models pickled before aif_head existed are "rgb"
-            return raw[:, :3].clamp(0.0, 1.0), depth
-        logits = self.select(torch.cat([first, _repeat_over_stack(decoded, stack_size)], dim=1))[..., :height, :width]
-        weights = torch.softmax(logits.reshape(batch, stack_size, 1, height, width), dim=1)  # (B, S, 1, H, W)
-        return (weights * stack).sum(dim=1), depth
+            aif = raw[:, :3].clamp(0.0, 1.0)
+        else:
+            logits = self.select(torch.cat([first, _repeat_over_stack(decoded, stack_size)], dim=1))[crop]
+            logits = logits.reshape(batch, stack_size, 1, height, width)
+            if volume is not None:  # log P(image k is the sharpest) under the (detached) depth distribution
+                sharpest = F.one_hot(volume.sharpest, stack_size).to(probabilities.dtype)  # (B, J, S)
+                chance = torch.einsum("bjhw,bjs->bshw", probabilities.detach(), sharpest)
+                logits = logits + (chance + _SELECT_FLOOR).log()[:, :, None]
+            weights = torch.softmax(logits, dim=1)  # (B, S, 1, H, W)
+            aif = (weights * stack).sum(dim=1)
+        if details:
+            return {"aif": aif, "depth": depth, **out}
+        return aif, depth
+
+    def _cost_volume(self, stack: torch.Tensor, focus: torch.Tensor, camera: ThinLensCamera | None):
+        camera = camera if camera is not None else self.camera
+        if camera is None:
+            raise ValueError("camera: the 'search' depth head needs the camera (none given, and the model has none)")
+        with torch.autocast(stack.device.type, enabled=False):  # the renderer runs in float32
+            return cost_volume(stack.float(), focus.float(), camera, self.near, self.far, self.candidates, self.kernel_size)

@@ -234,7 +234,7 @@ def predict(
     stack_tensor = torch.from_numpy(np.ascontiguousarray(stack.transpose(0, 3, 1, 2)))[None].to(device)  # (1, S, 3, H, W)
     focus_tensor = torch.from_numpy(focus.astype(np.float32))[None].to(device)
     with torch.no_grad():
-        aif, depth = model(stack_tensor, focus_tensor)
+        aif, depth = model(stack_tensor, focus_tensor, camera=lens)  # the camera matters to a "search" depth head
     depth_m = depth[0, 0].float().cpu().numpy().astype(np.float32)
     aif_rgb = to_uint8_hwc(aif[0].float())
 

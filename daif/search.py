@@ -21,6 +21,7 @@ Cost: J x S separable blurs of the stack's source image (`benchmarks/model_step.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -29,6 +30,65 @@ import torch.nn.functional as F
 from daif._checks import check_focus_distances, check_odd_size, check_tensor
 from daif.optics import ThinLensCamera, defocus_sigma, render_uniform_defocus
 from daif.optics.thin_lens import IN_FOCUS_SIGMA
+
+
+@dataclasses.dataclass(frozen=True)
+class CostVolume:
+    """The coarse reconstruction error of every candidate depth (steps 1 to 3 above, before the box).
+
+    error: (B, J, H, W), e_j(x) = sum_k mean_channels |R_jk(x) - S_k(x)|; log_depths: (J,) log metres, evenly
+    spaced from log near to log far; sharpest: (B, J) int64, the stack index of candidate j's source image.
+    """
+
+    error: torch.Tensor
+    log_depths: torch.Tensor
+    sharpest: torch.Tensor
+
+    @property
+    def step(self) -> float:
+        """Spacing of the candidates in log depth."""
+        return float(self.log_depths[1] - self.log_depths[0])
+
+
+@torch.no_grad()
+def cost_volume(
+    stack: torch.Tensor,
+    focus_distances: torch.Tensor,
+    camera: ThinLensCamera,
+    near: float,
+    far: float,
+    candidates: int = 24,
+    kernel_size: int = 7,
+) -> CostVolume:
+    """Per-pixel coarse reconstruction error of J candidate depths log-spaced over [near, far] metres.
+
+    stack: (B, S, 3, H, W); focus_distances: (B, S) or (S,) metres; candidates: J >= 2;
+    kernel_size: the renderer's window.
+    """
+    check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
+    batch, size, channels, height, width = stack.shape
+    if not (0 < near < far and math.isfinite(far)):
+        raise ValueError(f"near, far: expected 0 < near < far metres, got near={near!r}, far={far!r}")
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
+        raise ValueError(f"candidates: expected an integer >= 2, got {candidates!r}")
+    focus = check_focus_distances("focus_distances", focus_distances, batch, size, stack)
+
+    log_depths = torch.linspace(math.log(near), math.log(far), candidates, dtype=stack.dtype, device=stack.device)
+    rows = torch.arange(batch, device=stack.device)
+    errors, sources = [], []
+    for log_depth in log_depths:
+        depth = log_depth.exp().expand(batch, 1, 1, 1)
+        sigma = defocus_sigma(depth, focus, camera).reshape(batch, size).to(stack.dtype)  # (B, S)
+        sharpest = sigma.min(dim=1)
+        source = stack[rows, sharpest.indices]  # (B, 3, H, W): the image this depth leaves sharpest
+        images = source[:, None].expand(batch, size, channels, height, width).reshape(batch * size, channels, height, width)
+        # the source already carries its own blur (unless passed through): add only the rest, in quadrature
+        own = torch.where(sharpest.values > IN_FOCUS_SIGMA, sharpest.values, 0.0)[:, None]
+        sigma = (sigma**2 - own**2).clamp_min(0).sqrt()
+        rendered = render_uniform_defocus(images, sigma.reshape(-1), kernel_size).reshape(stack.shape)
+        errors.append((rendered - stack).abs().mean(dim=2).sum(dim=1, keepdim=True))  # (B, 1, H, W)
+        sources.append(sharpest.indices)
+    return CostVolume(torch.cat(errors, dim=1), log_depths, torch.stack(sources, dim=1))
 
 
 @torch.no_grad()
@@ -48,30 +108,9 @@ def defocus_search(
     candidates: J >= 2 depths, log-spaced; window: odd box size [px] the error is averaged over;
     kernel_size: the renderer's window.
     """
-    check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
-    batch, size, channels, height, width = stack.shape
-    if not (0 < near < far and math.isfinite(far)):
-        raise ValueError(f"near, far: expected 0 < near < far metres, got near={near!r}, far={far!r}")
-    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
-        raise ValueError(f"candidates: expected an integer >= 2, got {candidates!r}")
     check_odd_size("window", window)
-    focus = check_focus_distances("focus_distances", focus_distances, batch, size, stack)
-
-    log_depths = torch.linspace(math.log(near), math.log(far), candidates, dtype=stack.dtype, device=stack.device)
-    rows = torch.arange(batch, device=stack.device)
-    errors = []
-    for log_depth in log_depths:
-        depth = log_depth.exp().expand(batch, 1, 1, 1)
-        sigma = defocus_sigma(depth, focus, camera).reshape(batch, size).to(stack.dtype)  # (B, S)
-        sharpest = sigma.min(dim=1)
-        source = stack[rows, sharpest.indices]  # (B, 3, H, W): the image this depth leaves sharpest
-        images = source[:, None].expand(batch, size, channels, height, width).reshape(batch * size, channels, height, width)
-        # the source already carries its own blur (unless passed through): add only the rest, in quadrature
-        own = torch.where(sharpest.values > IN_FOCUS_SIGMA, sharpest.values, 0.0)[:, None]
-        sigma = (sigma**2 - own**2).clamp_min(0).sqrt()
-        rendered = render_uniform_defocus(images, sigma.reshape(-1), kernel_size).reshape(stack.shape)
-        errors.append((rendered - stack).abs().mean(dim=2).sum(dim=1, keepdim=True))  # (B, 1, H, W)
-    error = torch.cat(errors, dim=1)  # (B, J, H, W)
+    volume = cost_volume(stack, focus_distances, camera, near, far, candidates, kernel_size)
+    error, log_depths = volume.error, volume.log_depths
     if window > 1:
         error = F.avg_pool2d(F.pad(error, [window // 2] * 4, mode="replicate"), window, stride=1)
 
@@ -81,5 +120,4 @@ def defocus_search(
     rise = torch.maximum(before, after) - at  # a V through the three errors (the error is an L1 distance)
     offset = torch.where(rise > 0, 0.5 * (before - after) / rise.clamp_min(1e-12), torch.zeros_like(at))
     offset = torch.where((best > 0) & (best < candidates - 1), offset.clamp(-0.5, 0.5), torch.zeros_like(at))
-    step = (math.log(far) - math.log(near)) / (candidates - 1)
-    return (log_depths[best] + offset * step).exp().clamp(near, far)
+    return (log_depths[best] + offset * volume.step).exp().clamp(near, far)

@@ -1,9 +1,12 @@
 """Learning check: the quickstart preset's objective, no ground truth, trains DAIF-Net on tiny scenes.
 
-The objective is the one `daif quickstart` ships (`daif.config.TRAINING_PRESETS["quickstart"]`): depth
-learns from the defocus search and smoothness, the AIF from the reconstruction with depth held fixed. The
-test trains from two seeds and judges each run and their average against the untrained network
-(bounds not yet calibrated on an idle machine: loose on purpose).
+The objective and network are the ones `daif quickstart` ships (`daif.config.TRAINING_PRESETS["quickstart"]`):
+the "search" depth head refines the defocus search's cost volume under the expected cost and edge-aware
+smoothness; the "select" AIF head learns from the reconstruction with depth held fixed. An untrained net
+already returns the search's soft arg-min, and a flat (textureless) patch holds no defocus cue: there its
+cost is flat and the soft arg-min sits mid-range. The independent expectation: the MRF energy carries the
+depth of the textured surroundings (the same plane) into the patch, so the depth error there falls, the
+energy falls and the reconstruction does not get worse, from two seeds.
 """
 
 from __future__ import annotations
@@ -13,39 +16,50 @@ import torch
 
 from daif.config import load_config
 from daif.losses import objective
-from daif.model import DAIFNet
+from daif.train.loop import build_model
 from tests.helpers.scenes import CAMERA, make_scenes
 
 pytestmark = pytest.mark.slow
 
-STEPS = 100
+STEPS = 60
 SEEDS = (0, 1)
 NEAR, FAR = 0.25, 2.5  # the model's depth range, spanning the scenes' 0.3..2.0 m
+SIZE, PATCH = 40, slice(8, 32)
 
 
-def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.flatten().double(), b.flatten().double()
-    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+def _flat_patch_scenes():
+    """Textured fronto-parallel planes at 0.4 and 1.6 m (either side of the candidates' geometric middle,
+    0.79 m, where a flat cost leaves the soft arg-min), a 24x24 patch of each AIF set to its mean colour."""
+    from daif.optics import render_focal_stack
+
+    _, focus, aif, _ = make_scenes(4, SIZE, SIZE, seed=1)
+    aif = aif.clone()
+    aif[..., PATCH, PATCH] = aif[..., PATCH, PATCH].mean(dim=(-2, -1), keepdim=True)
+    depth = torch.tensor([0.4, 1.6, 0.4, 1.6]).reshape(4, 1, 1, 1).expand(4, 1, SIZE, SIZE).contiguous()
+    with torch.no_grad():
+        stack = render_focal_stack(aif, depth, focus, CAMERA)
+    return stack, focus, depth
 
 
-def _mean_pearson(depth: torch.Tensor, true_depth: torch.Tensor) -> float:
-    return sum(_pearson(depth[i], true_depth[i]) for i in range(len(depth))) / len(depth)
+def _patch_error(depth: torch.Tensor, true_depth: torch.Tensor) -> float:
+    inner = slice(PATCH.start + 6, PATCH.stop - 6)  # the patch less twice the renderer's reach (3 px) of texture
+    return float((depth.log() - true_depth.log()).abs()[..., inner, inner].mean())
 
 
-def _train(seed: int, stack, focus, true_depth) -> tuple[dict, dict, float, float]:
-    """(first terms, last terms, untrained mean Pearson, trained mean Pearson) of one run."""
+def _train(seed: int, stack, focus, true_depth):
+    """(first terms, last terms, patch error before, after) of one run."""
+    config = load_config(preset="quickstart", overrides=["model.width=8", "model.levels=2"])
     torch.manual_seed(seed)
-    net = DAIFNet(width=8, levels=2, near=NEAR, far=FAR)
+    net = build_model(config, NEAR, FAR, CAMERA)
     optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
-    config = load_config(preset="quickstart").loss
 
     def terms():
-        aif, depth = net(stack, focus)
-        return objective(stack, focus, aif, depth, CAMERA, config, depth_range=(NEAR, FAR)), depth
+        out = net(stack, focus, details=True)
+        return objective(stack, focus, out["aif"], out["depth"], CAMERA, config.loss, distribution=out), out["depth"]
 
     with torch.no_grad():
         first, depth = terms()
-        before = _mean_pearson(depth, true_depth)
+        before = _patch_error(depth, true_depth)
     for _ in range(STEPS):
         result, _ = terms()
         optimiser.zero_grad()
@@ -53,23 +67,23 @@ def _train(seed: int, stack, focus, true_depth) -> tuple[dict, dict, float, floa
         optimiser.step()
     with torch.no_grad():
         last, depth = terms()
-        after = _mean_pearson(depth, true_depth)
+        after = _patch_error(depth, true_depth)
     return first.terms, last.terms, before, after
 
 
-def test_short_self_supervised_optimisation_learns_depth():
+def test_short_self_supervised_optimisation_fills_a_flat_patch_from_its_surroundings():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        stack, focus, _, true_depth = make_scenes(4, 32, 32, seed=1)  # ground truth only for the final check
+        stack, focus, true_depth = _flat_patch_scenes()  # ground truth only for the final check
         runs = [_train(seed, stack, focus, true_depth) for seed in SEEDS]
     finally:
         torch.set_num_threads(threads)
+    weight = load_config(preset="quickstart").loss.cost_smooth
     for seed, (first, last, before, after) in zip(SEEDS, runs):
-        print(f"seed {seed}: recon {float(first['recon']):.3f} -> {float(last['recon']):.3f}, search "
-              f"{float(first['search']):.3f} -> {float(last['search']):.3f}, mean Pearson {before:.3f} -> {after:.3f}")
-        assert float(last["recon"]) < float(first["recon"])  # the AIF learns to re-render the stack
-        assert float(last["search"]) < 0.8 * float(first["search"])  # depth moves to the searched depth
-    before = sum(run[2] for run in runs) / len(runs)
-    after = sum(run[3] for run in runs) / len(runs)
-    assert after > 0.3 and after > before + 0.2, (before, after)
+        energy = [float(t["cost"]) + weight * float(t["cost_smooth"]) for t in (first, last)]
+        print(f"seed {seed}: energy {energy[0]:.3f} -> {energy[1]:.3f}, recon {float(first['recon']):.4f} -> "
+              f"{float(last['recon']):.4f}, patch |log error| {before:.3f} -> {after:.3f}")
+        assert energy[1] < energy[0]
+        assert float(last["recon"]) < 1.1 * float(first["recon"])  # the AIF (the coarse AIF at the start) stays as good
+        assert before > 0.3 and after < 0.5 * before, (before, after)

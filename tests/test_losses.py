@@ -152,3 +152,33 @@ def test_bad_arguments_are_named():
         objective(stack, focus[:, :3], aif, depth, CAMERA)
     with pytest.raises(ValueError, match="target_focus_distances"):
         objective(stack, focus, aif, depth, CAMERA, targets=stack)
+
+
+def test_expected_cost_by_hand_and_its_gradient_sees_every_candidate():
+    from daif.losses import expected_cost
+
+    cost = torch.tensor([1.0, 2.0, 3.0, 6.0]).reshape(1, 4, 1, 1).expand(1, 4, 2, 2).contiguous()  # mean 3
+    one_hot = torch.zeros(1, 4, 2, 2)
+    one_hot[:, 1] = 1
+    assert float(expected_cost(one_hot, cost)) == pytest.approx(2.0 / 3.0)
+    logits = torch.zeros(1, 4, 2, 2, requires_grad=True)
+    expected_cost(torch.softmax(logits, dim=1), cost).backward()
+    # d/dlogit_j mean_x sum_i p_i e_i / 3 = p_j (e_j - sum_i p_i e_i) / 3 / (pixels), p uniform: mean e = 3
+    expected = 0.25 * (torch.tensor([1.0, 2.0, 3.0, 6.0]) - 3.0) / 3.0 / 4
+    torch.testing.assert_close(logits.grad[0, :, 0, 0], expected)
+
+
+def test_cost_terms_of_the_objective():
+    stack, focus, aif, depth = make_scenes(1, 16, 16)
+    config = LossConfig(cost=1.0, cost_smooth=1.0, cost_smooth_beta=0.0)
+    log_depths = torch.linspace(math.log(0.25), math.log(2.5), 24)
+    step = float(log_depths[1] - log_depths[0])
+    probabilities = torch.softmax(torch.randn(1, 24, 16, 16), dim=1)
+    cost = torch.rand(1, 24, 16, 16)
+    distribution = {"probabilities": probabilities, "cost": cost, "log_depths": log_depths}
+    ramp = torch.exp(torch.arange(16.0) * step).reshape(1, 1, 1, 16).expand(1, 1, 16, 16)  # one step per column
+    terms = objective(stack, focus, aif, ramp, CAMERA, config, distribution=distribution).terms
+    assert float(terms["cost"]) == pytest.approx(float((probabilities * cost).sum(dim=1).mean() / cost.mean()), rel=1e-5)
+    assert float(terms["cost_smooth"]) == pytest.approx(1.0, rel=1e-4)  # beta 0: mean |dL/dx| = 1 step, dL/dy = 0
+    with pytest.raises(ValueError, match="distribution: the cost and cost_smooth terms"):
+        objective(stack, focus, aif, depth, CAMERA, config)

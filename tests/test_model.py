@@ -93,7 +93,8 @@ def test_gradients_reach_every_parameter():
 def test_config_is_json_and_rebuilds_the_same_model():
     net = _small_net(levels=2, depth_mapping="max", near=0.3, far=4.0, focus_scale=2.0)
     config = json.loads(json.dumps(net.config))
-    assert config == {"width": 4, "levels": 2, "depth_mapping": "max", "near": 0.3, "far": 4.0, "focus_scale": 2.0, "aif_head": "rgb"}
+    assert config == {"width": 4, "levels": 2, "depth_mapping": "max", "near": 0.3, "far": 4.0, "focus_scale": 2.0, "aif_head": "rgb",
+                      "depth_head": "regress", "camera": None, "candidates": 24, "kernel_size": 7}
     rebuilt = DAIFNet.from_config(config)
     rebuilt.load_state_dict(net.state_dict())
     stack, focus = _inputs(1, 2, 16, 16)
@@ -155,3 +156,58 @@ def test_bad_arguments_are_named():
         DAIFNet(aif_head="residual")
     with pytest.raises(ValueError, match="near, far"):
         DAIFNet(near=2.0, far=1.0)
+
+
+def _search_net(**kwargs):
+    from tests.helpers.scenes import CAMERA
+
+    torch.manual_seed(0)
+    return DAIFNet(width=4, levels=2, near=0.25, far=2.5, depth_head="search", camera=CAMERA.to_dict(), **kwargs)
+
+
+def test_an_untrained_search_head_returns_the_soft_argmin_of_the_cost_and_its_coarse_aif():
+    """logit_j = -10 e^_j at initialisation (module docstring): depth = exp(sum_j softmax(logit)_j log c_j);
+    with the "select" head the AIF weights are proportional to P(image k is the sharpest) + 1e-3."""
+    from daif.search import cost_volume
+    from tests.helpers.scenes import CAMERA, make_scenes
+
+    stack, focus, _, _ = make_scenes(2, 24, 24, seed=3)
+    net = _search_net(aif_head="select")
+    with torch.no_grad():
+        out = net(stack, focus, details=True)
+    volume = cost_volume(stack, focus, CAMERA, 0.25, 2.5, 24)
+    normalised = volume.error / (volume.error.mean(dim=1, keepdim=True) + 1e-3)
+    p = torch.softmax(-10.0 * normalised, dim=1)
+    expected_depth = torch.exp((p * volume.log_depths[:, None, None]).sum(dim=1, keepdim=True))
+    torch.testing.assert_close(out["depth"], expected_depth, rtol=1e-4, atol=1e-5)
+    chance = torch.zeros(2, stack.shape[1], 24, 24)
+    for b in range(2):
+        for j in range(24):
+            chance[b, int(volume.sharpest[b, j])] += p[b, j]
+    weights = (chance + 1e-3) / (chance + 1e-3).sum(dim=1, keepdim=True)
+    torch.testing.assert_close(out["aif"], (weights[:, :, None] * stack).sum(dim=1), rtol=1e-4, atol=1e-5)
+    assert out["probabilities"].shape == (2, 24, 24, 24)
+
+
+def test_search_head_ignores_stack_order_and_uses_the_camera_it_is_given():
+    from daif.optics import ThinLensCamera
+    from tests.helpers.scenes import make_scenes
+
+    stack, focus, _, _ = make_scenes(1, 16, 16, seed=4)
+    net = _search_net(aif_head="select")
+    order = torch.tensor([3, 0, 4, 1, 2])
+    with torch.no_grad():
+        aif, depth = net(stack, focus)
+        aif_p, depth_p = net(stack[:, order], focus[:, order])
+        _, other = net(stack, focus, camera=ThinLensCamera(focal_length=7.2e-3, f_number=4.0, pixel_size=5.6e-6))
+    torch.testing.assert_close(depth_p, depth, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(aif_p, aif, rtol=1e-4, atol=1e-5)
+    assert float((other - depth).abs().max()) > 1e-2  # another lens, another cost volume
+    with pytest.raises(ValueError, match="camera: the 'search' depth head needs the camera"):
+        DAIFNet(width=4, levels=2, depth_head="search")(stack, focus)
+    with pytest.raises(ValueError, match="depth_head: expected one of"):
+        DAIFNet(depth_head="classify")
+    rebuilt = DAIFNet.from_config(json.loads(json.dumps(net.config)))
+    rebuilt.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(stack, focus)[1], depth)

@@ -11,7 +11,7 @@ from tests.helpers.scenes import CAMERA, FOCUS_DISTANCES, textured_image
 from daif.config import LossConfig
 from daif.losses import objective
 from daif.optics import render_focal_stack
-from daif.search import defocus_search
+from daif.search import cost_volume, defocus_search
 
 NEAR, FAR, CANDIDATES = 0.25, 2.5, 25
 STEP = math.log(FAR / NEAR) / (CANDIDATES - 1)  # log-depth spacing of the candidates
@@ -79,3 +79,20 @@ def test_bad_arguments_are_named():
         defocus_search(stack, focus[:, :3], CAMERA, NEAR, FAR)
     with pytest.raises(ValueError, match="search_window"):
         LossConfig(search_window=2)
+
+
+def test_cost_volume_is_least_at_the_true_depth_and_names_each_candidates_source():
+    # a plane on candidate 10: its error is the least of all candidates at every pixel
+    depth = torch.full((2, 1, SIZE, SIZE), NEAR * math.exp(STEP * 10))
+    stack, focus, _ = _render(depth)
+    volume = cost_volume(stack, focus, CAMERA, NEAR, FAR, CANDIDATES)
+    assert volume.error.shape == (2, CANDIDATES, SIZE, SIZE) and volume.sharpest.shape == (2, CANDIDATES)
+    assert volume.step == pytest.approx(STEP, rel=1e-5)
+    inner = volume.error[..., 4:-4, 4:-4]
+    assert float((inner.argmin(dim=1) == 10).float().mean()) > 0.95
+    # the source of candidate c is the image of least thin-lens defocus at c, by method.md's formula
+    aperture = CAMERA.focal_length / CAMERA.f_number
+    for j in range(CANDIDATES):
+        d = math.exp(float(volume.log_depths[j]))
+        blur = [aperture * CAMERA.focal_length * abs(d - s) / (d * (s - CAMERA.focal_length)) for s in FOCUS_DISTANCES]
+        assert int(volume.sharpest[0, j]) == min(range(len(blur)), key=blur.__getitem__)

@@ -87,7 +87,7 @@ class SceneEvaluator:
             if method == SEARCH:
                 depth = defocus_search(stack, focus, self.camera, *self.search_range, kernel_size=self.kernel_size)
                 return depth, coarse_aif(stack, focus, depth, self.camera)
-            aif, depth = self.models[method](stack, focus)
+            aif, depth = self.models[method](stack, focus, camera=self.camera)  # a "search" head uses the store's camera
             return depth, aif
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -30,10 +30,13 @@ from daif.optics import ThinLensCamera, defocus_sigma
 from daif.runtime import cpu_threads
 
 
-def build_model(config: Config, near: float, far: float) -> DAIFNet:
+def build_model(config: Config, near: float, far: float, camera: ThinLensCamera | None = None) -> DAIFNet:
+    """The network of `config.model` over [near, far] metres; `camera` is the "search" depth head's."""
     return DAIFNet(
         width=config.model.width, levels=config.model.levels, depth_mapping=config.model.depth_mapping, near=near, far=far,
-        focus_scale=config.model.focus_scale or None, aif_head=config.model.aif_head,
+        focus_scale=config.model.focus_scale or None, aif_head=config.model.aif_head, depth_head=config.model.depth_head,
+        camera=camera.to_dict() if camera is not None else None, candidates=config.model.candidates,
+        kernel_size=config.loss.kernel_size,
     )
 
 
@@ -153,14 +156,15 @@ def _setup(loop_config: dict[str, Any]) -> Worker:
     if device.type == "cpu":  # torch defaults to every core of the node; a worker uses the CPUs it reserved
         torch.set_num_threads(cpu_threads(config.scaling.cpus_per_worker))
     near, far = loop_config["depth_range"]
-    net = build_model(config, near, far)
+    camera = ThinLensCamera.from_dict(loop_config["camera"])
+    net = build_model(config, near, far, camera)
     model = ray.train.torch.prepare_model(net)  # to the device; DDP when world_size > 1
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     total_steps = loop_config["steps_per_epoch"] * config.train.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, config.optim.schedule))
     return Worker(
         config=config, loop_config=loop_config, rank=context.get_world_rank(), world_size=context.get_world_size(),
-        device=device, camera=ThinLensCamera.from_dict(loop_config["camera"]),
+        device=device, camera=camera,
         focus_all=np.asarray(loop_config["focus_distances"], dtype=np.float32), depth_range=(near, far),
         net=net, model=model, optimizer=optimizer, scheduler=scheduler, total_steps=total_steps,
     )
@@ -181,12 +185,13 @@ def _restore(worker: Worker, checkpoint, resume_dir: str | None) -> None:
     worker.best, worker.stale = meta.get("best"), int(meta.get("stale", 0))
 
 
-def _predict(worker: Worker, model, stack: torch.Tensor, focus: torch.Tensor):
+def _predict(worker: Worker, model, stack: torch.Tensor, focus: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The network's `details` dict ("aif", "depth" and the "search" head's distribution), in float32."""
     if worker.device.type == "cuda" and worker.config.train.mixed_precision:
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            aif, depth = model(stack, focus)
-        return aif.float(), depth.float()  # the renderer and losses run in float32
-    return model(stack, focus)
+            out = model(stack, focus, details=True)
+        return {k: v.float() for k, v in out.items()}  # the renderer and losses run in float32
+    return model(stack, focus, details=True)
 
 
 def _batches(worker: Worker, split: str, sampler: BinSampler, rng: np.random.Generator, batch_size: int, min_stack_size: int = 0):
@@ -211,9 +216,10 @@ def _train_epoch(worker: Worker, sampler: BinSampler, epoch: int) -> dict[str, f
     started, samples = time.perf_counter(), 0
     per_worker_batch = max(1, config.optim.batch_size // worker.world_size)
     for batch in _batches(worker, "train", sampler, rng, per_worker_batch, config.data.min_stack_size):
-        aif, depth = _predict(worker, worker.model, batch["stack"], batch["focus_distances"])
+        out = _predict(worker, worker.model, batch["stack"], batch["focus_distances"])
+        aif, depth = out["aif"], out["depth"]
         result = objective(batch["stack"], batch["focus_distances"], aif, depth, worker.camera, config.loss,
-                           depth_range=worker.search_range)
+                           depth_range=worker.search_range, distribution=out if "probabilities" in out else None)
         worker.optimizer.zero_grad(set_to_none=True)
         result.total.backward()
         if config.optim.grad_clip > 0:
@@ -250,9 +256,10 @@ def _validate(worker: Worker, sampler: BinSampler, want_figures: bool) -> tuple[
     figure_batch = None
     rng = np.random.default_rng(0)  # unused by middle/fixed draws
     for batch in _batches(worker, "val", sampler, rng, config.optim.batch_size):
-        aif, depth = _predict(worker, net, batch["stack"], batch["focus_distances"])
+        out = _predict(worker, net, batch["stack"], batch["focus_distances"])
+        aif, depth = out["aif"], out["depth"]
         result = objective(batch["stack"], batch["focus_distances"], aif, depth, worker.camera, config.loss,
-                           depth_range=worker.search_range)
+                           depth_range=worker.search_range, distribution=out if "probabilities" in out else None)
         count = batch["stack"].shape[0]
         sums.add({"total": float(result.total), **{k: float(v) for k, v in result.terms.items()}}, count)
         sums.add(depth_metrics(depth, batch["depth"], batch["valid"]), count)
