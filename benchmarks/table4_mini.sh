@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The mini Table 4 of docs/experiments.md (entry 8): the paper's grid, loss.recon {1, 10, 100, 1000} x
 # loss.blur {0.1, 1, 10}, 8 epochs a cell on 200 synthetic 48x48 scenes, two trials at a time on 2 cores,
-# once with the paper's objective (the defaults) and once with the quickstart's recipe.
+# once with the paper's objective (the defaults) and once with the search-term recipe of entry 5 (the quickstart's
+# recipe until entry 11).
 #
 #     bash benchmarks/table4_mini.sh [WORK_DIR]     # default /tmp/daif-table4
 #

@@ -187,7 +187,7 @@ TRAINING_PRESETS: dict[str, dict[str, Any]] = {
         "loss": {"cost": 1.0, "cost_smooth": 0.1, "recon": 1.0, "recon_trains_depth": False,
                  "blur": 0.0, "aif_recon": 0.0, "aif_blur": 0.0, "smooth": 0.0},
         "optim": {"batch_size": 8, "lr": 1e-3},
-        "train": {"epochs": 8, "figures_every": 4},
+        "train": {"epochs": 12, "figures_every": 6},
         "scaling": {"num_workers": 1, "cpus_per_worker": 1.5},
         "tracking": {"experiment": "daif-quickstart"},
     },

@@ -94,7 +94,8 @@ def _print_summary(out_dir: Path, result, evaluation: dict, minutes: float) -> N
         print(f"delta1: DAIF-Net {model_delta1:.3f} vs analytic baseline {baseline_delta1:.3f}: the model {verdict} the baseline")
     search_delta1 = methods.get("search", {}).get("image", {}).get("delta1")
     if model_delta1 is not None and search_delta1 is not None:
-        print(f"        the defocus search its `search` loss term distils: {search_delta1:.3f}")
+        verdict = "beats" if model_delta1 > search_delta1 else "does NOT beat"
+        print(f"        vs the defocus search (whose cost volume the model refines) {search_delta1:.3f}: the model {verdict} the search")
     print(f"finished in {minutes:.1f} min")
     print(f"results:          {out_dir}")
     print(f"  metrics:        {out_dir / 'evaluation'} (metrics.json, metrics.csv, metrics.md, figures)")

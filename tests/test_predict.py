@@ -159,3 +159,22 @@ def test_predict_job_smoke_test(tmp_path):
     with Image.open(tmp_path / "smoke" / "depth.png") as png:
         assert np.abs(np.asarray(png) / 1000 - depth).max() <= 1e-3
     assert json.loads((tmp_path / "smoke" / "prediction.json").read_text())["focus_distances"] == list(PRESET.focus_distances)
+
+
+def test_a_search_head_model_predicts_with_the_camera_it_is_given(setup, tmp_path):
+    """A "search" depth head computes its cost volume with the camera: the model's own by default (an untrained
+    one finds the two planes of the scene, 1.2 and 4 m), or `--camera`'s."""
+    from daif.predict import predict
+
+    _, _, images = setup
+    torch.manual_seed(0)
+    net = DAIFNet(width=4, levels=2, near=0.75, far=7.5, depth_head="search", aif_head="select", camera=PRESET.camera.to_dict()).eval()
+    checkpoint = write_checkpoint(tmp_path / "search-ckpt", net)
+    own = np.load(predict(str(checkpoint), images, FOCUS, out=tmp_path / "own")["depth_npy"])
+    assert abs(np.median(own[4:-4, 2:9]) / 1.2 - 1) < 0.25 and abs(np.median(own[4:-4, 15:22]) / 4.0 - 1) < 0.25
+    other = np.load(predict(str(checkpoint), images, FOCUS, camera="0.05,2.8,1.2e-5", out=tmp_path / "other")["depth_npy"])
+    stack = torch.from_numpy(np.stack([np.asarray(Image.open(p), dtype=np.float32) / 255 for p in images])).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        _, expected = net(stack[None], torch.tensor(FOCUS)[None], camera=ThinLensCamera(0.05, 2.8, 1.2e-5))
+    np.testing.assert_allclose(other, expected[0, 0].numpy(), rtol=1e-5)
+    assert np.abs(other - own).max() > 0.05
