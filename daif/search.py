@@ -11,10 +11,11 @@ For each of J candidate depths c_j, spaced evenly in log depth over [near, far]:
 3. the error e_j(x) = sum_k mean_channels |R_jk(x) - S_k(x)|, averaged over a window x window box.
 Per pixel the candidate of least error wins, refined in log depth by at most half a step to the vertex of
 a V through its error and its two neighbours' (a V rather than a parabola: the error is an L1 distance).
-This is the per-pixel global minimum, over the grid, of the same
+`cost_volume` returns e_j(x) of every candidate (steps 1 to 3, no box); `defocus_search` boxes it and takes the
+arg-min. The per-pixel arg-min is the global minimum, over the grid, of the same
 image-formation model the objective trains with, so it has neither the local minima of gradient descent on
 depth nor the dead zones where defocus <= 1 px passes no gradient. The objective's `search` term uses it
-as a detached target.
+as a detached target; the "search" depth head of `daif.model` refines the cost volume itself.
 
 Cost: J x S separable blurs of the stack's source image (`benchmarks/model_step.py` measures it).
 """
