@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from daif._checks import check_focus_distances, check_tensor
+from daif._checks import check_focus_distances, check_odd_size, check_tensor
 from daif.config import AIF_HEADS, DEPTH_HEADS, DEPTH_MAPPINGS
 from daif.optics import ThinLensCamera
 from daif.search import cost_volume
@@ -123,8 +123,7 @@ class DAIFNet(nn.Module):
             raise ValueError(f"depth_head: expected one of {DEPTH_HEADS}, got {depth_head!r}")
         if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
             raise ValueError(f"candidates: expected an integer >= 2, got {candidates!r}")
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size: expected an odd positive integer, got {kernel_size!r}")
+        check_odd_size("kernel_size", kernel_size)
         self.camera = None if camera is None else ThinLensCamera.from_dict(camera)
         focus_scale = float(far) if focus_scale is None else float(focus_scale)
         if focus_scale <= 0:
@@ -201,7 +200,7 @@ class DAIFNet(nn.Module):
         check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
         batch, stack_size, _, height, width = stack.shape
         focus = check_focus_distances("focus_distances", focus_distances, batch, stack_size, stack)
-        searching = getattr(self, "depth_head", "regress") == "search"  # models pickled before depth_head are "regress"
+        searching = self.depth_head == "search"
         volume = self._cost_volume(stack, focus, camera) if searching else None
 
         multiple = 2**self.levels
@@ -243,7 +242,7 @@ class DAIFNet(nn.Module):
             depth = log_depth.exp().clamp(self.near, self.far)
             out = {"probabilities": probabilities, "cost": volume.error, "log_depths": volume.log_depths}
 
-        if getattr(self, "aif_head", "rgb") == "rgb":  # models pickled before aif_head existed are "rgb"
+        if self.aif_head == "rgb":
             aif = raw[:, :3].clamp(0.0, 1.0)
         else:
             logits = self.select(torch.cat([first, _repeat_over_stack(decoded, stack_size)], dim=1))[crop]
