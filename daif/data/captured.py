@@ -29,15 +29,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from daif.data.folders import read_depth_png
-from daif.data.sources import DataError, Source, check_split, prepare_scene, resize_rgb
+from daif.data.folders import DepthFolderSource, read_depth_npy, read_depth_png
+from daif.data.sources import DataError, check_split, prepare_scene, resize_rgb
 from daif.optics import ThinLensCamera
 
 STACK_FILE = "stack.json"
@@ -218,18 +217,10 @@ def common_stack(
 
 
 @dataclasses.dataclass(frozen=True)
-class FocalStackFolderSource(Source):
+class FocalStackFolderSource(DepthFolderSource):
     """Captured focal stacks in scene folders (module docstring); `load` returns the stack itself."""
 
-    root: str
-    depth_scale: float = 1e4
-    limit: int | None = None
     name: str = dataclasses.field(default="focal-stack-folder", init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", os.path.abspath(self.root))
-        if not self.depth_scale > 0:
-            raise ValueError(f"depth_scale: expected a positive number, got {self.depth_scale!r}")
 
     def refs(self, split: str) -> list[dict[str, Any]]:
         folder = Path(self.root, check_split(split))
@@ -247,10 +238,7 @@ class FocalStackFolderSource(Source):
         aif = read_image(ref["aif"]) if ref["aif"] else None
         depth = None
         if ref["depth"] and ref["depth"].endswith(".npy"):
-            try:
-                depth = np.squeeze(np.load(ref["depth"], allow_pickle=False)).astype(np.float32)
-            except (OSError, ValueError) as error:
-                raise DataError(f"{ref['depth']}: cannot read as .npy: {error}") from None
+            depth = read_depth_npy(ref["depth"])
         elif ref["depth"]:
             depth = read_depth_png(ref["depth"], self.depth_scale)
         for path, values in zip(ref["images"], stack):
@@ -258,8 +246,6 @@ class FocalStackFolderSource(Source):
                 raise DataError(f"{path}: size {values.shape[:2]} differs from the {tuple(ref['size'])} listed")
         return {"stack": stack, "aif": aif, "depth": depth}
 
-    def describe(self) -> dict[str, Any]:
-        return {"source": self.name, "input": self.root, "depth_scale": self.depth_scale, "limit": self.limit}
 
 
 def prepare_captured(

@@ -66,17 +66,36 @@ def _stems(folder: Path, suffixes: tuple[str, ...], strip: str = "") -> dict[str
     return found
 
 
+def read_depth_npy(path: str) -> np.ndarray:
+    """(H, W) float32 metres from a .npy array (singleton axes squeezed); never unpickles."""
+    try:
+        depth = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: cannot read as .npy: {error}") from None
+    return np.squeeze(depth).astype(np.float32)
+
+
 @dataclasses.dataclass(frozen=True)
-class RGBDFolderSource(Source):
+class DepthFolderSource(Source):
+    """A folder source with 16-bit depth PNGs: root (made absolute), depth_scale (metres = value / depth_scale,
+    > 0), limit (scenes per split, None = all)."""
+
     root: str
     depth_scale: float = 1e4
     limit: int | None = None
-    name: str = dataclasses.field(default="rgbd-folder", init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", os.path.abspath(self.root))
         if not self.depth_scale > 0:
             raise ValueError(f"depth_scale: expected a positive number, got {self.depth_scale!r}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.name, "input": self.root, "depth_scale": self.depth_scale, "limit": self.limit}
+
+
+@dataclasses.dataclass(frozen=True)
+class RGBDFolderSource(DepthFolderSource):
+    name: str = dataclasses.field(default="rgbd-folder", init=False)
 
     def refs(self, split: str) -> list[dict[str, Any]]:
         check_split(split)
@@ -96,9 +115,6 @@ class RGBDFolderSource(Source):
         if depth.shape != aif.shape[:2]:
             raise DataError(f"{ref['depth']}: depth shape {depth.shape} disagrees with {ref['rgb']} {aif.shape[:2]}")
         return {"aif": aif, "depth": depth}
-
-    def describe(self) -> dict[str, Any]:
-        return {"source": self.name, "input": self.root, "depth_scale": self.depth_scale, "limit": self.limit}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,14 +141,10 @@ class DefocusNetSource(Source):
 
     def load(self, ref: dict[str, Any]) -> dict[str, np.ndarray]:
         aif = read_rgb(ref["aif"])
-        try:
-            depth = np.load(ref["depth"], allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise DataError(f"{ref['depth']}: cannot read as .npy: {error}") from None
-        depth = np.squeeze(depth)
+        depth = read_depth_npy(ref["depth"])
         if depth.shape != aif.shape[:2]:
             raise DataError(f"{ref['depth']}: depth shape {depth.shape} disagrees with {ref['aif']} {aif.shape[:2]}")
-        return {"aif": aif, "depth": depth.astype(np.float32)}
+        return {"aif": aif, "depth": depth}
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.name, "input": self.root, "limit": self.limit}
