@@ -176,10 +176,11 @@ def _rows(results, options: SearchOptions, metric: str) -> list[dict[str, Any]]:
     epochs = options.base.train.epochs
     # Result.config comes from the last result; a trial that failed before reporting has only its Tune config
     analysis = getattr(results, "_experiment_analysis", None)  # ResultGrid's own record of the trials
-    configs = {trial.path: trial.config for trial in analysis.trials} if analysis is not None else {}
+    trials = {trial.path: trial for trial in analysis.trials} if analysis is not None else {}
     for result in results:
         last = dict(result.metrics or {})
-        config = result.config or configs.get(result.path) or {}
+        trial = trials.get(result.path)
+        config = result.config or (trial.config if trial is not None else {})
         params = {k: config.get(k) for k in options.space.keys}
         history = result.metrics_dataframe
         values = [] if history is None or metric not in history else [float(v) for v in history[metric] if v == v]
@@ -198,7 +199,7 @@ def _rows(results, options: SearchOptions, metric: str) -> list[dict[str, Any]]:
             best = (max(values) if options.base.train.val_mode == "max" else min(values)) if values else float("nan")
         final = last.get(metric)
         rows.append({
-            "trial_id": _trial_id(result), **params, "status": status,
+            "trial_id": _trial_id(result, trial), **params, "status": status,
             "final": float(final) if isinstance(final, (int, float)) else float("nan"), "best": float(best),
             "epochs": int(last.get("epochs_done", 0)), "seconds": float(last.get("time_total_s", float("nan"))),
             "run_id": last.get("mlflow_run_id", ""), "message": message,
@@ -207,8 +208,11 @@ def _rows(results, options: SearchOptions, metric: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["trial_id"])
 
 
-def _trial_id(result) -> str:
-    return Path(result.path).name.removeprefix("trial_") if result.path else "?"
+def _trial_id(result, trial) -> str:
+    """Tune's trial id, the MLflow tag of the trial's runs. Not the folder name: a trial that a resume restarts
+    gets a new folder (trial_<id>_<suffix>) under the same id."""
+    trial_id = trial.trial_id if trial is not None else (result.metrics or {}).get("trial_id")
+    return str(trial_id) if trial_id else Path(result.path).name.removeprefix("trial_") if result.path else "?"
 
 
 def _first_line(error: BaseException) -> str:
