@@ -135,6 +135,10 @@ class TrainConfig:
     figures_every: int = 10  # epochs between figure logs (and always at the end)
     mixed_precision: bool = True  # bf16 autocast for the network on GPU (the renderer stays float32)
     stop_after: int = 0  # stop this invocation after N epochs (resume continues); 0 = run to the end
+    # fine-tuning: the network starts from the weights of this checkpoint directory, model folder or MLflow model
+    # URI (same architecture); the optimiser, schedule and epochs start afresh; a resume ignores it (its checkpoint
+    # holds the weights). Empty: a fresh initialisation
+    init_from: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,25 +175,38 @@ class Config:
     tracking: TrackingConfig = TrackingConfig()
 
 
+# what both stages of `daif quickstart` share: the network, the data, one worker, the experiment
+_QUICKSTART_RUN: dict[str, Any] = {
+    "data": {"mode": "fixed"},
+    "model": {"width": 16, "levels": 3, "range_source": "scenes", "depth_head": "search", "aif_head": "select"},
+    "scaling": {"num_workers": 1, "cpus_per_worker": 1.5},
+    "tracking": {"experiment": "daif-quickstart"},
+}
+
 TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     # the paper's 5-image NYUv2 stacks at fixed focus distances (1, 1.5, 2.5, 4, 6 m)
     "nyuv2-5": {"data": {"mode": "fixed"}, "model": {"near": 0.1, "far": 10.0}},
     # appendix A.1/A.2: dense 100-image stacks, one random image per bin each step
     "nyuv2-robust": {"data": {"mode": "binned", "num_bins": 5}, "model": {"near": 0.1, "far": 10.0}},
-    # `daif quickstart`'s training on its small synthetic store (QUICKSTART_DATA): the "search" depth head
-    # refines the defocus search's cost volume, trained on the expected cost with edge-aware smoothness (an
+    # `daif quickstart`'s training on its small synthetic store (QUICKSTART_DATA), first stage: the "search" depth
+    # head refines the defocus search's cost volume, trained on the expected cost with edge-aware smoothness (an
     # MRF energy); the "select" AIF head starts at the coarse AIF of that depth and learns from the paper's
     # reconstruction with depth held fixed (docs/experiments.md, entry 11); one worker of 1.5 CPUs (two torch
     # threads, half a CPU left to Ray Data on a 2-core machine)
     "quickstart": {
-        "data": {"mode": "fixed"},
-        "model": {"width": 16, "levels": 3, "range_source": "scenes", "depth_head": "search", "aif_head": "select"},
+        **_QUICKSTART_RUN,
         "loss": {"cost": 1.0, "cost_smooth": 0.1, "recon": 1.0, "recon_trains_depth": False,
                  "blur": 0.0, "aif_recon": 0.0, "aif_blur": 0.0, "smooth": 0.0},
         "optim": {"batch_size": 8, "lr": 1e-3},
         "train": {"epochs": 12, "figures_every": 6},
-        "scaling": {"num_workers": 1, "cpus_per_worker": 1.5},
-        "tracking": {"experiment": "daif-quickstart"},
+    },
+    # its second stage, from the first stage's best checkpoint (train.init_from): the paper's objective, every
+    # loss scale at its default and depth trained through the reconstruction, at a tenth of the learning rate
+    # (docs/experiments.md, entry 13)
+    "quickstart-finetune": {
+        **_QUICKSTART_RUN,
+        "optim": {"batch_size": 8, "lr": 1e-4},
+        "train": {"epochs": 4, "figures_every": 4},
     },
 }
 

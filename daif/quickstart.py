@@ -1,9 +1,11 @@
 """`daif quickstart`: the whole loop on one machine, on a small synthetic dataset it makes itself.
 
-render (Ray Data) -> train (Ray Train, one CPU worker by default) -> evaluate against the analytic baseline,
-all tracked in the local MLflow store of the working directory: the evaluation run sits in the training run's
-experiment, nested under it (tag mlflow.parentRunId) and tagged daif.training_run_id. Prints the metrics table, where the
-model, checkpoints and figures are, and the command that opens the MLflow UI.
+render (Ray Data) -> train (Ray Train, one CPU worker by default: the MRF energy of the "search" depth head,
+then a fine-tuning run from its best checkpoint with the paper's objective) -> evaluate the final model against
+the analytic baseline and the defocus search, all tracked in the local MLflow store of the working directory:
+the fine-tuning run is tagged daif.first_stage_run_id, and the evaluation run sits in the training runs'
+experiment, nested under the final one (tag mlflow.parentRunId) and tagged daif.training_run_id. Prints the
+metrics table, where the model, checkpoints and figures are, and the command that opens the MLflow UI.
 """
 
 from __future__ import annotations
@@ -24,48 +26,60 @@ def quickstart(
     seed: int = 0,
     tracking_uri: str = "",
     overrides: list[str] = (),
+    epochs: int | None = None,
+    finetune_epochs: int | None = None,
 ) -> dict:
-    """Render `QUICKSTART_DATA` (or `scenes` scenes of `size`), train with the "quickstart" preset plus
-    `overrides`, evaluate. Returns {"store", "train": TrainResult, "metrics": dict, "out"}."""
-    from daif.config import QUICKSTART_DATA, load_config
+    """Render `QUICKSTART_DATA` (or `scenes` scenes of `size`); train the first stage with the "quickstart" preset,
+    then fine-tune its best checkpoint with the "quickstart-finetune" preset (skipped when `finetune_epochs` is 0),
+    `overrides` applying to both, `epochs` / `finetune_epochs` to one each; evaluate the final model.
+    Returns {"store", "first_stage": TrainResult, "train": TrainResult (the final model's), "metrics", "out"}."""
+    from daif.config import QUICKSTART_DATA, load_config, replace
     from daif.data.pipeline import render_store
+    from daif.errors import UsageError
     from daif.evaluate import evaluate
     from daif.runtime import ray_session
     from daif.train.driver import train
 
     out_dir = Path(out).resolve()
     scenes, size = scenes or QUICKSTART_DATA["scenes"], size or QUICKSTART_DATA["size"]
-    from daif.errors import UsageError
-
+    shared = [f"data.path={out_dir / 'store'}", f"train.seed={seed}", f"tracking.storage={out_dir / 'runs'}",
+              f"tracking.tracking_uri={tracking_uri}", *overrides]
     try:
-        config = load_config(preset="quickstart", overrides=[
-            f"data.path={out_dir / 'store'}", f"train.seed={seed}", f"tracking.storage={out_dir / 'runs'}",
-            f"tracking.tracking_uri={tracking_uri}", *overrides,
-        ])
+        config = load_config(preset="quickstart", overrides=[*shared, *([f"train.epochs={epochs}"] if epochs else [])])
+        finetune = load_config(preset="quickstart-finetune",
+                               overrides=[*shared, *([f"train.epochs={finetune_epochs}"] if finetune_epochs else [])])
     except ValueError as error:  # a --set key or value; config.py names it
         raise UsageError(str(error)) from None
+    stages = 3 if finetune_epochs == 0 else 4
     started = time.perf_counter()
     with ray_session():  # the Ray it starts is stopped before the summary
-        print(f"[1/3] rendering {scenes} synthetic scenes ({size[0]}x{size[1]}, camera {QUICKSTART_DATA['camera_preset']}) with Ray Data")
+        print(f"[1/{stages}] rendering {scenes} synthetic scenes ({size[0]}x{size[1]}, camera {QUICKSTART_DATA['camera_preset']}) with Ray Data")
         summary = render_store(out=str(out_dir / "store"), source="synthetic", preset=QUICKSTART_DATA["camera_preset"],
-                               size=size, scenes=scenes, seed=seed, shard_size=QUICKSTART_DATA["shard_size"])
+                               size=size, scenes=scenes, seed=seed, shard_size=QUICKSTART_DATA["shard_size"],
+                               kernel_size=config.loss.kernel_size)  # the stacks use the model's renderer window
         print(f"      {summary['splits']} in {summary['seconds']:.0f} s")
-        print(f"[2/3] training DAIF-Net on Ray Train: {config.scaling.num_workers} CPU worker(s), {config.train.epochs} epochs "
+        print(f"[2/{stages}] training DAIF-Net on Ray Train: {config.scaling.num_workers} CPU worker(s), {config.train.epochs} epochs "
               "(daif train --preset quickstart)")
-        result = train(config)
-        print("[3/3] evaluating the trained model and the analytic depth-from-focus baseline on the test split")
+        first = result = train(config)
+        if stages == 4:
+            print(f"[3/{stages}] fine-tuning its best checkpoint with the paper's objective: {finetune.train.epochs} epochs "
+                  "(daif train --preset quickstart-finetune --init-from CHECKPOINT)")
+            finetune = replace(finetune, train={"init_from": first.best_checkpoint or first.latest_checkpoint})
+            result = train(finetune, tags={"daif.first_stage_run_id": first.run_id})
+        print(f"[{stages}/{stages}] evaluating the trained model, the analytic depth-from-focus baseline and the defocus search on the test split")
         evaluation = evaluate(
             [result.best_checkpoint], str(out_dir / "store"), "test", str(out_dir / "evaluation"), tracking_uri=result.tracking_uri,
             experiment=config.tracking.experiment,
         )
         link_evaluation(result.tracking_uri, result.run_id, (evaluation.get("mlflow") or {}).get("run_id"))
     minutes = (time.perf_counter() - started) / 60
-    _print_summary(out_dir, result, evaluation, minutes)
+    _print_summary(out_dir, first, result, evaluation, minutes)
     (out_dir / "quickstart.json").write_text(json.dumps({
-        "minutes": minutes, "run_id": result.run_id, "model_uri": result.model_uri,
-        "best_checkpoint": result.best_checkpoint, "metrics": evaluation.get("methods", evaluation),
+        "minutes": minutes, "run_id": result.run_id, "model_uri": result.model_uri, "best_checkpoint": result.best_checkpoint,
+        "first_stage": {"run_id": first.run_id, "best_checkpoint": first.best_checkpoint},
+        "metrics": evaluation.get("methods", evaluation),
     }, indent=2, default=str))
-    return {"store": str(out_dir / "store"), "train": result, "metrics": evaluation, "out": str(out_dir)}
+    return {"store": str(out_dir / "store"), "first_stage": first, "train": result, "metrics": evaluation, "out": str(out_dir)}
 
 
 def link_evaluation(tracking_uri: str, training_run_id: str | None, evaluation_run_id: str | None) -> None:
@@ -80,7 +94,7 @@ def link_evaluation(tracking_uri: str, training_run_id: str | None, evaluation_r
     client.set_tag(training_run_id, "daif.evaluation_run_id", evaluation_run_id)
 
 
-def _print_summary(out_dir: Path, result, evaluation: dict, minutes: float) -> None:
+def _print_summary(out_dir: Path, first, result, evaluation: dict, minutes: float) -> None:
     from daif.tracking import ui_command
 
     table = (out_dir / "evaluation" / "metrics.md")
@@ -101,6 +115,8 @@ def _print_summary(out_dir: Path, result, evaluation: dict, minutes: float) -> N
     print(f"  metrics:        {out_dir / 'evaluation'} (metrics.json, metrics.csv, metrics.md, figures)")
     print(f"  checkpoints:    {result.storage_path}")
     print(f"  best checkpoint {result.best_checkpoint}")
+    if first is not result:
+        print(f"  first stage:    MLflow run {first.run_id}, best checkpoint {first.best_checkpoint}")
     print(f"MLflow run:       {result.run_id} in {result.tracking_uri}")
     print(f"model URI:        {result.model_uri}   (daif predict --model {result.model_uri} ...)")
     print(f"open the UI with: {ui_command(result.tracking_uri)}")
@@ -114,7 +130,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT})")
     parser.add_argument("--scenes", type=int, help=f"synthetic scenes to render (default {QUICKSTART_DATA['scenes']})")
     parser.add_argument("--size", type=parse_size, help=f"WxH of the rendered images (default {width}x{height})")
-    parser.add_argument("--epochs", type=int, help="training epochs (default: the quickstart preset's)")
+    parser.add_argument("--epochs", type=int, help="first-stage training epochs (default: the quickstart preset's)")
+    parser.add_argument("--finetune-epochs", type=int,
+                        help="second-stage epochs, the paper's objective (default: the quickstart-finetune preset's; 0: none)")
     parser.add_argument(
         "--num-workers", type=int,
         help="Ray Train workers (default 1: on 2 cores, two DDP workers over gloo train 3.3x slower than one)",
@@ -132,17 +150,19 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--scenes", args.scenes), ("--epochs", args.epochs), ("--num-workers", args.num_workers)):
         if value is not None and value < 1:
             raise UsageError(f"{flag}: expected a positive integer, got {value}")
+    if args.finetune_epochs is not None and args.finetune_epochs < 0:
+        raise UsageError(f"--finetune-epochs: expected an integer >= 0 (0: no second stage), got {args.finetune_epochs}")
     overrides = list(args.overrides)
-    if args.epochs is not None:
-        overrides.append(f"train.epochs={args.epochs}")
     if args.num_workers is not None:
         from daif.config import TRAINING_PRESETS
 
         # leave Ray Data a share (ray-notes.md): one worker as the preset reserves it, or 0.5-CPU DDP workers
         cpus = TRAINING_PRESETS["quickstart"]["scaling"]["cpus_per_worker"] if args.num_workers == 1 else 0.5
         overrides += [f"scaling.num_workers={args.num_workers}", f"scaling.cpus_per_worker={cpus}"]
-    scenes, size = args.scenes, args.size
+    scenes, size, finetune_epochs = args.scenes, args.size, args.finetune_epochs
     if args.smoke_test:
         overrides, scenes, size = [*SMOKE_OVERRIDES, *overrides], scenes or 16, size or (32, 32)
-    quickstart(args.out, scenes, size, seed=args.seed, tracking_uri=args.tracking_uri, overrides=overrides)
+        finetune_epochs = 1 if finetune_epochs is None else finetune_epochs
+    quickstart(args.out, scenes, size, seed=args.seed, tracking_uri=args.tracking_uri, overrides=overrides,
+               epochs=args.epochs, finetune_epochs=finetune_epochs)
     return 0

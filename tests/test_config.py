@@ -71,6 +71,14 @@ def test_the_quickstart_preset_is_the_cost_volume_recipe_on_the_paper_defaults_e
     assert load_config().model.depth_head == "regress" and load_config().loss.cost == 0.0  # the defaults stay the paper's
 
 
+def test_the_quickstart_fine_tuning_is_the_papers_objective_on_the_same_network():
+    first, second = load_config(preset="quickstart"), load_config(preset="quickstart-finetune")
+    assert second.model == first.model and second.data == first.data and second.scaling == first.scaling  # init_from fits
+    assert second.loss == load_config().loss  # every scale the paper's, depth trained through the reconstruction
+    assert (second.optim.lr, second.optim.batch_size, second.train.epochs, second.train.init_from) == (1e-4, 8, 4, "")
+    assert second.tracking.experiment == first.tracking.experiment == "daif-quickstart"
+
+
 def test_model_choices_are_checked():
     with pytest.raises(ValueError, match="depth_mapping"):
         load_config(overrides=["model.depth_mapping=log"])

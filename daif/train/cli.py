@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", help="MLflow experiment name")
     parser.add_argument("--storage", help="checkpoint storage: absolute path or URI the cluster shares (default ./runs)")
     parser.add_argument("--resume", metavar="CHECKPOINT_DIR", help="continue from a checkpoint directory")
+    parser.add_argument("--init-from", metavar="MODEL", help="fine-tune: start a new run from the weights of a checkpoint "
+                        "directory or MLflow model URI (train.init_from; same architecture)")
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray started here (default: all)")
 
 
@@ -44,7 +46,7 @@ def config_from_args(args: argparse.Namespace):
     flags = {
         "data.path": args.data, "train.epochs": args.epochs, "optim.batch_size": args.batch_size,
         "scaling.num_workers": args.num_workers, "tracking.tracking_uri": args.tracking_uri,
-        "tracking.experiment": args.experiment, "tracking.storage": args.storage,
+        "tracking.experiment": args.experiment, "tracking.storage": args.storage, "train.init_from": args.init_from,
     }
     overrides += [f"{key}={value}" for key, value in flags.items() if value is not None]
     if args.gpu:

@@ -29,7 +29,7 @@ from daif.data.store import StoreError, open_store
 from daif.errors import UsageError
 from daif.optics import ThinLensCamera
 from daif.tracking import check_reachable, end_run, fail_run, resolve_tracking_uri, start_run
-from daif.train.loop import train_loop_per_worker
+from daif.train.loop import build_model, train_loop_per_worker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,11 +92,13 @@ class Inputs:
     resume: str | None  # absolute
     resume_meta: dict[str, Any]
     rows_per_worker: int
+    init_state: dict[str, Any] | None = None  # train.init_from's weights (numpy), for the workers
 
 
 def check_inputs(config: Config, resume: str | None = None) -> Inputs:
     """Check everything on the driver, without Ray and before any run: counts, the store, the camera, the depth
-    range, the checkpoint to resume from and the tracking server. Raises UsageError naming what is wrong."""
+    range, the checkpoint to resume from (or the weights to start from) and the tracking server. Raises UsageError
+    naming what is wrong."""
     _check_counts(config)
     resume = str(Path(resume).resolve()) if resume else None  # the workers' working directory is not ours
     _check_resume(resume)
@@ -106,6 +108,7 @@ def check_inputs(config: Config, resume: str | None = None) -> Inputs:
     resume_meta = _resume_meta(resume, store)
     tracking_uri = resolve_tracking_uri(config.tracking.tracking_uri)
     check_reachable(tracking_uri)
+    init_state = None if resume else _init_state(config, depth_range, camera, tracking_uri)  # a resume has its weights
     config = replace(config, tracking={"tracking_uri": tracking_uri, "storage": _storage(config)})
     rows_per_worker = store.num_scenes(config.data.train_split) // config.scaling.num_workers
     if rows_per_worker < 1:
@@ -113,7 +116,7 @@ def check_inputs(config: Config, resume: str | None = None) -> Inputs:
             f"scaling.num_workers: {config.scaling.num_workers} workers need at least as many training scenes; "
             f"{store.path} holds {store.num_scenes(config.data.train_split)} in split '{config.data.train_split}'"
         )
-    return Inputs(config, store, camera, depth_range, resume, resume_meta, rows_per_worker)
+    return Inputs(config, store, camera, depth_range, resume, resume_meta, rows_per_worker, init_state)
 
 
 def train(
@@ -157,6 +160,7 @@ def train(
         "tracking_uri": tracking_uri,
         "run_id": run_id,
         "resume_from": resume,
+        "init_state": inputs.init_state,
     }
     name = f"daif-{run_id[:8]}-{uuid.uuid4().hex[:6]}"
     run_folder = Path(config.tracking.storage, name) if "://" not in config.tracking.storage else None
@@ -225,6 +229,27 @@ def _open_store(config: Config):
         if split not in store.splits:
             raise UsageError(f"data: {store.path} holds splits {store.splits}; '{split}' is missing")
     return store
+
+
+def _init_state(config: Config, depth_range: tuple[float, float], camera, tracking_uri: str) -> dict[str, Any] | None:
+    """`train.init_from`'s network weights as numpy arrays (None without it), checked against the network this
+    config builds: every constructor argument but the depth range and the camera must agree (UsageError naming
+    the first that does not). Read through daif.model_io: tensors only, never a pickle."""
+    source = config.train.init_from
+    if not source:
+        return None
+    from daif.model_io import load_model
+
+    try:
+        loaded, _ = load_model(source, tracking_uri)
+    except UsageError as error:
+        raise UsageError(f"train.init_from: {error}") from None
+    wanted = build_model(config, *depth_range, camera).config
+    for key, value in loaded.config.items():
+        if key not in ("near", "far", "camera") and wanted[key] != value:
+            raise UsageError(f"train.init_from: {source} is a network with {key}={value!r}; this config builds {key}={wanted[key]!r} "
+                             f"(set model.* and loss.kernel_size as it was trained)")
+    return {name: tensor.detach().cpu().numpy() for name, tensor in loaded.state_dict().items()}
 
 
 def _check_resume(resume: str | None) -> None:

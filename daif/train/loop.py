@@ -171,8 +171,11 @@ def _setup(loop_config: dict[str, Any]) -> Worker:
 
 
 def _restore(worker: Worker, checkpoint, resume_dir: str | None) -> None:
-    """Continue from Ray Train's latest checkpoint (a restart) or else `resume_dir` (`--resume`)."""
+    """Continue from Ray Train's latest checkpoint (a restart) or else `resume_dir` (`--resume`); else start from
+    `train.init_from`'s weights (the driver's "init_state") when given."""
     if checkpoint is None and not resume_dir:
+        if worker.loop_config.get("init_state"):
+            worker.net.load_state_dict({name: torch.tensor(array) for name, array in worker.loop_config["init_state"].items()})
         return
     with (checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext(resume_dir)) as directory:
         state, meta = load_checkpoint(directory)

@@ -48,7 +48,7 @@ def stopped_run(tiny_store, tmp_path_factory):
     """A run that trained one of two epochs (train.stop_after=1), as a killed run leaves it: (root, result, start time ms)."""
     root = tmp_path_factory.mktemp("stopped")
     started = int(time.time() * 1000)
-    result = train(_config(tiny_store, root, train={"epochs": 2, "stop_after": 1, "figures_every": 0}))
+    result = train(_config(tiny_store, root, train={"epochs": 2, "stop_after": 1, "figures_every": 0}), in_process=True)
     return root, result, started
 
 
@@ -145,7 +145,7 @@ def test_a_relative_resume_and_storage_continue_the_same_run_and_say_so(stopped_
 def test_an_epoch_logged_before_a_kill_is_not_logged_again_by_the_resume(tiny_store, tmp_path):
     """A kill between an epoch's metrics and its checkpoint: the resume trains that epoch again; the run keeps the
     first logging and holds every epoch once."""
-    first = train(_config(tiny_store, tmp_path, train={"epochs": 2, "stop_after": 1, "figures_every": 0}))
+    first = train(_config(tiny_store, tmp_path, train={"epochs": 2, "stop_after": 1, "figures_every": 0}), in_process=True)
     client = mlflow.MlflowClient(first.tracking_uri)
     client.log_metric(first.run_id, "train/total", 123.0, step=1)  # epoch 1 logged, its checkpoint lost
     resumed = train(_config(tiny_store, tmp_path), resume=first.latest_checkpoint)

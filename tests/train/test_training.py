@@ -14,6 +14,7 @@ import yaml
 
 from daif.config import flatten, load_config, replace
 from daif.data.store import open_store
+from daif.errors import UsageError
 from daif.model import DAIFNet
 from daif.model_io import load_model
 from daif.tracking import TrackingUnavailable
@@ -36,8 +37,10 @@ def _config(store: str, tmp_path: Path, **sections):
 @pytest.mark.timeout(600)
 def test_two_cpu_workers_log_params_metrics_figures_a_loadable_model_and_stop_early_together(tiny_store, tmp_path):
     """Two DDP workers; only rank 0 validates and the other must follow its early-stopping decision
-    (else DDP hangs: the timeout)."""
-    config = _config(tiny_store, tmp_path, scaling={"num_workers": 2},
+    (else DDP hangs: the timeout). The network is the quickstart's ("search" depth head, "select" AIF head) with
+    its MRF energy beside the paper's terms: every parameter gets a gradient under DDP."""
+    config = _config(tiny_store, tmp_path, scaling={"num_workers": 2}, model={"depth_head": "search", "aif_head": "select"},
+                     loss={"cost": 1.0, "cost_smooth": 0.1},
                      train={"epochs": 4, "patience": 1, "val_metric": "val/recon", "val_mode": "min", "figures_every": 1})
     result = train(config)
     client = mlflow.MlflowClient(result.tracking_uri)
@@ -54,7 +57,7 @@ def test_two_cpu_workers_log_params_metrics_figures_a_loadable_model_and_stop_ea
     recon = [m.value for m in sorted(client.get_metric_history(result.run_id, "val/recon"), key=lambda m: m.step)]
     last = next((i for i in range(1, len(recon)) if recon[i] >= min(recon[:i])), 3)  # first epoch without improvement
     assert result.metrics["epoch"] == last
-    for name in ("train/recon", "train/total", "val/recon", "val/delta1", "val/abs_rel", "train/samples_per_s"):
+    for name in ("train/recon", "train/total", "train/cost", "val/recon", "val/cost_smooth", "val/delta1", "val/abs_rel", "train/samples_per_s"):
         history = client.get_metric_history(result.run_id, name)
         assert sorted(m.step for m in history) == list(range(last + 1)), name
     assert all(0.0 <= value <= 1.0 for value in recon)  # alpha (1 - SSIM) + (1 - alpha) L1 of [0, 1] images
@@ -80,9 +83,10 @@ def test_two_cpu_workers_log_params_metrics_figures_a_loadable_model_and_stop_ea
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_store, tmp_path):
-    # the uninterrupted reference runs the same loop in this process (no worker group to start)
+    # the uninterrupted reference and the interrupted first part run the same loop in this process (no worker
+    # group to start); the resume runs on Ray Train
     whole = train(_config(tiny_store, tmp_path / "whole", train={"epochs": 3, "figures_every": 0}), in_process=True)
-    first = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "stop_after": 1, "figures_every": 0}))
+    first = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "stop_after": 1, "figures_every": 0}), in_process=True)
     assert first.metrics["epoch"] == 0
     resumed = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "figures_every": 0}),
                     resume=first.latest_checkpoint)
@@ -124,6 +128,27 @@ def test_a_worker_failure_restarts_from_the_latest_checkpoint(tiny_store, tmp_pa
     assert (tmp_path / "runs" / "fault-injected").exists()  # the fault did fire
     state, _ = load_checkpoint(result.latest_checkpoint)
     assert state["epoch"] == 2 and state["step"] == 3 * 3  # 10 scenes, batch 4: 3 steps an epoch, none lost
+
+
+def test_init_from_starts_a_new_run_from_the_given_weights_and_refuses_another_architecture(tiny_store, tmp_path):
+    source = train(_config(tiny_store, tmp_path, train={"epochs": 1, "figures_every": 0}), in_process=True)
+    # lr 0 (AdamW's decay is lr x weight_decay): the fine-tuned weights must stay exactly the source's
+    frozen = _config(tiny_store, tmp_path, train={"epochs": 1, "figures_every": 0, "init_from": source.model_uri},
+                     optim={"lr": 0.0})
+    tuned = train(frozen, in_process=True)
+    assert tuned.run_id != source.run_id and tuned.metrics["epoch"] == 0  # a new run, from epoch 0
+    source_state, _ = load_checkpoint(source.latest_checkpoint)
+    tuned_state, _ = load_checkpoint(tuned.latest_checkpoint)
+    for name, tensor in source_state["model"].items():
+        torch.testing.assert_close(tuned_state["model"][name], tensor, rtol=0, atol=0)
+    assert tuned.metrics["val/total"] == pytest.approx(source.metrics["val/total"], rel=1e-6)  # same net, same split
+    client = mlflow.MlflowClient(tuned.tracking_uri)
+    assert client.get_run(tuned.run_id).data.params["train.init_from"] == source.model_uri
+    experiment = client.get_run(tuned.run_id).info.experiment_id
+    wider = _config(tiny_store, tmp_path, model={"width": 8}, train={"init_from": source.latest_checkpoint})
+    with pytest.raises(UsageError, match="train.init_from: .* width=4; this config builds width=8"):
+        train(wider, in_process=True)
+    assert len(client.search_runs([experiment])) == 2  # refused before any run
 
 
 def test_explicit_camera_that_disagrees_with_the_store_is_an_error(tiny_store, tmp_path):
