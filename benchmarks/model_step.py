@@ -72,7 +72,7 @@ def quickstart_step(size: int, threads: int, repeats: int, variant: str) -> dict
     def step() -> float:
         out = model(stack, focus, details=True)
         result = objective(stack, focus, out["aif"], out["depth"], preset.camera, config.loss, depth_range=(near, far),
-                           distribution=out if "probabilities" in out else None)
+                           distribution=out)
         optimizer.zero_grad(set_to_none=True)
         result.total.backward()
         optimizer.step()

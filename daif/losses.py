@@ -161,8 +161,9 @@ def objective(
     None reconstructs the input stack.
     depth_range: (near, far) metres of the model, the range of the `search` term's candidates; required
     when that term's weight is not 0.
-    distribution: the "search" depth head's "probabilities" (B, J, H, W), "cost" (B, J, H, W) and "log_depths"
-    (J,) (`DAIFNet(..., details=True)`); required when `cost` or `cost_smooth` is weighted.
+    distribution: the network's details (`DAIFNet(..., details=True)`); the "search" depth head's "probabilities"
+    (B, J, H, W), "cost" (B, J, H, W) and "log_depths" (J,) in it are required when `cost` or `cost_smooth` is
+    weighted (the "regress" head has none).
     """
     check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
     batch, stack_size, _, height, width = stack.shape
@@ -181,7 +182,7 @@ def objective(
     if config.search and depth_range is None:
         raise ValueError(f"depth_range: the search term (weight {config.search}) needs the model's (near, far)")
 
-    if (config.cost or config.cost_smooth) and distribution is None:
+    if (config.cost or config.cost_smooth) and "probabilities" not in (distribution or {}):
         raise ValueError("distribution: the cost and cost_smooth terms need the 'search' depth head's output (model.depth_head=search)")
 
     depth_for_recon = depth if config.recon_trains_depth else depth.detach()

@@ -222,7 +222,7 @@ def _train_epoch(worker: Worker, sampler: BinSampler, epoch: int) -> dict[str, f
         out = _predict(worker, worker.model, batch["stack"], batch["focus_distances"])
         aif, depth = out["aif"], out["depth"]
         result = objective(batch["stack"], batch["focus_distances"], aif, depth, worker.camera, config.loss,
-                           depth_range=worker.search_range, distribution=out if "probabilities" in out else None)
+                           depth_range=worker.search_range, distribution=out)
         worker.optimizer.zero_grad(set_to_none=True)
         result.total.backward()
         if config.optim.grad_clip > 0:
@@ -262,7 +262,7 @@ def _validate(worker: Worker, sampler: BinSampler, want_figures: bool) -> tuple[
         out = _predict(worker, net, batch["stack"], batch["focus_distances"])
         aif, depth = out["aif"], out["depth"]
         result = objective(batch["stack"], batch["focus_distances"], aif, depth, worker.camera, config.loss,
-                           depth_range=worker.search_range, distribution=out if "probabilities" in out else None)
+                           depth_range=worker.search_range, distribution=out)
         count = batch["stack"].shape[0]
         sums.add({"total": float(result.total), **{k: float(v) for k, v in result.terms.items()}}, count)
         sums.add(depth_metrics(depth, batch["depth"], batch["valid"]), count)
