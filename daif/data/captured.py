@@ -247,7 +247,6 @@ class FocalStackFolderSource(DepthFolderSource):
         return {"stack": stack, "aif": aif, "depth": depth}
 
 
-
 def prepare_captured(
     loaded: dict[str, Any], scene_id: str, size: tuple[int, int], depth_range: tuple[float, float]
 ) -> tuple[dict[str, Any], np.ndarray]:
