@@ -188,21 +188,21 @@ TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     "nyuv2-5": {"data": {"mode": "fixed"}, "model": {"near": 0.1, "far": 10.0}},
     # appendix A.1/A.2: dense 100-image stacks, one random image per bin each step
     "nyuv2-robust": {"data": {"mode": "binned", "num_bins": 5}, "model": {"near": 0.1, "far": 10.0}},
-    # `daif quickstart`'s training on its small synthetic store (QUICKSTART_DATA), first stage: the "search" depth
-    # head refines the defocus search's cost volume, trained on the expected cost with edge-aware smoothness (an
-    # MRF energy); the "select" AIF head starts at the coarse AIF of that depth and learns from the paper's
-    # reconstruction with depth held fixed (docs/experiments.md, entry 11); one worker of 1.5 CPUs (two torch
-    # threads, half a CPU left to Ray Data on a 2-core machine)
+    # `daif quickstart`'s training on its small synthetic store (QUICKSTART_DATA): the "search" depth head
+    # refines the defocus search's cost volume, trained on the expected cost with a light edge-aware smoothness
+    # (an MRF energy); the "select" AIF head starts at the coarse AIF of that depth and learns from the paper's
+    # reconstruction with depth held fixed (docs/experiments.md, entries 11 and 15); one worker of 1.5 CPUs (two
+    # torch threads, half a CPU left to Ray Data on a 2-core machine)
     "quickstart": {
         **_QUICKSTART_RUN,
-        "loss": {"cost": 1.0, "cost_smooth": 0.1, "recon": 1.0, "recon_trains_depth": False,
+        "loss": {"cost": 1.0, "cost_smooth": 0.01, "recon": 1.0, "recon_trains_depth": False,
                  "blur": 0.0, "aif_recon": 0.0, "aif_blur": 0.0, "smooth": 0.0},
         "optim": {"batch_size": 8, "lr": 1e-3},
-        "train": {"epochs": 12, "figures_every": 6},
+        "train": {"epochs": 16, "figures_every": 8},
     },
-    # its second stage, from the first stage's best checkpoint (train.init_from): the paper's objective, every
-    # loss scale at its default and depth trained through the reconstruction, at a tenth of the learning rate
-    # (docs/experiments.md, entry 13)
+    # an optional second stage (`daif quickstart --finetune-epochs N`), from the first stage's best checkpoint
+    # (train.init_from): the paper's objective, every loss scale at its default and depth trained through the
+    # reconstruction, at a tenth of the learning rate (docs/experiments.md, entries 13 and 15)
     "quickstart-finetune": {
         **_QUICKSTART_RUN,
         "optim": {"batch_size": 8, "lr": 1e-4},

@@ -1,11 +1,12 @@
 """`daif quickstart`: the whole loop on one machine, on a small synthetic dataset it makes itself.
 
-render (Ray Data) -> train (Ray Train, one CPU worker by default: the MRF energy of the "search" depth head,
-then a fine-tuning run from its best checkpoint with the paper's objective) -> evaluate the final model against
-the analytic baseline and the defocus search, all tracked in the local MLflow store of the working directory:
-the fine-tuning run is tagged daif.first_stage_run_id, and the evaluation run sits in the training runs'
-experiment, nested under the final one (tag mlflow.parentRunId) and tagged daif.training_run_id. Prints the
-metrics table, where the model, checkpoints and figures are, and the command that opens the MLflow UI.
+render (Ray Data) -> train (Ray Train, one CPU worker by default: the MRF energy of the "search" depth head;
+with `--finetune-epochs N`, then a fine-tuning run from its best checkpoint with the paper's objective) ->
+evaluate the final model against the analytic baseline and the defocus search, all tracked in the local MLflow
+store of the working directory: a fine-tuning run is tagged daif.first_stage_run_id, and the evaluation run sits
+in the training runs' experiment, nested under the final one (tag mlflow.parentRunId) and tagged
+daif.training_run_id. Prints the metrics table, where the model, checkpoints and figures are, and the command
+that opens the MLflow UI.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ def quickstart(
     tracking_uri: str = "",
     overrides: list[str] = (),
     epochs: int | None = None,
-    finetune_epochs: int | None = None,
+    finetune_epochs: int = 0,
 ) -> dict:
-    """Render `QUICKSTART_DATA` (or `scenes` scenes of `size`); train the first stage with the "quickstart" preset,
-    then fine-tune its best checkpoint with the "quickstart-finetune" preset (skipped when `finetune_epochs` is 0),
-    `overrides` applying to both, `epochs` / `finetune_epochs` to one each; evaluate the final model.
+    """Render `QUICKSTART_DATA` (or `scenes` scenes of `size`); train with the "quickstart" preset (`epochs` if
+    given); when `finetune_epochs` > 0, fine-tune its best checkpoint for that many epochs with the
+    "quickstart-finetune" preset; `overrides` apply to both stages; evaluate the final model.
     Returns {"store", "first_stage": TrainResult, "train": TrainResult (the final model's), "metrics", "out"}."""
     from daif.config import QUICKSTART_DATA, load_config, replace
     from daif.data.pipeline import render_store
@@ -50,7 +51,7 @@ def quickstart(
                                overrides=[*shared, *([f"train.epochs={finetune_epochs}"] if finetune_epochs else [])])
     except ValueError as error:  # a --set key or value; config.py names it
         raise UsageError(str(error)) from None
-    stages = 3 if finetune_epochs == 0 else 4
+    stages = 4 if finetune_epochs > 0 else 3
     started = time.perf_counter()
     with ray_session():  # the Ray it starts is stopped before the summary
         print(f"[1/{stages}] rendering {scenes} synthetic scenes ({size[0]}x{size[1]}, camera {QUICKSTART_DATA['camera_preset']}) with Ray Data")
@@ -131,8 +132,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", type=int, help=f"synthetic scenes to render (default {QUICKSTART_DATA['scenes']})")
     parser.add_argument("--size", type=parse_size, help=f"WxH of the rendered images (default {width}x{height})")
     parser.add_argument("--epochs", type=int, help="first-stage training epochs (default: the quickstart preset's)")
-    parser.add_argument("--finetune-epochs", type=int,
-                        help="second-stage epochs, the paper's objective (default: the quickstart-finetune preset's; 0: none)")
+    parser.add_argument("--finetune-epochs", type=int, default=0,
+                        help="epochs of an optional second stage, the paper's objective from the first stage's best "
+                             "checkpoint (preset quickstart-finetune; default 0: none)")
     parser.add_argument(
         "--num-workers", type=int,
         help="Ray Train workers (default 1: on 2 cores, two DDP workers over gloo train 3.3x slower than one)",
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--scenes", args.scenes), ("--epochs", args.epochs), ("--num-workers", args.num_workers)):
         if value is not None and value < 1:
             raise UsageError(f"{flag}: expected a positive integer, got {value}")
-    if args.finetune_epochs is not None and args.finetune_epochs < 0:
+    if args.finetune_epochs < 0:
         raise UsageError(f"--finetune-epochs: expected an integer >= 0 (0: no second stage), got {args.finetune_epochs}")
     overrides = list(args.overrides)
     if args.num_workers is not None:
@@ -159,10 +161,9 @@ def run(args: argparse.Namespace) -> int:
         # leave Ray Data a share (ray-notes.md): one worker as the preset reserves it, or 0.5-CPU DDP workers
         cpus = TRAINING_PRESETS["quickstart"]["scaling"]["cpus_per_worker"] if args.num_workers == 1 else 0.5
         overrides += [f"scaling.num_workers={args.num_workers}", f"scaling.cpus_per_worker={cpus}"]
-    scenes, size, finetune_epochs = args.scenes, args.size, args.finetune_epochs
+    scenes, size = args.scenes, args.size
     if args.smoke_test:
         overrides, scenes, size = [*SMOKE_OVERRIDES, *overrides], scenes or 16, size or (32, 32)
-        finetune_epochs = 1 if finetune_epochs is None else finetune_epochs
     quickstart(args.out, scenes, size, seed=args.seed, tracking_uri=args.tracking_uri, overrides=overrides,
-               epochs=args.epochs, finetune_epochs=finetune_epochs)
+               epochs=args.epochs, finetune_epochs=args.finetune_epochs)
     return 0

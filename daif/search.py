@@ -4,10 +4,14 @@ For each of J candidate depths c_j, spaced evenly in log depth over [near, far]:
 1. the source image is the stack image that c_j would leave sharpest (smallest defocus sigma(c_j, s_k));
    at the true depth it is the coarse AIF of method.md;
 2. it is rendered at every focus distance s_k with the defocus the candidate implies beyond the source's own,
-   sqrt(sigma(c_j, s_k)^2 - sigma(c_j, s_src)^2) (Gaussian blurs add in quadrature; the source's own is 0
-   where it is passed through, sigma <= 1 px), one defocus per image: `render_uniform_defocus`, exact and
-   separable. (The full sigma(c_j, s_k) would ignore that the source is itself blurred where no stack image
-   is in focus, and bias such depths towards the nearest focus distance: docs/experiments.md, entry 5.)
+   the sigma'_jk whose window kernel's variance is the rest, v(sigma'_jk) = v(sigma(c_j, s_k)) - v(sigma(c_j,
+   s_src)) (variances add under convolution; v is `window_variance`, 0 where a pixel is passed through,
+   sigma <= 1 px), one defocus per image: `render_uniform_defocus`, exact and separable. Without the window
+   this is the quadrature remainder sqrt(sigma_k^2 - sigma_src^2); with it, two defocus values that both fill
+   the window leave almost none, so a depth that blurs every image of the stack as far as the window allows
+   is matched as such (docs/experiments.md, entry 15). (The full sigma(c_j, s_k) would ignore that the source
+   is itself blurred where no stack image is in focus, and bias such depths towards the nearest focus
+   distance: entry 5.)
 3. the error e_j(x) = sum_k mean_channels |R_jk(x) - S_k(x)|, averaged over a window x window box.
 Per pixel the candidate of least error wins, refined in log depth by at most half a step to the vertex of
 a V through its error and its two neighbours' (a V rather than a parabola: the error is an L1 distance).
@@ -29,8 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from daif._checks import check_focus_distances, check_odd_size, check_tensor
-from daif.optics import ThinLensCamera, defocus_sigma, render_uniform_defocus
-from daif.optics.thin_lens import IN_FOCUS_SIGMA
+from daif.optics import ThinLensCamera, defocus_sigma, render_uniform_defocus, sigma_for_variance, window_variance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,20 +79,19 @@ def cost_volume(
 
     log_depths = torch.linspace(math.log(near), math.log(far), candidates, dtype=stack.dtype, device=stack.device)
     rows = torch.arange(batch, device=stack.device)
-    errors, sources = [], []
-    for log_depth in log_depths:
-        depth = log_depth.exp().expand(batch, 1, 1, 1)
-        sigma = defocus_sigma(depth, focus, camera).reshape(batch, size).to(stack.dtype)  # (B, S)
-        sharpest = sigma.min(dim=1)
-        source = stack[rows, sharpest.indices]  # (B, 3, H, W): the image this depth leaves sharpest
+    depths = log_depths.exp()[:, None, None, None].expand(candidates, batch, 1, 1).reshape(candidates * batch, 1, 1, 1)
+    sigmas = defocus_sigma(depths, focus.repeat(candidates, 1), camera).reshape(candidates, batch, size).to(stack.dtype)
+    sharpest = sigmas.min(dim=2)  # (J, B): each candidate's sharpest image and its defocus
+    # the source already carries its own blur (unless passed through): add only the rest of the variance
+    rest = window_variance(sigmas, kernel_size) - window_variance(sharpest.values, kernel_size)[..., None]
+    remainders = sigma_for_variance(rest.clamp_min(0), kernel_size)  # (J, B, S)
+    errors = []
+    for source_index, remainder in zip(sharpest.indices, remainders):
+        source = stack[rows, source_index]  # (B, 3, H, W): the image this depth leaves sharpest
         images = source[:, None].expand(batch, size, channels, height, width).reshape(batch * size, channels, height, width)
-        # the source already carries its own blur (unless passed through): add only the rest, in quadrature
-        own = torch.where(sharpest.values > IN_FOCUS_SIGMA, sharpest.values, 0.0)[:, None]
-        sigma = (sigma**2 - own**2).clamp_min(0).sqrt()
-        rendered = render_uniform_defocus(images, sigma.reshape(-1), kernel_size).reshape(stack.shape)
+        rendered = render_uniform_defocus(images, remainder.reshape(-1), kernel_size).reshape(stack.shape)
         errors.append((rendered - stack).abs().mean(dim=2).sum(dim=1, keepdim=True))  # (B, 1, H, W)
-        sources.append(sharpest.indices)
-    return CostVolume(torch.cat(errors, dim=1), log_depths, torch.stack(sources, dim=1))
+    return CostVolume(torch.cat(errors, dim=1), log_depths, sharpest.indices.T.contiguous())
 
 
 @torch.no_grad()

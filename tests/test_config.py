@@ -60,12 +60,12 @@ def test_bad_override_syntax_and_files(tmp_path):
 def test_the_quickstart_preset_is_the_cost_volume_recipe_on_the_paper_defaults_elsewhere():
     config = load_config(preset="quickstart")
     loss = config.loss
-    assert (loss.cost, loss.cost_smooth, loss.cost_smooth_beta, loss.search) == (1.0, 0.1, 10.0, 0.0)
+    assert (loss.cost, loss.cost_smooth, loss.cost_smooth_beta, loss.search) == (1.0, 0.01, 10.0, 0.0)  # entry 15
     assert (loss.recon, loss.recon_trains_depth, loss.blur, loss.aif_recon, loss.aif_blur, loss.smooth) == (1.0, False, 0, 0, 0, 0)
     assert (loss.alpha, loss.kernel_size) == (0.85, 7)  # the paper's
     assert (config.model.depth_head, config.model.aif_head, config.model.candidates) == ("search", "select", 24)
     assert (config.model.width, config.model.levels, config.model.range_source, config.model.near) == (16, 3, "scenes", 0.0)
-    assert (config.optim.batch_size, config.optim.lr, config.train.epochs, config.data.mode) == (8, 1e-3, 12, "fixed")
+    assert (config.optim.batch_size, config.optim.lr, config.train.epochs, config.data.mode) == (8, 1e-3, 16, "fixed")
     assert (config.optim.weight_decay, config.optim.schedule) == (5e-4, "cosine")  # the paper's
     assert (config.scaling.num_workers, config.scaling.cpus_per_worker, config.tracking.experiment) == (1, 1.5, "daif-quickstart")
     assert load_config().model.depth_head == "regress" and load_config().loss.cost == 0.0  # the defaults stay the paper's

@@ -6,7 +6,9 @@ smoothness; the "select" AIF head learns from the reconstruction with depth held
 already returns the search's soft arg-min, and a flat (textureless) patch holds no defocus cue: there its
 cost is flat and the soft arg-min sits mid-range. The independent expectation: the MRF energy carries the
 depth of the textured surroundings (the same plane) into the patch, so the depth error there falls, the
-energy falls and the reconstruction does not get worse, from two seeds.
+energy falls and the reconstruction does not get worse, from two seeds. The smoothness weight is 0.1 here,
+ten times the preset's: at the preset's 0.01 (docs/experiments.md, entry 15) the 60 steps take the patch
+error only from 0.69 to 0.51 (seed 0), and more steps would cost the suite their time.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ STEPS = 60
 SEEDS = (0, 1)
 NEAR, FAR = 0.25, 2.5  # the model's depth range, spanning the scenes' 0.3..2.0 m
 SIZE, PATCH = 40, slice(8, 32)
+SMOOTH = 0.1  # loss.cost_smooth (see the module docstring)
 
 
 def _flat_patch_scenes():
@@ -48,7 +51,7 @@ def _patch_error(depth: torch.Tensor, true_depth: torch.Tensor) -> float:
 
 def _train(seed: int, stack, focus, true_depth):
     """(first terms, last terms, patch error before, after) of one run."""
-    config = load_config(preset="quickstart", overrides=["model.width=8", "model.levels=2"])
+    config = load_config(preset="quickstart", overrides=["model.width=8", "model.levels=2", f"loss.cost_smooth={SMOOTH}"])
     torch.manual_seed(seed)
     net = build_model(config, NEAR, FAR, CAMERA)
     optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
@@ -79,7 +82,7 @@ def test_short_self_supervised_optimisation_fills_a_flat_patch_from_its_surround
         runs = [_train(seed, stack, focus, true_depth) for seed in SEEDS]
     finally:
         torch.set_num_threads(threads)
-    weight = load_config(preset="quickstart").loss.cost_smooth
+    weight = SMOOTH
     for seed, (first, last, before, after) in zip(SEEDS, runs):
         energy = [float(t["cost"]) + weight * float(t["cost_smooth"]) for t in (first, last)]
         print(f"seed {seed}: energy {energy[0]:.3f} -> {energy[1]:.3f}, recon {float(first['recon']):.4f} -> "

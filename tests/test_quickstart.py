@@ -14,7 +14,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 def test_quickstart_renders_trains_evaluates_and_reports(ray_local, tmp_path, capsys):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     overrides = ["train.epochs=1", "model.width=4", "model.levels=2"]  # one worker, as shipped (DDP: test_training.py)
-    result = quickstart(str(tmp_path / "qs"), scenes=12, size=(32, 32), tracking_uri=uri, overrides=overrides)
+    # with the optional second stage, so that both runs and their link are checked
+    result = quickstart(str(tmp_path / "qs"), scenes=12, size=(32, 32), tracking_uri=uri, overrides=overrides, finetune_epochs=1)
     out = capsys.readouterr().out
     evaluation = tmp_path / "qs" / "evaluation"
     table = (evaluation / "metrics.md").read_text()

@@ -7,7 +7,9 @@ from daif.optics.render import (
     render_focal_stack,
     render_focal_stack_uint8,
     render_uniform_defocus,
+    sigma_for_variance,
     to_uint8,
+    window_variance,
 )
 from daif.optics.thin_lens import circle_of_confusion, defocus_sigma
 
@@ -23,5 +25,7 @@ __all__ = [
     "render_focal_stack",
     "render_focal_stack_uint8",
     "render_uniform_defocus",
+    "sigma_for_variance",
     "to_uint8",
+    "window_variance",
 ]

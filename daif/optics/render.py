@@ -18,6 +18,7 @@ correct version (unfold + autograd) the tests hold them to.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -230,6 +231,41 @@ def _chunked_stack_uint8(aif, depth, focus, camera, kernel_size: int, chunk: int
         for start in range(0, len(focus), chunk)
     ]
     return torch.cat(images)
+
+
+def window_variance(sigma: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
+    """Variance per axis [px^2] of the kernel `render_uniform_defocus` applies for each defocus `sigma` [px].
+
+    v(sigma) = sum_r r^2 exp(-2 r^2 / sigma^2) / sum_r exp(-2 r^2 / sigma^2) over r = -K//2 .. K//2, and 0
+    where sigma <= 1 (passed through). Away from the image border, blurring by sigma_a then sigma_b adds the
+    variances. Without the window v = sigma^2 / 4; the window caps it at the box's (K^2 - 1) / 12, which
+    it nears once sigma exceeds about K / 2. Any shape; same dtype and device.
+    """
+    kernel_size = _check_kernel_size(kernel_size)
+    m = kernel_size // 2
+    offsets = torch.arange(-m, m + 1, dtype=sigma.dtype, device=sigma.device) ** 2
+    blurred = sigma > IN_FOCUS_SIGMA
+    taps = torch.exp(-2.0 * offsets / sigma.clamp_min(IN_FOCUS_SIGMA)[..., None] ** 2)
+    variance = (taps * offsets).sum(-1) / taps.sum(-1)
+    return torch.where(blurred, variance, 0.0)
+
+
+def sigma_for_variance(variance: torch.Tensor, kernel_size: int = 7, steps: int = 40) -> torch.Tensor:
+    """The defocus sigma [px] whose window kernel has `variance` per axis: the inverse of `window_variance`.
+
+    Bisection in log sigma over (1, 64 K] (v is increasing there). A variance below half of v just above
+    sigma = 1 gives 0 (pass through), one between that and v(1) gives sigma just above 1, one at or above
+    v(64 K) (the box's, to within float precision) gives 64 K. Any shape; same dtype and device.
+    """
+    kernel_size = _check_kernel_size(kernel_size)
+    low = torch.full_like(variance, math.log(IN_FOCUS_SIGMA * (1 + 1e-4)))
+    high = torch.full_like(variance, math.log(64.0 * kernel_size))
+    for _ in range(steps):
+        middle = 0.5 * (low + high)
+        below = window_variance(middle.exp(), kernel_size) < variance
+        low, high = torch.where(below, middle, low), torch.where(below, high, middle)
+    smallest = window_variance(low.new_tensor(IN_FOCUS_SIGMA * (1 + 1e-4)), kernel_size)
+    return torch.where(variance < 0.5 * smallest, 0.0, high.exp())
 
 
 def render_uniform_defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:

@@ -9,7 +9,9 @@ from daif.optics import (
     render_focal_stack,
     render_focal_stack_uint8,
     render_uniform_defocus,
+    sigma_for_variance,
     to_uint8,
+    window_variance,
 )
 from daif.optics import render as render_module
 
@@ -165,6 +167,38 @@ def test_uniform_defocus_names_bad_arguments():
         render_uniform_defocus(image, torch.ones(3))
     with pytest.raises(ValueError, match="kernel_size"):
         render_uniform_defocus(image, torch.ones(2), 4)
+
+
+def _impulse_response(sigmas, kernel_size, size=None):
+    """The 2-D kernels the reference renderer applies: each sigma in turn over a centred unit impulse."""
+    size = size or 4 * kernel_size + 1
+    image = torch.zeros(1, 1, size, size, dtype=torch.float64)
+    image[..., size // 2, size // 2] = 1.0
+    for sigma in sigmas:
+        image = render_defocus_reference(image, torch.full((1, 1, size, size), float(sigma), dtype=torch.float64), kernel_size)
+    return image[0, 0]
+
+
+@pytest.mark.parametrize("kernel_size", [3, 7, 11])
+def test_window_variance_is_the_variance_of_the_rendered_impulse(kernel_size):
+    sigma = torch.tensor([0.5, 1.0, 1.2, 2.0, 3.5, 6.0, 40.0], dtype=torch.float64)
+    offsets = torch.arange(4 * kernel_size + 1, dtype=torch.float64) - 2 * kernel_size
+    for value, variance in zip(sigma, window_variance(sigma, kernel_size)):
+        row = _impulse_response([value], kernel_size).sum(dim=0)  # marginal along x
+        assert float(variance) == pytest.approx(float((row * offsets**2).sum()), abs=1e-12)
+    # without the window it is sigma^2 / 4 (the taps are a Gaussian of standard deviation sigma / 2) ...
+    assert float(window_variance(torch.tensor(3.0, dtype=torch.float64), 41)) == pytest.approx(9 / 4, rel=1e-9)
+    # ... and the window caps it at the box's
+    box = (kernel_size**2 - 1) / 12
+    assert float(window_variance(torch.tensor(1e4, dtype=torch.float64), kernel_size)) == pytest.approx(box, rel=1e-6)
+
+
+def test_sigma_for_variance_inverts_window_variance():
+    sigma = torch.tensor([1.01, 1.5, 2.0, 3.0, 4.5, 8.0], dtype=torch.float64)
+    variance = window_variance(sigma, 7)
+    assert torch.allclose(sigma_for_variance(variance, 7), sigma, rtol=1e-6)
+    assert torch.equal(sigma_for_variance(torch.tensor([0.0, 0.01], dtype=torch.float64), 7), torch.zeros(2, dtype=torch.float64))
+    assert float(sigma_for_variance(torch.tensor(4.0, dtype=torch.float64), 7)) == pytest.approx(64 * 7)  # the box: unreachable
 
 
 def _uint8_reference(aif, depth, focus, camera, kernel_size):
