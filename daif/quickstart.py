@@ -62,7 +62,7 @@ def quickstart(
         print(f"[2/{stages}] training DAIF-Net on Ray Train: {config.scaling.num_workers} CPU worker(s), {config.train.epochs} epochs "
               "(daif train --preset quickstart)")
         first = result = train(config)
-        if stages == 4:
+        if finetune_epochs > 0:
             print(f"[3/{stages}] fine-tuning its best checkpoint with the paper's objective: {finetune.train.epochs} epochs "
                   "(daif train --preset quickstart-finetune --init-from CHECKPOINT)")
             finetune = replace(finetune, train={"init_from": first.best_checkpoint or first.latest_checkpoint})
