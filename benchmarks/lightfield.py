@@ -13,7 +13,12 @@ The light field is chosen to blur like the nyuv2-5 camera (f = 50 mm, N = 8, p =
 |1/s - 1/d| px equals the thin lens's c / p up to s / (s - f) (<= 5 %) and the equivalent camera is
 exactly nyuv2-5's. Its PSF is a 9x9 grid of points, not a Gaussian.
 
-    python benchmarks/lightfield.py [--out benchmarks/results/lightfield.json] [--work DIR]
+`--views N --aperture disc` makes the light field of a round aperture sampled densely enough (N = 25: points
+at most 0.9 px apart in this scene) that its blur is a smooth spread like a lens's, not the 9x9 grid's ghosts.
+`--model M` (repeatable: a checkpoint folder or an MLflow model URI) adds each DAIF-Net model's row.
+
+    python benchmarks/lightfield.py [--out benchmarks/results/lightfield.json] [--work DIR] [--seed S]
+        [--views N] [--aperture square|disc] [--model M ...]
 """
 
 from __future__ import annotations
@@ -32,16 +37,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers.li
 
 FOCUS = (1.0, 1.5, 2.5, 4.0, 6.0)
 FOCAL_LENGTH, F_NUMBER, PIXEL_SIZE = 50e-3, 8.0, 12e-6  # nyuv2-5
-VIEWS = 9
-BASELINE = FOCAL_LENGTH / F_NUMBER / (VIEWS - 1)  # b = A / (n - 1)
 SIZE = (240, 320)
 DEPTHS = (7.0, 3.2, 2.0, 1.2)  # far to near: back plane, then cards
 RECTS = (None, (20, 130, 170, 300), (90, 210, 30, 170), (140, 225, 200, 305))
 SEARCH_RANGE = (0.75, 7.5)
 
 
-def methods(stack: np.ndarray, focus: np.ndarray, camera, depth: np.ndarray, kernel_size: int) -> dict[str, dict[str, float]]:
-    """Depth metrics of the baseline and the search on one (F, H, W, 3) uint8 stack against `depth` (H, W)."""
+def methods(
+    stack: np.ndarray, focus: np.ndarray, camera, depth: np.ndarray, kernel_size: int, models: dict | None = None
+) -> dict[str, dict[str, float]]:
+    """Depth metrics of the baseline, the search and `models` ({name: DAIFNet}) on one (F, H, W, 3) uint8 stack
+    against `depth` (H, W)."""
     from daif.baseline import depth_from_focus
     from daif.metrics import depth_metrics
     from daif.search import defocus_search
@@ -50,8 +56,11 @@ def methods(stack: np.ndarray, focus: np.ndarray, camera, depth: np.ndarray, ker
     focus_t = torch.from_numpy(focus)
     truth = torch.from_numpy(depth)[None, None]
     rows = {}
-    for name, predict in (("baseline", lambda: depth_from_focus(images, focus_t, camera)[0]),
-                          ("search", lambda: defocus_search(images, focus_t, camera, *SEARCH_RANGE, kernel_size=kernel_size))):
+    predictors = {"baseline": lambda: depth_from_focus(images, focus_t, camera)[0],
+                  "search": lambda: defocus_search(images, focus_t, camera, *SEARCH_RANGE, kernel_size=kernel_size)}
+    for name, model in (models or {}).items():
+        predictors[name] = lambda model=model: model(images, focus_t.float(), camera)[1]
+    for name, predict in predictors.items():
         started = time.perf_counter()
         with torch.no_grad():
             predicted = predict()
@@ -74,13 +83,20 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/lightfield.json")
     parser.add_argument("--work", help="folder for the input and the store (default a temporary one)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--views", type=int, default=9, help="views per side, odd (default 9)")
+    parser.add_argument("--aperture", choices=("square", "disc"), default="square")
+    parser.add_argument("--model", action="append", default=[], help="a DAIF-Net model to evaluate as well")
     args = parser.parse_args()
+    from daif.model_io import load_model
+
+    models = {f"daif-net {k}": load_model(source)[0].eval() for k, source in enumerate(args.model)}
+    baseline = FOCAL_LENGTH / F_NUMBER / (args.views - 1)  # b = A / (n - 1)
     torch.set_num_threads(2)
 
     work = Path(args.work or tempfile.mkdtemp(prefix="daif-lightfield-"))
     started = time.perf_counter()
     scene = LightFieldScene(SIZE, DEPTHS, RECTS, seed=args.seed)
-    captured = light_field_stack(scene, FOCUS, FOCAL_LENGTH, PIXEL_SIZE, BASELINE)
+    captured = light_field_stack(scene, FOCUS, FOCAL_LENGTH, PIXEL_SIZE, baseline, args.views, args.aperture)
     build_seconds = time.perf_counter() - started
     write_captured_scene(work / "input" / "test" / "planes", captured, aif=True)
 
@@ -100,17 +116,19 @@ def main() -> None:
         torch.tensor(FOCUS, dtype=torch.float32), camera, store.kernel_size,
     ).numpy()
     results = {
-        "light_field": methods(stored["stack"], store.focus_distances, camera, stored["depth"], store.kernel_size),
-        "gaussian_renderer": methods(rendered, store.focus_distances, camera, stored["depth"], store.kernel_size),
+        "light_field": methods(stored["stack"], store.focus_distances, camera, stored["depth"], store.kernel_size, models),
+        "gaussian_renderer": methods(rendered, store.focus_distances, camera, stored["depth"], store.kernel_size, models),
     }
     share = {f"{d:g} m": float((captured.depth == np.float32(d)).mean()) for d in DEPTHS}
     record = {
-        "size": list(SIZE), "views": VIEWS, "focal_px": FOCAL_LENGTH / PIXEL_SIZE, "baseline_m": BASELINE,
+        "size": list(SIZE), "views": args.views, "aperture": args.aperture, "models": args.model, "seed": args.seed,
+        "focal_px": FOCAL_LENGTH / PIXEL_SIZE, "baseline_m": baseline,
         "focus_distances": list(FOCUS), "depths": list(DEPTHS), "pixel_share": share, "camera": camera.to_dict(),
         "kernel_size": store.kernel_size, "search_range": list(SEARCH_RANGE), "build_seconds": build_seconds,
         "store_seconds": summary["seconds"], "results": results,
     }
-    print(f"light field {VIEWS}x{VIEWS}, {SIZE[1]}x{SIZE[0]}, F = {FOCAL_LENGTH / PIXEL_SIZE:.0f} px, b = {BASELINE * 1e3:.3f} mm; "
+    print(f"light field {args.views}x{args.views} ({args.aperture}), {SIZE[1]}x{SIZE[0]}, F = {FOCAL_LENGTH / PIXEL_SIZE:.0f} px, "
+          f"b = {baseline * 1e3:.3f} mm; "
           f"built in {build_seconds:.1f} s, stored in {summary['seconds']:.1f} s; pixel share {share}")
     keys = ("delta1", "delta2", "delta3", "abs_rel", "rmse", "rmse_log10")
     print("| stack | method | " + " | ".join(keys) + " | seconds |")

@@ -1,23 +1,27 @@
-"""A captured focal stack made without our renderer: a 9x9 light field of textured planes, refocused by shift-and-add.
+"""A captured focal stack made without our renderer: an n x n light field of textured planes, refocused by shift-and-add.
 
 Scene: fronto-parallel planes at known depths d [m] (a back plane filling the view, nearer rectangular
-cards), each textured with `daif.data.synthetic.make_texture`. Cameras: an n x n (n = 9) grid of pinhole
-views on a plane, spacing b [m], view (i, j), i, j in -4..4 (i along image columns, j along rows), all with
+cards), each textured with `daif.data.synthetic.make_texture`. Cameras: an n x n (n odd, 9 by default) grid of
+pinhole views on a plane, spacing b [m], view (i, j), i, j in -(n // 2)..n // 2 (i along image columns, j along rows), all with
 focal length F = f / p [px] and the same principal point. A plane at depth d appears in view (i, j)
 translated by -(i, j) F b / d px against the centre view, so a view is rendered by sampling each plane's
 texture at the translated position (bilinear) and compositing the planes far to near with their coverage
 as alpha (nearer wins: correct occlusion for fronto-parallel planes).
 
-Refocus by shift-and-add at disparity delta [px per view]: image(x) = mean over the 81 views of
+Refocus by shift-and-add at disparity delta [px per view]: image(x) = mean over the views of
 view_(i, j)(x - (i, j) delta), bilinear. A plane with F b / d = delta is aligned in every view and comes
-out sharp, so delta focuses at s = F b / delta. A plane at depth d is spread over the 81 positions
-(i, j) (delta - F b / d): a 9x9 grid of points (not a Gaussian), (n - 1) F b |1/s - 1/d| px wide.
+out sharp, so delta focuses at s = F b / delta. A plane at depth d is spread over the positions
+(i, j) (delta - F b / d): an n x n grid of points (not a Gaussian), (n - 1) F b |1/s - 1/d| px wide; with
+the "disc" aperture only the views with i^2 + j^2 <= (n // 2)^2 are added, a round grid of that diameter. The
+grid's points are F b |1/s - 1/d| px apart: where that exceeds about 1 px the blur of fine texture is a set
+of ghosts rather than a smooth spread (angular aliasing), which a lens's continuous aperture does not make.
 
 The equivalent thin lens (method.md): aperture A = (n - 1) b, so f_number N = f / A. Its blur diameter
 is c / p = (A f / p) |d - s| / (d (s - f)) = A F |1/s - 1/d| s / (s - f); for s >> f the factor
 s / (s - f) is 1 and c / p = (n - 1) F b |1/s - 1/d|, the synthetic aperture's width above (5 % apart at
 s = 1 m with f = 50 mm). Only the width matches: the renderer's PSF is a Gaussian (sigma = c / (2 p)),
-the synthetic aperture's a grid of points.
+the synthetic aperture's a grid of points. Per axis its variance is W^2 (n + 1) / (12 (n - 1)) for the square
+of width W = c / p (1.67 times the Gaussian's and a disc's W^2 / 16 at n = 9), about W^2 / 16 for the disc.
 """
 
 from __future__ import annotations
@@ -82,10 +86,22 @@ def sample_shifted(image: np.ndarray, rows: float, cols: float, origin: tuple[in
             + row_frac * ((1 - col_frac) * crop(1, 0) + col_frac * crop(1, 1)))
 
 
-def render_views(scene: LightFieldScene, focal_px: float, baseline: float, margin: int) -> np.ndarray:
-    """(n, n, H + 2 margin, W + 2 margin, 3) float64 views in [0, 1], indexed [j + 4, i + 4] (rows, columns)."""
+def aperture_views(views: int = VIEWS, aperture: str = "square") -> list[tuple[int, int]]:
+    """The (j, i) view indices of an n x n grid (n = `views`, odd), i, j in -(n // 2)..n // 2: all of them for a
+    "square" aperture, those with i^2 + j^2 <= (n // 2)^2 for a "disc" (a round lens's aperture)."""
+    if views < 3 or views % 2 == 0 or aperture not in ("square", "disc"):
+        raise ValueError(f"views, aperture: expected an odd views >= 3 and 'square' or 'disc', got {views!r}, {aperture!r}")
+    half = views // 2
+    grid = [(j, i) for j in range(-half, half + 1) for i in range(-half, half + 1)]
+    return grid if aperture == "square" else [(j, i) for j, i in grid if i * i + j * j <= half * half]
+
+
+def render_views(
+    scene: LightFieldScene, focal_px: float, baseline: float, margin: int, offsets: list[tuple[int, int]]
+) -> list[np.ndarray]:
+    """(H + 2 margin, W + 2 margin, 3) float64 views in [0, 1], one per (j, i) of `offsets` (rows, columns)."""
     height, width = scene.size
-    half = VIEWS // 2
+    half = max(max(abs(j), abs(i)) for j, i in offsets)
     view_size = (height + 2 * margin, width + 2 * margin)
     max_disparity = focal_px * baseline / min(scene.depths)
     pad = margin + math.ceil(half * max_disparity) + 2  # canvas border beyond the images
@@ -101,28 +117,25 @@ def render_views(scene: LightFieldScene, focal_px: float, baseline: float, margi
             row0, row1, col0, col1 = rect
             coverage[pad + row0 : pad + row1, pad + col0 : pad + col1] = 1.0
         planes.append((focal_px * baseline / depth, texture, coverage[..., None]))
-    views = np.zeros((VIEWS, VIEWS, *view_size, 3))
     origin = (pad - margin, pad - margin)  # canvas index of the padded view's pixel (0, 0)
-    for j in range(-half, half + 1):
-        for i in range(-half, half + 1):
-            image = np.zeros((*view_size, 3))
-            for disparity, texture, coverage in planes:  # far to near: the nearer plane is painted over
-                alpha = sample_shifted(coverage, j * disparity, i * disparity, origin, view_size)
-                colour = sample_shifted(texture, j * disparity, i * disparity, origin, view_size)
-                image = (1 - alpha) * image + alpha * colour
-            views[j + half, i + half] = image
+    views = []
+    for j, i in offsets:
+        image = np.zeros((*view_size, 3))
+        for disparity, texture, coverage in planes:  # far to near: the nearer plane is painted over
+            alpha = sample_shifted(coverage, j * disparity, i * disparity, origin, view_size)
+            colour = sample_shifted(texture, j * disparity, i * disparity, origin, view_size)
+            image = (1 - alpha) * image + alpha * colour
+        views.append(image)
     return views
 
 
-def refocus(views: np.ndarray, delta: float, margin: int) -> np.ndarray:
+def refocus(views: list[np.ndarray], offsets: list[tuple[int, int]], delta: float, margin: int) -> np.ndarray:
     """(H, W, 3) float64 shift-and-add image at disparity `delta` [px per view] of padded `views` (render_views)."""
-    height, width = views.shape[2] - 2 * margin, views.shape[3] - 2 * margin
-    half = VIEWS // 2
+    height, width = views[0].shape[0] - 2 * margin, views[0].shape[1] - 2 * margin
     total = np.zeros((height, width, 3))
-    for j in range(-half, half + 1):
-        for i in range(-half, half + 1):
-            total += sample_shifted(views[j + half, i + half], -j * delta, -i * delta, (margin, margin), (height, width))
-    return total / VIEWS**2
+    for view, (j, i) in zip(views, offsets):
+        total += sample_shifted(view, -j * delta, -i * delta, (margin, margin), (height, width))
+    return total / len(views)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,17 +151,21 @@ class CapturedStack:
 
 
 def light_field_stack(
-    scene: LightFieldScene, focus_distances, focal_length: float, pixel_size: float, baseline: float
+    scene: LightFieldScene, focus_distances, focal_length: float, pixel_size: float, baseline: float,
+    views: int = VIEWS, aperture: str = "square",
 ) -> CapturedStack:
-    """Refocus the 9x9 light field of `scene` at each focus distance s (delta = F b / s, F = f / p)."""
+    """Refocus the n x n light field of `scene` (n = `views`; all of it, or its disc: `aperture_views`) at each
+    focus distance s (delta = F b / s, F = f / p). The equivalent f-number is f / ((n - 1) b) either way."""
     focal_px = focal_length / pixel_size
+    offsets = aperture_views(views, aperture)
     deltas = [focal_px * baseline / s for s in focus_distances]
-    margin = math.ceil((VIEWS // 2) * max(deltas)) + 2
-    views = render_views(scene, focal_px, baseline, margin)
-    images = np.stack([np.round(np.clip(refocus(views, delta, margin), 0, 1) * 255).astype(np.uint8) for delta in deltas])
-    aperture = (VIEWS - 1) * baseline
-    camera = {"focal_length": focal_length, "f_number": focal_length / aperture, "pixel_size": pixel_size}
-    centre = views[VIEWS // 2, VIEWS // 2, margin : views.shape[2] - margin, margin : views.shape[3] - margin]
+    margin = math.ceil((views // 2) * max(deltas)) + 2
+    rendered = render_views(scene, focal_px, baseline, margin, offsets)
+    images = np.stack([
+        np.round(np.clip(refocus(rendered, offsets, delta, margin), 0, 1) * 255).astype(np.uint8) for delta in deltas
+    ])
+    camera = {"focal_length": focal_length, "f_number": focal_length / ((views - 1) * baseline), "pixel_size": pixel_size}
+    centre = rendered[offsets.index((0, 0))][margin:-margin, margin:-margin]
     aif = np.round(np.clip(centre, 0, 1) * 255).astype(np.uint8)
     return CapturedStack(images, tuple(float(s) for s in focus_distances), camera, scene.depth_map(), aif, scene)
 
