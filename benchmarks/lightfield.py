@@ -15,7 +15,10 @@ exactly nyuv2-5's. Its PSF is a 9x9 grid of points, not a Gaussian.
 
 `--views N --aperture disc` makes the light field of a round aperture sampled densely enough (N = 25: points
 at most 0.9 px apart in this scene) that its blur is a smooth spread like a lens's, not the 9x9 grid's ghosts.
-`--model M` (repeatable: a checkpoint folder or an MLflow model URI) adds each DAIF-Net model's row.
+`--model M` (repeatable: a checkpoint folder or an MLflow model URI) adds each DAIF-Net model's row;
+`--kernel-size K` sets the window of the search and of the models' cost volume (default: the store's, 7).
+Besides each plane's delta1, the back plane's is split into the pixels within EDGE px of a card (where a
+blurred card spreads over the sharp background in the far-focused images: occlusion) and the rest.
 
     python benchmarks/lightfield.py [--out benchmarks/results/lightfield.json] [--work DIR] [--seed S]
         [--views N] [--aperture square|disc] [--model M ...]
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers.lightfield
 
@@ -41,6 +45,7 @@ SIZE = (240, 320)
 DEPTHS = (7.0, 3.2, 2.0, 1.2)  # far to near: back plane, then cards
 RECTS = (None, (20, 130, 170, 300), (90, 210, 30, 170), (140, 225, 200, 305))
 SEARCH_RANGE = (0.75, 7.5)
+EDGE = 10  # px: the back plane's band around the cards
 
 
 def methods(
@@ -55,6 +60,9 @@ def methods(
     images = torch.from_numpy(stack).permute(0, 3, 1, 2)[None].float() / 255  # (1, F, 3, H, W)
     focus_t = torch.from_numpy(focus)
     truth = torch.from_numpy(depth)[None, None]
+    back = truth == np.float32(DEPTHS[0])
+    near_card = F.max_pool2d((~back).float(), 2 * EDGE + 1, stride=1, padding=EDGE) > 0
+    bands = {f"within {EDGE} px of a card": back & near_card, "beyond": back & ~near_card}
     rows = {}
     predictors = {"baseline": lambda: depth_from_focus(images, focus_t, camera)[0],
                   "search": lambda: defocus_search(images, focus_t, camera, *SEARCH_RANGE, kernel_size=kernel_size)}
@@ -67,7 +75,9 @@ def methods(
         seconds = time.perf_counter() - started
         by_plane = {f"{d:g} m": depth_metrics(predicted, truth, truth == np.float32(d))["delta1"] for d in DEPTHS}
         median = {f"{d:g} m": float(predicted[truth == np.float32(d)].median()) for d in DEPTHS}
-        rows[name] = {**depth_metrics(predicted, truth), "seconds": seconds, "delta1_by_plane": by_plane, "median_by_plane": median}
+        back_plane = {band: depth_metrics(predicted, truth, mask)["delta1"] for band, mask in bands.items()}
+        rows[name] = {**depth_metrics(predicted, truth), "seconds": seconds, "delta1_by_plane": by_plane,
+                      "median_by_plane": median, "back_plane_delta1": back_plane}
     return rows
 
 
@@ -86,6 +96,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=9, help="views per side, odd (default 9)")
     parser.add_argument("--aperture", choices=("square", "disc"), default="square")
     parser.add_argument("--model", action="append", default=[], help="a DAIF-Net model to evaluate as well")
+    parser.add_argument("--kernel-size", type=int, help="window of the search and the models' cost volume (default the store's)")
     args = parser.parse_args()
     from daif.model_io import load_model
 
@@ -111,20 +122,23 @@ def main() -> None:
     camera = store.camera
     assert np.allclose(list(camera.to_dict().values()), list(ThinLensCamera(FOCAL_LENGTH, F_NUMBER, PIXEL_SIZE).to_dict().values()))
 
+    window = args.kernel_size or store.kernel_size
+    for model in models.values():
+        model.kernel_size = window  # the window of the "search" head's cost volume (DAIFNet.kernel_size)
     rendered = render_focal_stack_uint8(
         to_float_chw(captured.aif), torch.from_numpy(captured.depth)[None],
         torch.tensor(FOCUS, dtype=torch.float32), camera, store.kernel_size,
     ).numpy()
     results = {
-        "light_field": methods(stored["stack"], store.focus_distances, camera, stored["depth"], store.kernel_size, models),
-        "gaussian_renderer": methods(rendered, store.focus_distances, camera, stored["depth"], store.kernel_size, models),
+        "light_field": methods(stored["stack"], store.focus_distances, camera, stored["depth"], window, models),
+        "gaussian_renderer": methods(rendered, store.focus_distances, camera, stored["depth"], window, models),
     }
     share = {f"{d:g} m": float((captured.depth == np.float32(d)).mean()) for d in DEPTHS}
     record = {
         "size": list(SIZE), "views": args.views, "aperture": args.aperture, "models": args.model, "seed": args.seed,
         "focal_px": FOCAL_LENGTH / PIXEL_SIZE, "baseline_m": baseline,
         "focus_distances": list(FOCUS), "depths": list(DEPTHS), "pixel_share": share, "camera": camera.to_dict(),
-        "kernel_size": store.kernel_size, "search_range": list(SEARCH_RANGE), "build_seconds": build_seconds,
+        "kernel_size": store.kernel_size, "search_kernel_size": window, "search_range": list(SEARCH_RANGE), "build_seconds": build_seconds,
         "store_seconds": summary["seconds"], "results": results,
     }
     print(f"light field {args.views}x{args.views} ({args.aperture}), {SIZE[1]}x{SIZE[0]}, F = {FOCAL_LENGTH / PIXEL_SIZE:.0f} px, "
@@ -139,7 +153,8 @@ def main() -> None:
     for stack_name, rows in results.items():
         for method, values in rows.items():
             planes = ", ".join(f"{d}: delta1 {values['delta1_by_plane'][d]:.3f}, median {values['median_by_plane'][d]:.2f} m" for d in share)
-            print(f"{stack_name} {method} by plane: {planes}")
+            bands = ", ".join(f"{band} {value:.3f}" for band, value in values["back_plane_delta1"].items())
+            print(f"{stack_name} {method} by plane: {planes}; back plane {bands}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2))
 

@@ -2,8 +2,8 @@
 
 Scene: fronto-parallel planes at known depths d [m] (a back plane filling the view, nearer rectangular
 cards), each textured with `daif.data.synthetic.make_texture`. Cameras: an n x n (n odd, 9 by default) grid of
-pinhole views on a plane, spacing b [m], view (i, j), i, j in -(n // 2)..n // 2 (i along image columns, j along rows), all with
-focal length F = f / p [px] and the same principal point. A plane at depth d appears in view (i, j)
+pinhole views on a plane, spacing b [m], view (i, j), i, j in -(n // 2)..n // 2 (i along image columns, j
+along rows), all with focal length F = f / p [px] and the same principal point. A plane at depth d appears in view (i, j)
 translated by -(i, j) F b / d px against the centre view, so a view is rendered by sampling each plane's
 texture at the translated position (bilinear) and compositing the planes far to near with their coverage
 as alpha (nearer wins: correct occlusion for fronto-parallel planes).
