@@ -16,12 +16,13 @@ exactly nyuv2-5's. Its PSF is a 9x9 grid of points, not a Gaussian.
 `--views N --aperture disc` makes the light field of a round aperture sampled densely enough (N = 25: points
 at most 0.9 px apart in this scene) that its blur is a smooth spread like a lens's, not the 9x9 grid's ghosts.
 `--model M` (repeatable: a checkpoint folder or an MLflow model URI) adds each DAIF-Net model's row;
-`--kernel-size K` sets the window of the search and of the models' cost volume (default: the store's, 7).
+`--kernel-size K` sets the window of the search and of the models' cost volume (default: the store's, 7);
+`--intensity-weight W` the search's error (`daif.search`, step 3; default the search's; a model keeps its own).
 Besides each plane's delta1, the back plane's is split into the pixels within EDGE px of a card (where a
 blurred card spreads over the sharp background in the far-focused images: occlusion) and the rest.
 
     python benchmarks/lightfield.py [--out benchmarks/results/lightfield.json] [--work DIR] [--seed S]
-        [--views N] [--aperture square|disc] [--model M ...]
+        [--views N] [--aperture square|disc] [--kernel-size K] [--intensity-weight W] [--model M ...]
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ EDGE = 10  # px: the back plane's band around the cards
 
 
 def methods(
-    stack: np.ndarray, focus: np.ndarray, camera, depth: np.ndarray, kernel_size: int, models: dict | None = None
+    stack: np.ndarray, focus: np.ndarray, camera, depth: np.ndarray, kernel_size: int, models: dict | None = None,
+    intensity_weight: float | None = None,
 ) -> dict[str, dict[str, float]]:
     """Depth metrics of the baseline, the search and `models` ({name: DAIFNet}) on one (F, H, W, 3) uint8 stack
     against `depth` (H, W)."""
@@ -64,8 +66,9 @@ def methods(
     near_card = F.max_pool2d((~back).float(), 2 * EDGE + 1, stride=1, padding=EDGE) > 0
     bands = {f"within {EDGE} px of a card": back & near_card, "beyond": back & ~near_card}
     rows = {}
+    weight = {} if intensity_weight is None else {"intensity_weight": intensity_weight}
     predictors = {"baseline": lambda: depth_from_focus(images, focus_t, camera)[0],
-                  "search": lambda: defocus_search(images, focus_t, camera, *SEARCH_RANGE, kernel_size=kernel_size)}
+                  "search": lambda: defocus_search(images, focus_t, camera, *SEARCH_RANGE, kernel_size=kernel_size, **weight)}
     for name, model in (models or {}).items():
         predictors[name] = lambda model=model: model(images, focus_t.float(), camera)[1]
     for name, predict in predictors.items():
@@ -97,10 +100,11 @@ def main() -> None:
     parser.add_argument("--aperture", choices=("square", "disc"), default="square")
     parser.add_argument("--model", action="append", default=[], help="a DAIF-Net model to evaluate as well")
     parser.add_argument("--kernel-size", type=int, help="window of the search and the models' cost volume (default the store's)")
+    parser.add_argument("--intensity-weight", type=float, help="w of the search's error w |r| + (1 - w) |grad r| (default the search's)")
     args = parser.parse_args()
     from daif.model_io import load_model
 
-    models = {f"daif-net {k}": load_model(source)[0].eval() for k, source in enumerate(args.model)}
+    models = {f"daif-net {k} (w {net.cost_intensity_weight:g})": net for k, source in enumerate(args.model) for net in [load_model(source)[0].eval()]}
     baseline = FOCAL_LENGTH / F_NUMBER / (args.views - 1)  # b = A / (n - 1)
     torch.set_num_threads(2)
 
@@ -130,15 +134,15 @@ def main() -> None:
         torch.tensor(FOCUS, dtype=torch.float32), camera, store.kernel_size,
     ).numpy()
     results = {
-        "light_field": methods(stored["stack"], store.focus_distances, camera, stored["depth"], window, models),
-        "gaussian_renderer": methods(rendered, store.focus_distances, camera, stored["depth"], window, models),
+        "light_field": methods(stored["stack"], store.focus_distances, camera, stored["depth"], window, models, args.intensity_weight),
+        "gaussian_renderer": methods(rendered, store.focus_distances, camera, stored["depth"], window, models, args.intensity_weight),
     }
     share = {f"{d:g} m": float((captured.depth == np.float32(d)).mean()) for d in DEPTHS}
     record = {
         "size": list(SIZE), "views": args.views, "aperture": args.aperture, "models": args.model, "seed": args.seed,
         "focal_px": FOCAL_LENGTH / PIXEL_SIZE, "baseline_m": baseline,
         "focus_distances": list(FOCUS), "depths": list(DEPTHS), "pixel_share": share, "camera": camera.to_dict(),
-        "kernel_size": store.kernel_size, "search_kernel_size": window, "search_range": list(SEARCH_RANGE), "build_seconds": build_seconds,
+        "kernel_size": store.kernel_size, "search_kernel_size": window, "search_intensity_weight": args.intensity_weight, "search_range": list(SEARCH_RANGE), "build_seconds": build_seconds,
         "store_seconds": summary["seconds"], "results": results,
     }
     print(f"light field {args.views}x{args.views} ({args.aperture}), {SIZE[1]}x{SIZE[0]}, F = {FOCAL_LENGTH / PIXEL_SIZE:.0f} px, "

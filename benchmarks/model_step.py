@@ -70,7 +70,7 @@ def quickstart_step(size: int, threads: int, repeats: int, variant: str) -> dict
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3)
 
     def step() -> float:
-        out = model(stack, focus, details=True)
+        out = model(stack, focus, details=True, cost_intensity_weight=config.loss.cost_intensity_weight)  # as daif train
         result = objective(stack, focus, out["aif"], out["depth"], preset.camera, config.loss, depth_range=(near, far),
                            distribution=out)
         optimizer.zero_grad(set_to_none=True)

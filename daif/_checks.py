@@ -43,3 +43,10 @@ def check_odd_size(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
         raise ValueError(f"{name}: expected an odd positive integer, got {value!r}")
     return value
+
+
+def check_unit_interval(name: str, value: object) -> float:
+    """A number in [0, 1] (a mixing weight); raises ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
+    return float(value)

@@ -53,6 +53,7 @@ class ModelConfig:
     aif_head: str = "rgb"  # "rgb" (the paper's: three output channels) or "select" (a per-pixel mixture of the stack); see daif.model
     depth_head: str = "regress"  # "regress" (the paper's: one channel) or "search" (refines the defocus search's cost volume); see daif.model
     candidates: int = 24  # "search" head: candidate depths, log-spaced over [near, far]
+    cost_intensity_weight: float = 0.2  # "search" head: w of the cost volume it reads after training, w |r| + (1 - w) |grad r|
 
     def __post_init__(self) -> None:
         if self.aif_head not in AIF_HEADS:
@@ -61,10 +62,16 @@ class ModelConfig:
             raise ValueError(f"depth_head: expected one of {DEPTH_HEADS}, got {self.depth_head!r}")
         if isinstance(self.candidates, bool) or not isinstance(self.candidates, int) or self.candidates < 2:
             raise ValueError(f"candidates: expected an integer >= 2, got {self.candidates!r}")
+        _check_unit("cost_intensity_weight", self.cost_intensity_weight)
         if self.depth_mapping not in DEPTH_MAPPINGS:
             raise ValueError(f"depth_mapping: expected one of {DEPTH_MAPPINGS}, got {self.depth_mapping!r}")
         if self.range_source not in DEPTH_RANGE_SOURCES:
             raise ValueError(f"range_source: expected one of {DEPTH_RANGE_SOURCES}, got {self.range_source!r}")
+
+
+def _check_unit(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
 
 
 def _check_odd(name: str, value: int) -> None:
@@ -91,6 +98,7 @@ class LossConfig:
     search_candidates: int = 24  # candidate depths of the search, log-spaced over the model's depth range
     search_window: int = 3  # px, box the search's reconstruction error is averaged over
     cost: float = 0.0  # weight of the expected coarse reconstruction error under the "search" head's depth distribution
+    cost_intensity_weight: float = 1.0  # w of the `cost` energy's error (daif.search), also the w the network reads in training
     cost_smooth: float = 0.0  # weight of the edge-aware total variation of log depth (in candidate steps)
     cost_smooth_beta: float = 10.0  # edge weight exp(-beta |grad coarse AIF|) of `cost_smooth`
 
@@ -105,6 +113,7 @@ class LossConfig:
         if isinstance(self.search_candidates, bool) or not isinstance(self.search_candidates, int) or self.search_candidates < 2:
             raise ValueError(f"search_candidates: expected an integer >= 2, got {self.search_candidates!r}")
         _check_odd("search_window", self.search_window)
+        _check_unit("cost_intensity_weight", self.cost_intensity_weight)
         _check_odd("kernel_size", self.kernel_size)
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1], got {self.alpha!r}")

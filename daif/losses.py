@@ -13,8 +13,10 @@ Terms (all scalars, batch means):
                (the least coarse reconstruction error over candidate depths): trains depth only. Not in
                the paper; weight 0 by default (docs/experiments.md, entry 5).
     cost       mean over pixels of sum_j p_j(x) e_j(x) / mean(e), the expected coarse reconstruction error under
-               the "search" depth head's distribution p over the candidates c_j (`daif.model`), e its cost
-               volume (`daif.search.cost_volume`), normalised by its mean over candidates and pixels per image.
+               the "search" depth head's distribution p over the candidates c_j (`daif.model`), e = w i + (1 - w) g
+               the intensity and gradient parts of its cost volume (`daif.search.cost_volume`) mixed by
+               w = `cost_intensity_weight` (the energy; the network's input mixes by its own weight), normalised
+               by its mean over candidates and pixels per image.
                Its gradient, p_j (e_j - sum_i p_i e_i) per logit, sees every candidate: no local minima.
     cost_smooth  mean |dL/dx| exp(-beta |dC/dx|) + mean |dL/dy| exp(-beta |dC/dy|), L = log D / step the log
                depth in candidate steps, C the coarse AIF (channel mean of absolute differences). With `cost`
@@ -162,7 +164,7 @@ def objective(
     depth_range: (near, far) metres of the model, the range of the `search` term's candidates; required
     when that term's weight is not 0.
     distribution: the network's details (`DAIFNet(..., details=True)`); the "search" depth head's "probabilities"
-    (B, J, H, W), "cost" (B, J, H, W) and "log_depths" (J,) in it are required when `cost` or `cost_smooth` is
+    (B, J, H, W), "cost_intensity" and "cost_gradient" (B, J, H, W) and "log_depths" (J,) in it are required when `cost` or `cost_smooth` is
     weighted (the "regress" head has none).
     """
     check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
@@ -199,7 +201,9 @@ def objective(
         searched = defocus_search(stack, focus, camera, *depth_range, config.search_candidates, config.search_window, config.kernel_size)
         terms["search"] = (depth.clamp_min(1e-6).log() - searched.log()).abs().mean()
     if config.cost:
-        terms["cost"] = expected_cost(distribution["probabilities"], distribution["cost"])
+        weight = config.cost_intensity_weight
+        energy = weight * distribution["cost_intensity"] + (1 - weight) * distribution["cost_gradient"]
+        terms["cost"] = expected_cost(distribution["probabilities"], energy)
     if config.cost_smooth:
         step = distribution["log_depths"][1] - distribution["log_depths"][0]
         terms["cost_smooth"] = smoothness_loss(depth.clamp_min(1e-6).log() / step, coarse.detach(), config.cost_smooth_beta)

@@ -9,8 +9,8 @@ its output does not change when the stack is permuted.
 
 Depth heads. "regress": one output channel mapped to metres (`map_depth`). "search": the depth is a distribution
 over the J candidate depths c_j of `daif.search.cost_volume` (log-spaced over [near, far]), computed from the
-stack with the camera (no learning): with e_j(x) the coarse reconstruction error of candidate j and
-e^_j = e_j / (mean_j e_j + 1e-3) its per-pixel normalisation,
+stack with the camera (no learning): with e_j(x) = w i_j(x) + (1 - w) g_j(x) the coarse reconstruction error of
+candidate j (its intensity and gradient parts) and e^_j = e_j / (mean_j e_j + 1e-3) its per-pixel normalisation,
     logit_j = -exp(a) e^_j + r_j,   p = softmax_j(logit),   log D = sum_j p_j log c_j,
 a a learned scalar (exp(a) = 10 at initialisation) and r_j the network's output, whose last layer starts at
 zero: an untrained "search" net returns the soft arg-min of the search's cost. e^ also enters every image's
@@ -18,6 +18,10 @@ encoder input (4 + J channels) and the depth head, so the network refines the se
 With the "select" AIF head the selection logits then add log(w_k + 1e-3), w_k = sum_j p_j [k = src_j] the
 probability that image k is the sharpest (src_j the stack image candidate j leaves sharpest, p detached), so
 an untrained net's AIF is the coarse AIF of its depth.
+The weight w: a forward call may pass one, else the model's `cost_intensity_weight` (0.2 by default) applies.
+Training passes the weight its energy scores (`loss.cost_intensity_weight`, 1: the intensity error, which
+trains best on rendered stacks); a trained model reads the mix, whose gradient part holds up where a real lens
+departs from the renderer (occlusion at depth edges): docs/experiments.md, entry 17.
 
 Focus normalisation: the input plane is focus_distance / focus_scale with focus_scale defaulting to
 `far`, so focus distances inside the working range land in (0, 1] (1..9 m with far = 10 m gives
@@ -33,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from daif._checks import check_focus_distances, check_odd_size, check_tensor
+from daif._checks import check_focus_distances, check_odd_size, check_tensor, check_unit_interval
 from daif.config import AIF_HEADS, DEPTH_HEADS, DEPTH_MAPPINGS
 from daif.optics import ThinLensCamera
 from daif.search import cost_volume
@@ -90,7 +94,8 @@ class DAIFNet(nn.Module):
     depth_head: "regress" (one channel, `map_depth`) or "search" (a distribution over the candidates of the
         defocus search's cost volume; see the module docstring); `depth_mapping` applies to "regress" only.
     camera: the thin-lens camera as a dict (`ThinLensCamera.to_dict`), the "search" head's default (a forward
-        call may pass another); candidates: J; kernel_size: the renderer window of the cost volume.
+        call may pass another); candidates: J; kernel_size: the renderer window of the cost volume;
+        cost_intensity_weight: w of its error, w |r| + (1 - w) |grad r| (`daif.search`, step 3).
     All arguments are plain JSON values; `config` returns them and `from_config` rebuilds the model.
     """
 
@@ -107,6 +112,7 @@ class DAIFNet(nn.Module):
         camera: dict[str, float] | None = None,
         candidates: int = 24,
         kernel_size: int = 7,
+        cost_intensity_weight: float = 0.2,
     ) -> None:
         super().__init__()
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
@@ -124,6 +130,7 @@ class DAIFNet(nn.Module):
         if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
             raise ValueError(f"candidates: expected an integer >= 2, got {candidates!r}")
         check_odd_size("kernel_size", kernel_size)
+        cost_intensity_weight = check_unit_interval("cost_intensity_weight", cost_intensity_weight)
         self.camera = None if camera is None else ThinLensCamera.from_dict(camera)
         focus_scale = float(far) if focus_scale is None else float(focus_scale)
         if focus_scale <= 0:
@@ -131,7 +138,7 @@ class DAIFNet(nn.Module):
         self.width, self.levels, self.depth_mapping = width, levels, depth_mapping
         self.near, self.far, self.focus_scale = float(near), float(far), focus_scale
         self.aif_head, self.depth_head = aif_head, depth_head
-        self.candidates, self.kernel_size = candidates, kernel_size
+        self.candidates, self.kernel_size, self.cost_intensity_weight = candidates, kernel_size, cost_intensity_weight
         searching = depth_head == "search"
         cost_channels = candidates if searching else 0
         depth_channels = candidates if searching else 1
@@ -181,21 +188,25 @@ class DAIFNet(nn.Module):
             "camera": None if self.camera is None else self.camera.to_dict(),
             "candidates": self.candidates,
             "kernel_size": self.kernel_size,
+            "cost_intensity_weight": self.cost_intensity_weight,
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "DAIFNet":
-        return cls(**config)
+        """`cls(**config)`; a config without "cost_intensity_weight" was saved when the error was |r| alone: 1."""
+        return cls(**{"cost_intensity_weight": 1.0, **config})
 
     def forward(
-        self, stack: torch.Tensor, focus_distances: torch.Tensor, camera: ThinLensCamera | None = None, details: bool = False
+        self, stack: torch.Tensor, focus_distances: torch.Tensor, camera: ThinLensCamera | None = None, details: bool = False,
+        cost_intensity_weight: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor] | dict[str, torch.Tensor]:
         """stack: (B, S, 3, H, W) in [0, 1]; focus_distances: (B, S) or (S,) metres; camera: the "search"
-        head's camera (None: the model's own; the "regress" head takes none).
+        head's camera (None: the model's own; the "regress" head takes none); cost_intensity_weight: the w
+        its cost volume is read with (None: the model's own; training passes the energy's).
 
         Returns aif (B, 3, H, W) in [0, 1] and depth (B, 1, H, W) metres in [near, far]. With `details` a dict:
-        "aif", "depth", and for the "search" head also "probabilities" (B, J, H, W), "cost" (B, J, H, W), the
-        raw e_j, and "log_depths" (J,).
+        "aif", "depth", and for the "search" head also "probabilities" (B, J, H, W), "cost_intensity" and
+        "cost_gradient" (B, J, H, W), the raw i_j and g_j of `daif.search`, and "log_depths" (J,).
         """
         check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
         batch, stack_size, _, height, width = stack.shape
@@ -208,7 +219,9 @@ class DAIFNet(nn.Module):
         images = stack.reshape(batch * stack_size, 3, height, width)  # (B*S, 3, H, W)
         planes = [(focus / self.focus_scale).reshape(batch * stack_size, 1, 1, 1).expand(-1, 1, height, width)]
         if volume is not None:
-            normalised = volume.error / (volume.error.mean(dim=1, keepdim=True) + _COST_FLOOR)  # e^, (B, J, H, W)
+            weight = self.cost_intensity_weight if cost_intensity_weight is None else cost_intensity_weight
+            error = volume.error(weight)  # e_j, (B, J, H, W)
+            normalised = error / (error.mean(dim=1, keepdim=True) + _COST_FLOOR)  # e^
             planes.append(_repeat_over_stack(normalised, stack_size))
         features = torch.cat([images, *planes], dim=1)  # (B*S, 4 [+ J], H, W)
         if pad_h or pad_w:
@@ -240,7 +253,8 @@ class DAIFNet(nn.Module):
             probabilities = torch.softmax(logits, dim=1)  # (B, J, H, W)
             log_depth = (probabilities * volume.log_depths[:, None, None]).sum(dim=1, keepdim=True)
             depth = log_depth.exp().clamp(self.near, self.far)
-            out = {"probabilities": probabilities, "cost": volume.error, "log_depths": volume.log_depths}
+            out = {"probabilities": probabilities, "cost_intensity": volume.intensity, "cost_gradient": volume.gradient,
+                   "log_depths": volume.log_depths}
 
         if self.aif_head == "rgb":
             aif = raw[:, :3].clamp(0.0, 1.0)

@@ -12,11 +12,20 @@ For each of J candidate depths c_j, spaced evenly in log depth over [near, far]:
    is matched as such (docs/experiments.md, entry 15). (The full sigma(c_j, s_k) would ignore that the source
    is itself blurred where no stack image is in focus, and bias such depths towards the nearest focus
    distance: entry 5.)
-3. the error e_j(x) = sum_k mean_channels |R_jk(x) - S_k(x)|, averaged over a window x window box.
+3. the error of the residual r_jk = R_jk - S_k, an intensity and a gradient part,
+   i_j(x) = sum_k mean_channels |r_jk(x)|,
+   g_j(x) = sum_k mean_channels (|r_jk(x + 1_x) - r_jk(x)| + |r_jk(x + 1_y) - r_jk(x)|)  (0 across the last
+   column and row), mixed with w = `intensity_weight` in [0, 1]: e_j = w i_j + (1 - w) g_j; averaged over
+   a window x window box.
+   The gradient part is blind to what varies slowly across the image: a blurred near object spreading over
+   the sharp background behind it in the far-focused images of a real lens (partial occlusion, which the
+   renderer's gather never makes), and shading or exposure that differ between shots; focus measures are
+   high-pass for the same reason. The intensity part holds what is left of a scene nearer than the nearest
+   focus distance, which every image blurs past its fine texture (docs/experiments.md, entry 17).
 Per pixel the candidate of least error wins, refined in log depth by at most half a step to the vertex of
 a V through its error and its two neighbours' (a V rather than a parabola: the error is an L1 distance).
-`cost_volume` returns e_j(x) of every candidate (steps 1 to 3, no box); `defocus_search` boxes it and takes the
-arg-min. The per-pixel arg-min is the global minimum, over the grid, of the same
+`cost_volume` returns i_j(x) and g_j(x) of every candidate (steps 1 to 3, no box); `defocus_search` mixes and
+boxes them and takes the arg-min. The per-pixel arg-min is the global minimum, over the grid, of the same
 image-formation model the objective trains with, so it has neither the local minima of gradient descent on
 depth nor the dead zones where defocus <= 1 px passes no gradient. The objective's `search` term uses it
 as a detached target; the "search" depth head of `daif.model` refines the cost volume itself.
@@ -32,7 +41,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from daif._checks import check_focus_distances, check_odd_size, check_tensor
+from daif._checks import check_focus_distances, check_odd_size, check_tensor, check_unit_interval
 from daif.optics import ThinLensCamera, defocus_sigma, render_uniform_defocus, sigma_for_variance, window_variance
 
 
@@ -40,13 +49,19 @@ from daif.optics import ThinLensCamera, defocus_sigma, render_uniform_defocus, s
 class CostVolume:
     """The coarse reconstruction error of every candidate depth (steps 1 to 3 above, before the box).
 
-    error: (B, J, H, W), e_j(x) = sum_k mean_channels |R_jk(x) - S_k(x)|; log_depths: (J,) log metres, evenly
+    intensity, gradient: (B, J, H, W), i_j(x) and g_j(x) of step 3; log_depths: (J,) log metres, evenly
     spaced from log near to log far; sharpest: (B, J) int64, the stack index of candidate j's source image.
     """
 
-    error: torch.Tensor
+    intensity: torch.Tensor
+    gradient: torch.Tensor
     log_depths: torch.Tensor
     sharpest: torch.Tensor
+
+    def error(self, intensity_weight: float) -> torch.Tensor:
+        """e_j = w i_j + (1 - w) g_j, w = intensity_weight in [0, 1]: (B, J, H, W)."""
+        check_unit_interval("intensity_weight", intensity_weight)
+        return intensity_weight * self.intensity + (1.0 - intensity_weight) * self.gradient
 
     @property
     def step(self) -> float:
@@ -85,13 +100,23 @@ def cost_volume(
     # the source already carries its own blur (unless passed through): add only the rest of the variance
     rest = window_variance(sigmas, kernel_size) - window_variance(sharpest.values, kernel_size)[..., None]
     remainders = sigma_for_variance(rest.clamp_min(0), kernel_size)  # (J, B, S)
-    errors = []
+    intensity, gradient = [], []
     for source_index, remainder in zip(sharpest.indices, remainders):
         source = stack[rows, source_index]  # (B, 3, H, W): the image this depth leaves sharpest
         images = source[:, None].expand(batch, size, channels, height, width).reshape(batch * size, channels, height, width)
         rendered = render_uniform_defocus(images, remainder.reshape(-1), kernel_size).reshape(stack.shape)
-        errors.append((rendered - stack).abs().mean(dim=2).sum(dim=1, keepdim=True))  # (B, 1, H, W)
-    return CostVolume(torch.cat(errors, dim=1), log_depths, sharpest.indices.T.contiguous())
+        residual = rendered - stack
+        intensity.append(residual.abs().mean(dim=2).sum(dim=1, keepdim=True))  # (B, 1, H, W)
+        gradient.append(gradient_l1(residual).mean(dim=2).sum(dim=1, keepdim=True))
+    return CostVolume(torch.cat(intensity, dim=1), torch.cat(gradient, dim=1), log_depths, sharpest.indices.T.contiguous())
+
+
+def gradient_l1(difference: torch.Tensor) -> torch.Tensor:
+    """|dr/dx| + |dr/dy| of a difference image r (..., H, W) by forward differences, 0 across the last column
+    and row; same shape."""
+    along_x = F.pad((difference[..., :, 1:] - difference[..., :, :-1]).abs(), (0, 1))
+    along_y = F.pad((difference[..., 1:, :] - difference[..., :-1, :]).abs(), (0, 0, 0, 1))
+    return along_x + along_y
 
 
 @torch.no_grad()
@@ -104,16 +129,18 @@ def defocus_search(
     candidates: int = 24,
     window: int = 3,
     kernel_size: int = 7,
+    intensity_weight: float = 0.2,
 ) -> torch.Tensor:
     """Per-pixel depth (B, 1, H, W) metres in [near, far] minimising the coarse reconstruction error.
 
     stack: (B, S, 3, H, W); focus_distances: (B, S) or (S,) metres; near, far: the candidates' range [m];
     candidates: J >= 2 depths, log-spaced; window: odd box size [px] the error is averaged over;
-    kernel_size: the renderer's window.
+    kernel_size: the renderer's window; intensity_weight: w of step 3, in [0, 1].
     """
     check_odd_size("window", window)
+    check_unit_interval("intensity_weight", intensity_weight)
     volume = cost_volume(stack, focus_distances, camera, near, far, candidates, kernel_size)
-    error, log_depths = volume.error, volume.log_depths
+    error, log_depths = volume.error(intensity_weight), volume.log_depths
     if window > 1:
         error = F.avg_pool2d(F.pad(error, [window // 2] * 4, mode="replicate"), window, stride=1)
 

@@ -86,6 +86,8 @@ def test_model_choices_are_checked():
         load_config(overrides=["model.range_source=guess"])
     with pytest.raises(ValueError, match="depth_head: expected one of"):
         load_config(overrides=["model.depth_head=classify"])
+    with pytest.raises(ValueError, match="cost_intensity_weight: expected a number in"):
+        load_config(overrides=["model.cost_intensity_weight=2"])
     with pytest.raises(ValueError, match="cost_smooth: expected a finite weight"):
         load_config(overrides=["loss.cost_smooth=-1"])
 

@@ -57,7 +57,7 @@ def _train(seed: int, stack, focus, true_depth):
     optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
 
     def terms():
-        out = net(stack, focus, details=True)
+        out = net(stack, focus, details=True, cost_intensity_weight=config.loss.cost_intensity_weight)  # as daif train
         return objective(stack, focus, out["aif"], out["depth"], CAMERA, config.loss, distribution=out), out["depth"]
 
     with torch.no_grad():

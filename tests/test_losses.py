@@ -170,12 +170,13 @@ def test_expected_cost_by_hand_and_its_gradient_sees_every_candidate():
 
 def test_cost_terms_of_the_objective():
     stack, focus, aif, depth = make_scenes(1, 16, 16)
-    config = LossConfig(cost=1.0, cost_smooth=1.0, cost_smooth_beta=0.0)
+    config = LossConfig(cost=1.0, cost_smooth=1.0, cost_smooth_beta=0.0, cost_intensity_weight=0.25)
     log_depths = torch.linspace(math.log(0.25), math.log(2.5), 24)
     step = float(log_depths[1] - log_depths[0])
     probabilities = torch.softmax(torch.randn(1, 24, 16, 16), dim=1)
-    cost = torch.rand(1, 24, 16, 16)
-    distribution = {"probabilities": probabilities, "cost": cost, "log_depths": log_depths}
+    intensity, gradient = torch.rand(1, 24, 16, 16), torch.rand(1, 24, 16, 16)
+    distribution = {"probabilities": probabilities, "cost_intensity": intensity, "cost_gradient": gradient, "log_depths": log_depths}
+    cost = 0.25 * intensity + 0.75 * gradient  # the energy mixes the two parts by loss.cost_intensity_weight
     ramp = torch.exp(torch.arange(16.0) * step).reshape(1, 1, 1, 16).expand(1, 1, 16, 16)  # one step per column
     terms = objective(stack, focus, aif, ramp, CAMERA, config, distribution=distribution).terms
     assert float(terms["cost"]) == pytest.approx(float((probabilities * cost).sum(dim=1).mean() / cost.mean()), rel=1e-5)

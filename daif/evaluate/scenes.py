@@ -53,7 +53,8 @@ class SceneEvaluator:
         self.max_depths = list(max_depths)
         self.scenes_without_aif = frozenset(scenes_without_aif)
         first = next(iter(self.models.values()))
-        self.search_range = (first.near, first.far)  # the defocus search spans the first model's depth range
+        # the defocus search spans the first model's depth range, with the error of its cost volume
+        self.search_range, self.search_intensity = (first.near, first.far), first.cost_intensity_weight
 
     def inputs(self, batch: dict[str, np.ndarray], condition: Condition):
         """stack (B, K, 3, H, W) in [0, 1] and focus distances (B, K) of `condition` for the batch."""
@@ -85,7 +86,8 @@ class SceneEvaluator:
             if method == BASELINE:
                 return depth_from_focus(stack, focus, self.camera)
             if method == SEARCH:
-                depth = defocus_search(stack, focus, self.camera, *self.search_range, kernel_size=self.kernel_size)
+                depth = defocus_search(stack, focus, self.camera, *self.search_range, kernel_size=self.kernel_size,
+                                       intensity_weight=self.search_intensity)
                 return depth, coarse_aif(stack, focus, depth, self.camera)
             aif, depth = self.models[method](stack, focus, camera=self.camera)  # a "search" head uses the store's camera
             return depth, aif

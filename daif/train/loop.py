@@ -36,7 +36,7 @@ def build_model(config: Config, near: float, far: float, camera: ThinLensCamera 
         width=config.model.width, levels=config.model.levels, depth_mapping=config.model.depth_mapping, near=near, far=far,
         focus_scale=config.model.focus_scale or None, aif_head=config.model.aif_head, depth_head=config.model.depth_head,
         camera=camera.to_dict() if camera is not None else None, candidates=config.model.candidates,
-        kernel_size=config.loss.kernel_size,
+        kernel_size=config.loss.kernel_size, cost_intensity_weight=config.model.cost_intensity_weight,
     )
 
 
@@ -189,12 +189,15 @@ def _restore(worker: Worker, checkpoint, resume_dir: str | None) -> None:
 
 
 def _predict(worker: Worker, model, stack: torch.Tensor, focus: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The network's `details` dict ("aif", "depth" and the "search" head's distribution), in float32."""
+    """The network's `details` dict ("aif", "depth" and the "search" head's distribution), in float32. A "search"
+    head reads its cost volume with the weight the energy scores (loss.cost_intensity_weight), in training and
+    validation alike; the saved model reads it with model.cost_intensity_weight (daif.model)."""
+    weight = worker.config.loss.cost_intensity_weight
     if worker.device.type == "cuda" and worker.config.train.mixed_precision:
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(stack, focus, details=True)
+            out = model(stack, focus, details=True, cost_intensity_weight=weight)
         return {k: v.float() for k, v in out.items()}  # the renderer and losses run in float32
-    return model(stack, focus, details=True)
+    return model(stack, focus, details=True, cost_intensity_weight=weight)
 
 
 def _batches(worker: Worker, split: str, sampler: BinSampler, rng: np.random.Generator, batch_size: int, min_stack_size: int = 0):
