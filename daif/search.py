@@ -16,12 +16,13 @@ For each of J candidate depths c_j, spaced evenly in log depth over [near, far]:
    i_j(x) = sum_k mean_channels |r_jk(x)|,
    g_j(x) = sum_k mean_channels (|r_jk(x + 1_x) - r_jk(x)| + |r_jk(x + 1_y) - r_jk(x)|)  (0 across the last
    column and row), mixed with w = `intensity_weight` in [0, 1]: e_j = w i_j + (1 - w) g_j; averaged over
-   a window x window box.
-   The gradient part is blind to what varies slowly across the image: a blurred near object spreading over
-   the sharp background behind it in the far-focused images of a real lens (partial occlusion, which the
-   renderer's gather never makes), and shading or exposure that differ between shots; focus measures are
-   high-pass for the same reason. The intensity part holds what is left of a scene nearer than the nearest
-   focus distance, which every image blurs past its fine texture (docs/experiments.md, entry 17).
+   a window x window box (`defocus_search` takes w = 0.2 by default, as a trained "search" head reads).
+   The gradient part is blind to a constant and damps what varies slowly across the image: a blurred near
+   object spreading over the sharp background behind it in the far-focused images of a real lens (partial
+   occlusion, which the renderer's gather never makes), and shading or exposure that differ between shots;
+   focus measures are high-pass for the same reason. The intensity part holds what is left of a scene nearer
+   than the nearest focus distance, which every image blurs past its fine texture (docs/experiments.md,
+   entry 17).
 Per pixel the candidate of least error wins, refined in log depth by at most half a step to the vertex of
 a V through its error and its two neighbours' (a V rather than a parabola: the error is an L1 distance).
 `cost_volume` returns i_j(x) and g_j(x) of every candidate (steps 1 to 3, no box); `defocus_search` mixes and
