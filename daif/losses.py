@@ -40,7 +40,7 @@ from daif._checks import check_focus_distances, check_tensor
 from daif.config import COARSE_AIF_MODES, LossConfig
 from daif.filters import filter_channels, laplacian_of_gaussian_kernel, ssim_map, to_grey
 from daif.optics import ThinLensCamera, defocus_sigma, render_focal_stack
-from daif.search import defocus_search
+from daif.search import defocus_search, mixed_error
 
 PAPER_TERMS = ("recon", "blur", "aif_recon", "aif_blur", "smooth")
 
@@ -201,8 +201,7 @@ def objective(
         searched = defocus_search(stack, focus, camera, *depth_range, config.search_candidates, config.search_window, config.kernel_size)
         terms["search"] = (depth.clamp_min(1e-6).log() - searched.log()).abs().mean()
     if config.cost:
-        weight = config.cost_intensity_weight
-        energy = weight * distribution["cost_intensity"] + (1 - weight) * distribution["cost_gradient"]
+        energy = mixed_error(distribution["cost_intensity"], distribution["cost_gradient"], config.cost_intensity_weight)
         terms["cost"] = expected_cost(distribution["probabilities"], energy)
     if config.cost_smooth:
         step = distribution["log_depths"][1] - distribution["log_depths"][0]

@@ -61,8 +61,7 @@ class CostVolume:
 
     def error(self, intensity_weight: float) -> torch.Tensor:
         """e_j = w i_j + (1 - w) g_j, w = intensity_weight in [0, 1]: (B, J, H, W)."""
-        check_unit_interval("intensity_weight", intensity_weight)
-        return intensity_weight * self.intensity + (1.0 - intensity_weight) * self.gradient
+        return mixed_error(self.intensity, self.gradient, intensity_weight)
 
     @property
     def step(self) -> float:
@@ -110,6 +109,12 @@ def cost_volume(
         intensity.append(residual.abs().mean(dim=2).sum(dim=1, keepdim=True))  # (B, 1, H, W)
         gradient.append(gradient_l1(residual).mean(dim=2).sum(dim=1, keepdim=True))
     return CostVolume(torch.cat(intensity, dim=1), torch.cat(gradient, dim=1), log_depths, sharpest.indices.T.contiguous())
+
+
+def mixed_error(intensity: torch.Tensor, gradient: torch.Tensor, intensity_weight: float) -> torch.Tensor:
+    """Step 3's e = w i + (1 - w) g of same-shaped intensity and gradient errors, w = intensity_weight in [0, 1]."""
+    check_unit_interval("intensity_weight", intensity_weight)
+    return intensity_weight * intensity + (1.0 - intensity_weight) * gradient
 
 
 def gradient_l1(difference: torch.Tensor) -> torch.Tensor:

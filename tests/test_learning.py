@@ -9,7 +9,7 @@ depth of the textured surroundings (the same plane) into the patch, so the depth
 energy falls and the reconstruction does not get worse, from two seeds. The smoothness weight is 0.1 here,
 ten times the preset's: at the preset's 0.01 (docs/experiments.md, entry 15) the 60 steps take the patch
 error only from 0.69 to 0.51 (seed 0), and more steps would cost the suite their time. Adam's step is 2e-3: at
-3e-3 seed 1 diverged on this machine (AMD EPYC; energy 0.13 -> 0.63), at the code before and after entry 17 alike.
+3e-3 seed 1 diverged on one machine (AMD EPYC; energy 0.13 -> 0.63), where it had passed on an earlier one.
 """
 
 from __future__ import annotations
