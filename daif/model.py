@@ -18,6 +18,13 @@ encoder input (4 + J channels) and the depth head, so the network refines the se
 With the "select" AIF head the selection logits then add log(w_k + 1e-3), w_k = sum_j p_j [k = src_j] the
 probability that image k is the sharpest (src_j the stack image candidate j leaves sharpest, p detached), so
 an untrained net's AIF is the coarse AIF of its depth.
+
+The "select" AIF head on the "regress" depth head: the selection logit of image k adds the defocus prior
+-sigma(D, s_k) / T (`defocus_sigma` in pixels of the detached predicted depth, T = `aif_temperature` px), so the
+AIF is the soft coarse AIF of the network's own depth ("the sharpest point of the stack", method.md) plus the
+head's learned correction, whose last layer starts at zero. Without it an untrained head's AIF is the stack's
+mean, a blur that the reconstruction matches best with a depth at which the images pass through unblurred:
+the collapse of docs/experiments.md entry 1; with it, depth learns through the reconstruction (entry 18).
 The weight w: a forward call may pass one, else the model's `cost_intensity_weight` (0.2 by default) applies.
 Training passes the weight its energy scores (`loss.cost_intensity_weight`, 1: the intensity error, which
 trains best on rendered stacks); a trained model reads the mix, whose gradient part holds up where a real lens
@@ -39,7 +46,7 @@ from torch import nn
 
 from daif._checks import check_focus_distances, check_odd_size, check_tensor, check_unit_interval
 from daif.config import AIF_HEADS, DEPTH_HEADS, DEPTH_MAPPINGS
-from daif.optics import ThinLensCamera
+from daif.optics import ThinLensCamera, defocus_sigma
 from daif.search import cost_volume
 
 _EPS = 1e-6
@@ -96,6 +103,7 @@ class DAIFNet(nn.Module):
     camera: the thin-lens camera as a dict (`ThinLensCamera.to_dict`), the "search" head's default (a forward
         call may pass another); candidates: J; kernel_size: the renderer window of the cost volume;
         cost_intensity_weight: w of its error, w |r| + (1 - w) |grad r| (`daif.search`, step 3).
+    aif_temperature: T [px] of the "select" head's defocus prior on the "regress" depth head; 0 turns it off.
     All arguments are plain JSON values; `config` returns them and `from_config` rebuilds the model.
     """
 
@@ -113,6 +121,7 @@ class DAIFNet(nn.Module):
         candidates: int = 24,
         kernel_size: int = 7,
         cost_intensity_weight: float = 0.2,
+        aif_temperature: float = 1.0,
     ) -> None:
         super().__init__()
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
@@ -131,6 +140,9 @@ class DAIFNet(nn.Module):
             raise ValueError(f"candidates: expected an integer >= 2, got {candidates!r}")
         check_odd_size("kernel_size", kernel_size)
         cost_intensity_weight = check_unit_interval("cost_intensity_weight", cost_intensity_weight)
+        if isinstance(aif_temperature, bool) or not isinstance(aif_temperature, (int, float)) or not 0 <= aif_temperature < math.inf:
+            raise ValueError(f"aif_temperature: expected a finite number of pixels >= 0, got {aif_temperature!r}")
+        self.aif_temperature = float(aif_temperature)
         self.camera = None if camera is None else ThinLensCamera.from_dict(camera)
         focus_scale = float(far) if focus_scale is None else float(focus_scale)
         if focus_scale <= 0:
@@ -166,10 +178,9 @@ class DAIFNet(nn.Module):
         if aif_head == "select":
             # per-image selection logit from [own first-level features, fused decoder output]
             self.select = nn.Sequential(_conv_relu(channels[0] + width, width), nn.Conv2d(width, 1, 3, padding=1))
-            if searching:  # an untrained net's AIF is the coarse AIF of its depth
-                with torch.no_grad():
-                    self.select[-1].weight.zero_()
-                    self.select[-1].bias.zero_()
+            with torch.no_grad():  # a uniform mixture at initialisation (with a prior: the coarse AIF of its depth)
+                self.select[-1].weight.zero_()
+                self.select[-1].bias.zero_()
         if searching:
             self.cost_sharpness = nn.Parameter(torch.tensor(math.log(10.0)))  # a: logit_j = -exp(a) e^_j + r_j
 
@@ -189,19 +200,21 @@ class DAIFNet(nn.Module):
             "candidates": self.candidates,
             "kernel_size": self.kernel_size,
             "cost_intensity_weight": self.cost_intensity_weight,
+            "aif_temperature": self.aif_temperature,
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "DAIFNet":
-        """`cls(**config)`; a config without "cost_intensity_weight" was saved when the error was |r| alone: 1."""
-        return cls(**{"cost_intensity_weight": 1.0, **config})
+        """`cls(**config)`; a config without "cost_intensity_weight" was saved when the error was |r| alone: 1; one
+        without "aif_temperature" before the select head's defocus prior: 0."""
+        return cls(**{"cost_intensity_weight": 1.0, "aif_temperature": 0.0, **config})
 
     def forward(
         self, stack: torch.Tensor, focus_distances: torch.Tensor, camera: ThinLensCamera | None = None, details: bool = False,
         cost_intensity_weight: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor] | dict[str, torch.Tensor]:
         """stack: (B, S, 3, H, W) in [0, 1]; focus_distances: (B, S) or (S,) metres; camera: the "search"
-        head's camera (None: the model's own; the "regress" head takes none); cost_intensity_weight: the w
+        head's and the "select" head's defocus prior's camera (None: the model's own); cost_intensity_weight: the w
         its cost volume is read with (None: the model's own; training passes the energy's).
 
         Returns aif (B, 3, H, W) in [0, 1] and depth (B, 1, H, W) metres in [near, far]. With `details` a dict:
@@ -265,15 +278,23 @@ class DAIFNet(nn.Module):
                 sharpest = F.one_hot(volume.sharpest, stack_size).to(probabilities.dtype)  # (B, J, S)
                 chance = torch.einsum("bjhw,bjs->bshw", probabilities.detach(), sharpest)
                 logits = logits + (chance + _SELECT_FLOOR).log()[:, :, None]
+            elif self.aif_temperature > 0:  # the defocus prior: the soft coarse AIF of the (detached) depth
+                sigma = defocus_sigma(depth.detach().float(), focus.float(), self._camera(camera)).to(logits.dtype)  # (B, S, H, W)
+                logits = logits - (sigma / self.aif_temperature)[:, :, None]
             weights = torch.softmax(logits, dim=1)  # (B, S, 1, H, W)
             aif = (weights * stack).sum(dim=1)
         if details:
             return {"aif": aif, "depth": depth, **out}
         return aif, depth
 
-    def _cost_volume(self, stack: torch.Tensor, focus: torch.Tensor, camera: ThinLensCamera | None):
+    def _camera(self, camera: ThinLensCamera | None) -> ThinLensCamera:
         camera = camera if camera is not None else self.camera
         if camera is None:
-            raise ValueError("camera: the 'search' depth head needs the camera (none given, and the model has none)")
+            raise ValueError("camera: the 'search' depth head and the 'select' head's defocus prior need the camera "
+                             "(none given, and the model has none)")
+        return camera
+
+    def _cost_volume(self, stack: torch.Tensor, focus: torch.Tensor, camera: ThinLensCamera | None):
+        camera = self._camera(camera)
         with torch.autocast(stack.device.type, enabled=False):  # the renderer runs in float32
             return cost_volume(stack.float(), focus.float(), camera, self.near, self.far, self.candidates, self.kernel_size)

@@ -1,12 +1,11 @@
 """`daif quickstart`: the whole loop on one machine, on a small synthetic dataset it makes itself.
 
-render (Ray Data) -> train (Ray Train, one CPU worker by default: the MRF energy of the "search" depth head;
-with `--finetune-epochs N`, then a fine-tuning run from its best checkpoint with the paper's objective) ->
-evaluate the final model against the analytic baseline and the defocus search, all tracked in the local MLflow
-store of the working directory: a fine-tuning run is tagged daif.first_stage_run_id, and the evaluation run sits
-in the training runs' experiment, nested under the final one (tag mlflow.parentRunId) and tagged
-daif.training_run_id. Prints the metrics table, where the model, checkpoints and figures are, and the command
-that opens the MLflow UI.
+render (Ray Data) -> train (Ray Train, one CPU worker by default: the paper's DAIF-Net and objective, preset
+"quickstart"; `--preset quickstart-search` trains the defocus-search recipe instead) -> evaluate the best
+checkpoint (chosen on the validation reconstruction error, no ground truth) against the analytic baseline and
+the defocus search, all tracked in the local MLflow store of the working directory: the evaluation run sits in
+the training run's experiment, nested under it (tag mlflow.parentRunId) and tagged daif.training_run_id. Prints
+the metrics table, where the model, checkpoints and figures are, and the command that opens the MLflow UI.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 
 DEFAULT_OUT = "daif-results/quickstart"
+PRESETS = ("quickstart", "quickstart-search")
 SMOKE_OVERRIDES = ("train.epochs=2", "model.width=4", "model.levels=2")
 
 
@@ -28,59 +28,51 @@ def quickstart(
     tracking_uri: str = "",
     overrides: list[str] = (),
     epochs: int | None = None,
-    finetune_epochs: int = 0,
+    preset: str = "quickstart",
 ) -> dict:
-    """Render `QUICKSTART_DATA` (or `scenes` scenes of `size`); train with the "quickstart" preset (`epochs` if
-    given); when `finetune_epochs` > 0, fine-tune its best checkpoint for that many epochs with the
-    "quickstart-finetune" preset; `overrides` apply to both stages; evaluate the final model.
-    Returns {"store", "first_stage": TrainResult, "train": TrainResult (the final model's), "metrics", "out"}."""
-    from daif.config import QUICKSTART_DATA, load_config, replace
+    """Render `QUICKSTART_DATA` (or `scenes` scenes of `size`); train with `preset` (`epochs` if given, `overrides`
+    after); evaluate the best checkpoint. Returns {"store", "train": TrainResult, "metrics", "out"}."""
+    from daif.config import QUICKSTART_DATA, load_config
     from daif.data.pipeline import render_store
     from daif.errors import UsageError
     from daif.evaluate import evaluate
     from daif.runtime import ray_session
     from daif.train.driver import train
 
+    if preset not in PRESETS:
+        raise UsageError(f"--preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
     out_dir = Path(out).resolve()
     scenes, size = scenes or QUICKSTART_DATA["scenes"], size or QUICKSTART_DATA["size"]
     shared = [f"data.path={out_dir / 'store'}", f"train.seed={seed}", f"tracking.storage={out_dir / 'runs'}",
-              f"tracking.tracking_uri={tracking_uri}", *overrides]
+              f"tracking.tracking_uri={tracking_uri}", *([f"train.epochs={epochs}"] if epochs else []), *overrides]
     try:
-        config = load_config(preset="quickstart", overrides=[*shared, *([f"train.epochs={epochs}"] if epochs else [])])
-        finetune = load_config(preset="quickstart-finetune",
-                               overrides=[*shared, *([f"train.epochs={finetune_epochs}"] if finetune_epochs else [])])
+        config = load_config(preset=preset, overrides=shared)
     except ValueError as error:  # a --set key or value; config.py names it
         raise UsageError(str(error)) from None
-    stages = 4 if finetune_epochs > 0 else 3
     started = time.perf_counter()
     with ray_session():  # the Ray it starts is stopped before the summary
-        print(f"[1/{stages}] rendering {scenes} synthetic scenes ({size[0]}x{size[1]}, camera {QUICKSTART_DATA['camera_preset']}) with Ray Data")
+        print(f"[1/3] rendering {scenes} synthetic scenes ({size[0]}x{size[1]}, camera {QUICKSTART_DATA['camera_preset']}) with Ray Data")
         summary = render_store(out=str(out_dir / "store"), source="synthetic", preset=QUICKSTART_DATA["camera_preset"],
                                size=size, scenes=scenes, seed=seed, shard_size=QUICKSTART_DATA["shard_size"],
                                kernel_size=config.loss.kernel_size)  # the stacks use the model's renderer window
         print(f"      {summary['splits']} in {summary['seconds']:.0f} s")
-        print(f"[2/{stages}] training DAIF-Net on Ray Train: {config.scaling.num_workers} CPU worker(s), {config.train.epochs} epochs "
-              "(daif train --preset quickstart)")
-        first = result = train(config)
-        if finetune_epochs > 0:
-            print(f"[3/{stages}] fine-tuning its best checkpoint with the paper's objective: {finetune.train.epochs} epochs "
-                  "(daif train --preset quickstart-finetune --init-from CHECKPOINT)")
-            finetune = replace(finetune, train={"init_from": first.best_checkpoint or first.latest_checkpoint})
-            result = train(finetune, tags={"daif.first_stage_run_id": first.run_id})
-        print(f"[{stages}/{stages}] evaluating the trained model, the analytic depth-from-focus baseline and the defocus search on the test split")
+        print(f"[2/3] training DAIF-Net on Ray Train: {config.scaling.num_workers} CPU worker(s), {config.train.epochs} epochs "
+              f"(daif train --preset {preset})")
+        result = train(config)
+        print("[3/3] evaluating the best checkpoint, the analytic depth-from-focus baseline and the defocus search on the test split")
         evaluation = evaluate(
             [result.best_checkpoint], str(out_dir / "store"), "test", str(out_dir / "evaluation"), tracking_uri=result.tracking_uri,
             experiment=config.tracking.experiment,
         )
         link_evaluation(result.tracking_uri, result.run_id, (evaluation.get("mlflow") or {}).get("run_id"))
     minutes = (time.perf_counter() - started) / 60
-    _print_summary(out_dir, first, result, evaluation, minutes)
+    _print_summary(out_dir, result, evaluation, minutes, config.train.val_metric)
     (out_dir / "quickstart.json").write_text(json.dumps({
-        "minutes": minutes, "run_id": result.run_id, "model_uri": result.model_uri, "best_checkpoint": result.best_checkpoint,
-        "first_stage": {"run_id": first.run_id, "best_checkpoint": first.best_checkpoint},
+        "minutes": minutes, "preset": preset, "run_id": result.run_id, "model_uri": result.model_uri,
+        "best_checkpoint": result.best_checkpoint, "selected_on": config.train.val_metric,
         "metrics": evaluation.get("methods", evaluation),
     }, indent=2, default=str))
-    return {"store": str(out_dir / "store"), "first_stage": first, "train": result, "metrics": evaluation, "out": str(out_dir)}
+    return {"store": str(out_dir / "store"), "train": result, "metrics": evaluation, "out": str(out_dir)}
 
 
 def link_evaluation(tracking_uri: str, training_run_id: str | None, evaluation_run_id: str | None) -> None:
@@ -95,7 +87,7 @@ def link_evaluation(tracking_uri: str, training_run_id: str | None, evaluation_r
     client.set_tag(training_run_id, "daif.evaluation_run_id", evaluation_run_id)
 
 
-def _print_summary(out_dir: Path, first, result, evaluation: dict, minutes: float) -> None:
+def _print_summary(out_dir: Path, result, evaluation: dict, minutes: float, selected_on: str) -> None:
     from daif.tracking import ui_command
 
     table = (out_dir / "evaluation" / "metrics.md")
@@ -110,14 +102,12 @@ def _print_summary(out_dir: Path, first, result, evaluation: dict, minutes: floa
     search_delta1 = methods.get("search", {}).get("image", {}).get("delta1")
     if model_delta1 is not None and search_delta1 is not None:
         verdict = "beats" if model_delta1 > search_delta1 else "does NOT beat"
-        print(f"        vs the defocus search (whose cost volume the model refines) {search_delta1:.3f}: the model {verdict} the search")
+        print(f"        vs the defocus search {search_delta1:.3f}: the model {verdict} the search")
     print(f"finished in {minutes:.1f} min")
     print(f"results:          {out_dir}")
     print(f"  metrics:        {out_dir / 'evaluation'} (metrics.json, metrics.csv, metrics.md, figures)")
     print(f"  checkpoints:    {result.storage_path}")
-    print(f"  best checkpoint {result.best_checkpoint}")
-    if first is not result:
-        print(f"  first stage:    MLflow run {first.run_id}, best checkpoint {first.best_checkpoint}")
+    print(f"  best checkpoint {result.best_checkpoint}  (lowest {selected_on}: no ground truth)")
     print(f"MLflow run:       {result.run_id} in {result.tracking_uri}")
     print(f"model URI:        {result.model_uri}   (daif predict --model {result.model_uri} ...)")
     print(f"open the UI with: {ui_command(result.tracking_uri)}")
@@ -131,10 +121,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT})")
     parser.add_argument("--scenes", type=int, help=f"synthetic scenes to render (default {QUICKSTART_DATA['scenes']})")
     parser.add_argument("--size", type=parse_size, help=f"WxH of the rendered images (default {width}x{height})")
-    parser.add_argument("--epochs", type=int, help="first-stage training epochs (default: the quickstart preset's)")
-    parser.add_argument("--finetune-epochs", type=int, default=0,
-                        help="epochs of an optional second stage, the paper's objective from the first stage's best "
-                             "checkpoint (preset quickstart-finetune; default 0: none)")
+    parser.add_argument("--preset", choices=PRESETS, default="quickstart",
+                        help="quickstart: the paper's DAIF-Net and objective; quickstart-search: the defocus-search recipe")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
     parser.add_argument(
         "--num-workers", type=int,
         help="Ray Train workers (default 1: on 2 cores, two DDP workers over gloo train 3.3x slower than one)",
@@ -152,18 +141,16 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--scenes", args.scenes), ("--epochs", args.epochs), ("--num-workers", args.num_workers)):
         if value is not None and value < 1:
             raise UsageError(f"{flag}: expected a positive integer, got {value}")
-    if args.finetune_epochs < 0:
-        raise UsageError(f"--finetune-epochs: expected an integer >= 0 (0: no second stage), got {args.finetune_epochs}")
     overrides = list(args.overrides)
     if args.num_workers is not None:
         from daif.config import TRAINING_PRESETS
 
         # leave Ray Data a share (ray-notes.md): one worker as the preset reserves it, or 0.5-CPU DDP workers
-        cpus = TRAINING_PRESETS["quickstart"]["scaling"]["cpus_per_worker"] if args.num_workers == 1 else 0.5
+        cpus = TRAINING_PRESETS[args.preset]["scaling"]["cpus_per_worker"] if args.num_workers == 1 else 0.5
         overrides += [f"scaling.num_workers={args.num_workers}", f"scaling.cpus_per_worker={cpus}"]
     scenes, size = args.scenes, args.size
     if args.smoke_test:
         overrides, scenes, size = [*SMOKE_OVERRIDES, *overrides], scenes or 16, size or (32, 32)
     quickstart(args.out, scenes, size, seed=args.seed, tracking_uri=args.tracking_uri, overrides=overrides,
-               epochs=args.epochs, finetune_epochs=args.finetune_epochs)
+               epochs=args.epochs, preset=args.preset)
     return 0

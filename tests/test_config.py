@@ -57,26 +57,31 @@ def test_bad_override_syntax_and_files(tmp_path):
         load_config(preset="kitti")
 
 
-def test_the_quickstart_preset_is_the_cost_volume_recipe_on_the_paper_defaults_elsewhere():
+def test_the_quickstart_preset_is_the_papers_model_and_objective():
     config = load_config(preset="quickstart")
-    loss = config.loss
-    assert (loss.cost, loss.cost_smooth, loss.cost_smooth_beta, loss.search) == (1.0, 0.01, 10.0, 0.0)  # entry 15
-    assert (loss.recon, loss.recon_trains_depth, loss.blur, loss.aif_recon, loss.aif_blur, loss.smooth) == (1.0, False, 0, 0, 0, 0)
+    loss, model = config.loss, config.model
+    assert (model.depth_head, model.aif_head, model.aif_temperature) == ("regress", "select", 1.0)  # one regressed channel
+    assert (loss.recon, loss.blur, loss.coarse_aif, loss.temperature, loss.recon_trains_depth) == (100.0, 10.0, "soft", 1.0, True)
+    assert (loss.aif_recon, loss.aif_blur, loss.smooth, loss.smooth_beta) == (0.0, 0.0, 1.0, 2.5)  # entry 18
+    assert (loss.search, loss.cost, loss.cost_smooth) == (0.0, 0.0, 0.0)  # no analytic depth anywhere
     assert (loss.alpha, loss.kernel_size) == (0.85, 7)  # the paper's
-    assert (config.model.depth_head, config.model.aif_head, config.model.candidates) == ("search", "select", 24)
-    assert (config.model.width, config.model.levels, config.model.range_source, config.model.near) == (16, 3, "scenes", 0.0)
-    assert (config.optim.batch_size, config.optim.lr, config.train.epochs, config.data.mode) == (8, 1e-3, 16, "fixed")
+    assert (model.width, model.levels, model.range_source, model.near) == (16, 3, "scenes", 0.0)
+    assert (config.optim.batch_size, config.optim.lr, config.train.epochs, config.data.mode) == (4, 1e-3, 40, "fixed")
     assert (config.optim.weight_decay, config.optim.schedule) == (5e-4, "cosine")  # the paper's
     assert (config.scaling.num_workers, config.scaling.cpus_per_worker, config.tracking.experiment) == (1, 1.5, "daif-quickstart")
-    assert load_config().model.depth_head == "regress" and load_config().loss.cost == 0.0  # the defaults stay the paper's
+    for preset in ("quickstart", "quickstart-search", "nyuv2-5", "nyuv2-robust", None):  # no ground truth picks the model
+        assert (load_config(preset=preset).train.val_metric, load_config(preset=preset).train.val_mode) == ("val/recon", "min")
 
 
-def test_the_quickstart_fine_tuning_is_the_papers_objective_on_the_same_network():
-    first, second = load_config(preset="quickstart"), load_config(preset="quickstart-finetune")
-    assert second.model == first.model and second.data == first.data and second.scaling == first.scaling  # init_from fits
-    assert second.loss == load_config().loss  # every scale the paper's, depth trained through the reconstruction
-    assert (second.optim.lr, second.optim.batch_size, second.train.epochs, second.train.init_from) == (1e-4, 8, 4, "")
-    assert second.tracking.experiment == first.tracking.experiment == "daif-quickstart"
+def test_the_search_recipe_is_a_named_preset_on_the_same_network():
+    search, paper = load_config(preset="quickstart-search"), load_config(preset="quickstart")
+    loss = search.loss
+    assert (loss.cost, loss.cost_smooth, loss.cost_smooth_beta, loss.search) == (1.0, 0.01, 10.0, 0.0)  # entry 15
+    assert (loss.recon, loss.recon_trains_depth, loss.blur, loss.aif_recon, loss.aif_blur, loss.smooth) == (1.0, False, 0, 0, 0, 0)
+    assert (search.model.depth_head, search.model.aif_head, search.model.candidates) == ("search", "select", 24)
+    assert (search.model.width, search.model.levels) == (paper.model.width, paper.model.levels)
+    assert (search.optim.batch_size, search.optim.lr, search.train.epochs, search.data) == (8, 1e-3, 16, paper.data)
+    assert load_config().model.depth_head == "regress" and load_config().loss.cost == 0.0
 
 
 def test_model_choices_are_checked():

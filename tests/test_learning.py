@@ -1,6 +1,7 @@
-"""Learning check: the quickstart preset's objective, no ground truth, trains DAIF-Net on tiny scenes.
+"""Learning check: the quickstart-search preset's objective, no ground truth, trains DAIF-Net on tiny scenes.
 
-The objective and network are the ones `daif quickstart` ships (`daif.config.TRAINING_PRESETS["quickstart"]`):
+The objective and network are the ones `daif quickstart --preset quickstart-search` ships
+(`daif.config.TRAINING_PRESETS["quickstart-search"]`):
 the "search" depth head refines the defocus search's cost volume under the expected cost and edge-aware
 smoothness; the "select" AIF head learns from the reconstruction with depth held fixed. An untrained net
 already returns the search's soft arg-min, and a flat (textureless) patch holds no defocus cue: there its
@@ -58,7 +59,7 @@ def _patch_error(depth: torch.Tensor, true_depth: torch.Tensor) -> float:
 
 def _train(seed: int, stack, focus, true_depth):
     """(first terms, last terms, patch error before, after) of one run."""
-    config = load_config(preset="quickstart", overrides=["model.width=8", "model.levels=2", f"loss.cost_smooth={SMOOTH}"])
+    config = load_config(preset="quickstart-search", overrides=["model.width=8", "model.levels=2", f"loss.cost_smooth={SMOOTH}"])
     torch.manual_seed(seed)
     net = build_model(config, NEAR, FAR, CAMERA)
     optimiser = torch.optim.Adam(net.parameters(), lr=LR)

@@ -9,6 +9,9 @@ import pytest
 import torch
 
 from daif.model import DAIFNet, map_depth
+from daif.optics import ThinLensCamera
+
+LENS = ThinLensCamera.preset("nyuv2-5").to_dict()  # the "select" head's defocus prior needs a camera
 
 
 def _inputs(batch, size, height, width, seed=0):
@@ -20,7 +23,7 @@ def _inputs(batch, size, height, width, seed=0):
 
 def _small_net(**kwargs):
     torch.manual_seed(0)
-    return DAIFNet(width=4, **kwargs)
+    return DAIFNet(width=4, camera=LENS, **kwargs)
 
 
 @pytest.mark.parametrize("height, width", [(240, 320), (37, 23), (5, 3)])
@@ -94,8 +97,8 @@ def test_config_is_json_and_rebuilds_the_same_model():
     net = _small_net(levels=2, depth_mapping="max", near=0.3, far=4.0, focus_scale=2.0)
     config = json.loads(json.dumps(net.config))
     assert config == {"width": 4, "levels": 2, "depth_mapping": "max", "near": 0.3, "far": 4.0, "focus_scale": 2.0, "aif_head": "rgb",
-                      "depth_head": "regress", "camera": None, "candidates": 24, "kernel_size": 7,
-                      "cost_intensity_weight": 0.2}
+                      "depth_head": "regress", "camera": LENS, "candidates": 24, "kernel_size": 7,
+                      "cost_intensity_weight": 0.2, "aif_temperature": 1.0}
     rebuilt = DAIFNet.from_config(config)
     rebuilt.load_state_dict(net.state_dict())
     stack, focus = _inputs(1, 2, 16, 16)
@@ -130,7 +133,7 @@ def test_select_head_keeps_the_colour_of_a_pure_colour_stack(colour):
     focus = torch.tensor([1.0, 1.5, 2.5, 4.0, 6.0])
     for seed in range(3):
         torch.manual_seed(seed)
-        net = DAIFNet(width=8, levels=2, aif_head="select")
+        net = DAIFNet(width=8, levels=2, aif_head="select", camera=LENS)
         for parameter in net.select.parameters():  # weights far from uniform: still one hue
             torch.nn.init.normal_(parameter, std=1.0)
         with torch.no_grad():
@@ -142,6 +145,26 @@ def test_select_head_keeps_the_colour_of_a_pure_colour_stack(colour):
     with torch.no_grad():
         grey, _ = DAIFNet(width=8, levels=2, aif_head="rgb")(stack, focus)
     assert float((grey / grey.sum(dim=1, keepdim=True) - expected).abs().max()) > 0.1  # the "rgb" head has no such guarantee
+
+
+def test_an_untrained_select_head_returns_the_soft_coarse_aif_of_its_own_depth():
+    """With the "regress" depth head the selection logit of image k is -sigma(D, s_k) / T plus a learned part
+    that starts at zero: the AIF is sum_k softmax_k(-sigma_k / T) S_k, the soft coarse AIF of the predicted depth
+    (computed here by daif.losses.coarse_aif from the returned depth). T = 0 turns the prior off (a uniform mix)."""
+    from daif.losses import coarse_aif
+
+    stack, focus = _inputs(2, 5, 20, 20, seed=4)
+    camera = ThinLensCamera.from_dict(LENS)
+    for temperature in (0.5, 2.0):
+        net = _small_net(levels=2, near=0.5, far=8.0, aif_head="select", aif_temperature=temperature)
+        with torch.no_grad():
+            aif, depth = net(stack, focus)
+        torch.testing.assert_close(aif, coarse_aif(stack, focus, depth, camera, "soft", temperature), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        aif, _ = _small_net(levels=2, aif_head="select", aif_temperature=0.0)(stack, focus)
+    torch.testing.assert_close(aif, stack.mean(dim=1), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="camera"):
+        DAIFNet(width=4, levels=2, aif_head="select")(stack, focus)
 
 
 def test_bad_arguments_are_named():
@@ -206,7 +229,7 @@ def test_search_head_ignores_stack_order_and_uses_the_camera_it_is_given():
     torch.testing.assert_close(depth_p, depth, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(aif_p, aif, rtol=1e-4, atol=1e-5)
     assert float((other - depth).abs().max()) > 1e-2  # another lens, another cost volume
-    with pytest.raises(ValueError, match="camera: the 'search' depth head needs the camera"):
+    with pytest.raises(ValueError, match="camera: the 'search' depth head and the 'select' head's defocus prior need the camera"):
         DAIFNet(width=4, levels=2, depth_head="search")(stack, focus)
     with pytest.raises(ValueError, match="depth_head: expected one of"):
         DAIFNet(depth_head="classify")
@@ -230,7 +253,7 @@ def test_training_reads_the_cost_volume_as_its_energy_scores_it_and_the_model_ke
     from daif.train.loop import _predict, build_model
     from tests.helpers.scenes import CAMERA, make_scenes
 
-    config = load_config(preset="quickstart", overrides=["model.width=4", "model.levels=2"])
+    config = load_config(preset="quickstart-search", overrides=["model.width=4", "model.levels=2"])
     torch.manual_seed(0)
     net = build_model(config, 0.25, 2.5, CAMERA)
     stack, focus, _, _ = make_scenes(1, 24, 24, seed=2)

@@ -37,6 +37,7 @@ def build_model(config: Config, near: float, far: float, camera: ThinLensCamera 
         focus_scale=config.model.focus_scale or None, aif_head=config.model.aif_head, depth_head=config.model.depth_head,
         camera=camera.to_dict() if camera is not None else None, candidates=config.model.candidates,
         kernel_size=config.loss.kernel_size, cost_intensity_weight=config.model.cost_intensity_weight,
+        aif_temperature=config.model.aif_temperature,
     )
 
 

@@ -37,8 +37,8 @@ def _config(store: str, tmp_path: Path, **sections):
 @pytest.mark.timeout(600)
 def test_two_cpu_workers_log_params_metrics_figures_a_loadable_model_and_stop_early_together(tiny_store, tmp_path):
     """Two DDP workers; only rank 0 validates and the other must follow its early-stopping decision
-    (else DDP hangs: the timeout). The network is the quickstart's ("search" depth head, "select" AIF head) with
-    its MRF energy beside the paper's terms, as the quickstart trains them, here under DDP."""
+    (else DDP hangs: the timeout). The network is the quickstart-search preset's ("search" depth head, "select" AIF
+    head) with its MRF energy beside the paper's terms, here under DDP."""
     config = _config(tiny_store, tmp_path, scaling={"num_workers": 2}, model={"depth_head": "search", "aif_head": "select"},
                      loss={"cost": 1.0, "cost_smooth": 0.1},
                      train={"epochs": 4, "patience": 1, "val_metric": "val/recon", "val_mode": "min", "figures_every": 1})
