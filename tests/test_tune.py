@@ -21,7 +21,7 @@ from daif.cli import main
 from daif.config import flatten, load_config, replace
 from daif.tune import report
 from daif.tune.space import TABLE4, SpaceError, load_space, parse_space
-from daif.tune.trial import FAILED_SCORE, STATUS, TRIAL_ID_TAG, depth_spread, latest_checkpoint, scored
+from daif.tune.trial import COLLAPSE_SPREAD, FAILED_SCORE, STATUS, TRIAL_ID_TAG, depth_spread, latest_checkpoint, scored
 
 TINY = ["--set", "model.width=4", "--set", "model.levels=2", "--set", "optim.batch_size=4", "--set", "train.figures_every=0"]
 
@@ -150,7 +150,7 @@ def _children(tracking_uri: str, parent_run_id: str):
 @pytest.mark.timeout(600)
 def test_grid_search_with_a_diverging_cell_writes_table_heatmap_best_and_mlflow_runs(tiny_store, tmp_path, capsys):
     space = {"loss.recon": {"grid": [10.0, 1000.0]}, "optim.lr": {"grid": [0.002, 1.0e12]}}  # lr 1e12: NaN weights
-    out, rows = _tune(tiny_store, tmp_path, space, "--epochs", "2", "--collapse-ratio", "0")
+    out, rows = _tune(tiny_store, tmp_path, space, "--epochs", "2", "--collapse-spread", "0")
     printed = capsys.readouterr().out
     assert len(rows) == 4
     by_cell = {(float(r["loss.recon"]), float(r["optim.lr"])): r for r in rows}
@@ -164,7 +164,8 @@ def test_grid_search_with_a_diverging_cell_writes_table_heatmap_best_and_mlflow_
     assert (out / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
 
     # best.yaml: the base config with the best cell's values, which trains unchanged
-    best = max((r for r in rows if r["status"] == "complete"), key=lambda r: float(r["best"]))
+    # trials rank on the validation reconstruction (lower is better), no depth ground truth
+    best = min((r for r in rows if r["status"] == "complete"), key=lambda r: float(r["best"]))
     config = load_config(out / "best.yaml")
     assert config.loss.recon == float(best["loss.recon"]) and config.optim.lr == 0.002 and config.train.epochs == 2
     assert config.model.width == 4 and config.data.path == tiny_store and not config.tracking.run_name
@@ -172,7 +173,7 @@ def test_grid_search_with_a_diverging_cell_writes_table_heatmap_best_and_mlflow_
     from daif.train.driver import train
 
     trained = train(replace(config, tracking={"storage": str(tmp_path / "retrain")}), in_process=True, log_models=False)
-    assert trained.metrics["epoch"] == 1 and trained.best_metrics["val/delta1"] == pytest.approx(float(best["best"]), abs=1e-6)
+    assert trained.metrics["epoch"] == 1 and trained.best_metrics["val/recon"] == pytest.approx(float(best["best"]), abs=1e-6)
 
     # MLflow: the parent with the files, a child per trial with its params and per-epoch metrics
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -189,10 +190,10 @@ def test_grid_search_with_a_diverging_cell_writes_table_heatmap_best_and_mlflow_
         assert child.data.params["loss.recon"] == str(float(row["loss.recon"])) and child.data.tags["daif.tune.status"] == row["status"]
         expected_params = flatten(load_config(out / "best.yaml"))
         assert set(expected_params) - {"tracking.tracking_uri", "tracking.run_name", "tracking.storage"} <= set(child.data.params)
-        steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "val/delta1"))
+        steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "val/recon"))
         if row["status"] == "complete":
             assert child.info.status == "FINISHED" and steps == [0, 1]
-            assert child.data.metrics["val/delta1"] == pytest.approx(float(row["final"]))
+            assert child.data.metrics["val/recon"] == pytest.approx(float(row["final"]))
         else:
             assert child.info.status == "FAILED" and steps == []
 
@@ -201,20 +202,29 @@ def test_grid_search_with_a_diverging_cell_writes_table_heatmap_best_and_mlflow_
 @pytest.mark.ray
 @pytest.mark.timeout(600)
 def test_collapse_is_a_near_constant_depth_measured_on_validation(tiny_store, tmp_path):
-    """An untrained net's depth is nearly constant: its spread is below the threshold; the true depth's is not."""
+    """An untrained net's depth is nearly constant: its spread, computed from the stacks alone, is below the
+    threshold, and matches std(D)/mean(D) of its depth computed here per image; the true depth's is above it."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "jobs"))
     from _smoke import untrained_checkpoint
 
     from daif.data.store import open_store
+    from daif.model_io import load_model
 
     store = open_store(tiny_store)
     checkpoint = untrained_checkpoint(tmp_path / "untrained", store.camera.to_dict(), store.focus_distances.tolist())
     config = load_config(overrides=[f"data.path={tiny_store}", "data.mode=fixed"])
     spread = depth_spread(checkpoint, config)
-    true = [float(np.std(s["depth"][s["valid"]]) / np.mean(s["depth"][s["valid"]])) for s in store.iter_scenes("val", ("depth", "valid"))]
-    assert spread["true_depth_spread"] == pytest.approx(np.mean(true), rel=1e-6) and spread["true_depth_spread"] > 0.1
-    assert spread["depth_spread_ratio"] < 0.1  # COLLAPSE_RATIO
-    assert spread["depth_spread_ratio"] == pytest.approx(spread["depth_spread"] / spread["true_depth_spread"])
+    model, _ = load_model(checkpoint)
+    focus = torch.as_tensor(store.focus_distances, dtype=torch.float32)[None]
+    expected = []
+    for scene in store.iter_scenes("val", ("stack",)):
+        stack = torch.from_numpy(np.asarray(scene["stack"])).permute(0, 3, 1, 2).float()[None] / 255
+        with torch.no_grad():
+            depth = model(stack, focus)[1].double()
+        expected.append(float(depth.std(correction=0) / depth.mean()))
+    assert spread == pytest.approx(np.mean(expected), rel=1e-4) and spread < COLLAPSE_SPREAD
+    true = [float(np.std(s["depth"]) / np.mean(s["depth"])) for s in store.iter_scenes("val", ("depth",))]
+    assert np.mean(true) > 2 * COLLAPSE_SPREAD  # the scenes' depth is far from constant
 
 
 @pytest.mark.slow
@@ -224,7 +234,7 @@ def test_asha_stops_a_trial_whose_depth_range_cannot_reach_the_scenes(tiny_store
     # far = 0.2 m: every predicted depth is below 0.2 m, the scenes are metres away: delta1 0 from the first epoch
     space = {"model.far": {"grid": [10.0, 0.2]}}
     _, rows = _tune(tiny_store, tmp_path, space, "--epochs", "2", "--scheduler", "asha", "--max-concurrent", "1",
-                    "--set", "model.near=0.1", "--collapse-ratio", "0", name="asha")
+                    "--set", "model.near=0.1", "--collapse-spread", "0", name="asha")
     by_far = {float(r["model.far"]): r for r in rows}
     assert by_far[10.0]["status"] == "complete" and by_far[10.0]["epochs"] == "2" and float(by_far[10.0]["best"]) > 0
     assert by_far[0.2]["status"] == "pruned" and by_far[0.2]["epochs"] == "1" and float(by_far[0.2]["final"]) == 0.0
@@ -270,7 +280,7 @@ def test_a_killed_search_resumes_and_every_trial_runs_once(ray_local, tiny_store
     space_path.write_text(yaml.safe_dump(space))
     args = ["tune", "--data", tiny_store, "--space", str(space_path), "--name", "resume", "--storage", str(tmp_path / "runs"),
             "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--epochs", "2", "--max-concurrent", "1",
-            "--collapse-ratio", "0", *TINY]
+            "--collapse-spread", "0", *TINY]
     # Tune saves its experiment state at most every 10 s by default: every loop here, so that a finished trial is
     # on disk before the search ends (what a resume reads, as after a kill of a long search)
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address, "TUNE_GLOBAL_CHECKPOINT_S": "0"}

@@ -44,9 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-errored", action="store_true", help="with --resume: run the trials that errored again")
     parser.add_argument("--evaluate-best", action="store_true", help="evaluate the best trial's model on the test split")
     parser.add_argument("--log-models", action="store_true", help="log every trial's model to MLflow (seconds per trial)")
-    parser.add_argument("--collapse-ratio", type=float, default=None,
-                        help="a trial whose depth spread is below this share of the true one is 'collapsed' (default "
-                             "daif.tune.trial.COLLAPSE_RATIO; 0 turns the test off)")
+    parser.add_argument("--collapse-spread", type=float, default=None,
+                        help="a trial whose validation depth varies less than this, mean std(D)/mean(D) per image, is "
+                             "'collapsed' (default daif.tune.trial.COLLAPSE_SPREAD; 0 turns the test off)")
     parser.add_argument("--seed", type=int, default=0, help="Optuna's sampler seed")
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray started here (default: all)")
 
@@ -72,8 +72,8 @@ def options_from_args(args: argparse.Namespace):
         raise TuneInputError(f"--gpus-per-trial: expected >= 0, got {args.gpus_per_trial}")
     if args.retry_errored and not args.resume:
         raise TuneInputError("--retry-errored: only with --resume")
-    if args.collapse_ratio is not None and not 0 <= args.collapse_ratio < 1:
-        raise TuneInputError(f"--collapse-ratio: expected a value in [0, 1), got {args.collapse_ratio}")
+    if args.collapse_spread is not None and not 0 <= args.collapse_spread < 1:
+        raise TuneInputError(f"--collapse-spread: expected a value in [0, 1), got {args.collapse_spread}")
     if not args.name or "/" in args.name:
         raise TuneInputError(f"--name: expected a plain folder name, got {args.name!r}")
     overrides = [*args.overrides, f"data.path={args.data}"]
@@ -101,7 +101,7 @@ def options_from_args(args: argparse.Namespace):
         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         workers_per_trial=args.workers_per_trial, name=args.name, storage=args.storage or "", experiment=args.experiment,
         out=args.out or "", resume=args.resume, retry_errored=args.retry_errored, log_models=args.log_models, seed=args.seed,
-        **({"collapse_ratio": args.collapse_ratio} if args.collapse_ratio is not None else {}),
+        **({"collapse_spread": args.collapse_spread} if args.collapse_spread is not None else {}),
     )
     if args.resume:
         from daif.tune.runner import SEARCH_FILE, search_root

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from daif.tune.space import Space, overrides_of, to_param_space
-from daif.tune.trial import COLLAPSE_RATIO, STATUS, STATUS_TAG, TRIAL_ID_TAG, TrialSettings
+from daif.tune.trial import COLLAPSE_SPREAD, STATUS, STATUS_TAG, TRIAL_ID_TAG, TrialSettings
 
 EXPERIMENT = "daif-tune"
 SEARCH_FILE = "search.json"
@@ -44,7 +44,7 @@ class SearchOptions:
     resume: bool = False
     retry_errored: bool = False  # with resume: errored trials run again from scratch
     log_models: bool = False
-    collapse_ratio: float = COLLAPSE_RATIO  # 0 = no collapse test
+    collapse_spread: float = COLLAPSE_SPREAD  # 0 = no collapse test
     seed: int = 0
     verbose: int = 1
 
@@ -79,7 +79,7 @@ def run_search(options: SearchOptions) -> SearchResult:
     parent_run_id = _parent_run(options, base, root, tracking_uri)
     settings = TrialSettings(base=to_dict(base), root=str(root), parent_run_id=parent_run_id,
                              log_models=options.log_models, cpus_per_trial=options.cpus_per_trial,
-                             collapse_ratio=options.collapse_ratio)
+                             collapse_spread=options.collapse_spread)
 
     results = _tuner(options, settings, root, mode).fit()
     rows = _rows(results, options, metric)
@@ -203,7 +203,7 @@ def _rows(results, options: SearchOptions, metric: str) -> list[dict[str, Any]]:
             "final": float(final) if isinstance(final, (int, float)) else float("nan"), "best": float(best),
             "epochs": int(last.get("epochs_done", 0)), "seconds": float(last.get("time_total_s", float("nan"))),
             "run_id": last.get("mlflow_run_id", ""), "message": message,
-            "best_checkpoint": last.get("best_checkpoint", ""), "depth_spread_ratio": last.get("depth_spread_ratio"),
+            "best_checkpoint": last.get("best_checkpoint", ""), "depth_spread": last.get("depth_spread"),
         })
     return sorted(rows, key=lambda r: r["trial_id"])
 

@@ -13,8 +13,9 @@ ASHA never stops a NaN trial and Optuna fails it) and, on the last, `trial_statu
 - "diverged": a non-finite training or validation loss (the trial stops at that epoch), or training raised on a
   non-finite value (NaN weights give NaN depth, which the renderer's input check rejects within the epoch).
 - "collapsed": training ended but the best model's depth is a near-constant map: the mean over validation
-  images of the relative spread std(D)/mean(D) of the predicted depth is below COLLAPSE_RATIO times that of
-  the true depth (`depth_spread`; threshold measured, docs/experiments.md "Table 4 on this machine").
+  images of the relative spread std(D)/mean(D) of the predicted depth is below COLLAPSE_SPREAD (`depth_spread`;
+  no ground truth: the threshold lies between the near-constant and varying maps measured in
+  docs/experiments.md "Table 4 on this machine").
 - "complete": trained, not collapsed.
 ASHA-stopped trials end without a status ("pruned"), failing ones as Tune errors ("error"); daif.tune.runner
 reads both from Tune. A trial resumes from the newest checkpoint in its own storage folder
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-COLLAPSE_RATIO = 0.1  # predicted relative depth spread below this share of the true one = collapsed
+COLLAPSE_SPREAD = 0.05  # mean relative spread std(D)/mean(D) of the predicted validation depth below this = collapsed
 FAILED_SCORE = {"max": -1.0, "min": 1e9}  # the score of a diverged epoch: worse than any real value of delta/error metrics
 LOSS_KEYS = ("train/total", "val/total")
 STATUS = "trial_status"
@@ -47,7 +48,7 @@ class TrialSettings:
     parent_run_id: str  # MLflow parent run
     log_models: bool = False
     cpus_per_trial: float = 0.5
-    collapse_ratio: float = COLLAPSE_RATIO  # 0 = no collapse test
+    collapse_spread: float = COLLAPSE_SPREAD  # 0 = no collapse test
 
 
 class TrialStopped(Exception):
@@ -114,15 +115,14 @@ def scored(metrics: dict[str, Any], metric: str, mode: str) -> dict[str, Any]:
     return out
 
 
-def depth_spread(checkpoint_dir: str, config) -> dict[str, float]:
-    """Relative depth spread on the validation split: mean over images of std(D)/mean(D) over valid pixels,
-    for the model's depth and the true depth, and their ratio (the collapse test)."""
+def depth_spread(checkpoint_dir: str, config) -> float:
+    """Relative depth spread of the model on the validation split: the mean over images of std(D)/mean(D) over
+    all pixels of its predicted depth D (the collapse test; the stacks only, no ground truth)."""
     import numpy as np
     import torch
 
     from daif.data.bins import make_batch
     from daif.data.store import open_store
-    from daif.evaluate.scenes import scenes_to_batch
     from daif.model_io import load_model
     from daif.train.loop import samplers
 
@@ -130,33 +130,26 @@ def depth_spread(checkpoint_dir: str, config) -> dict[str, float]:
     store = open_store(config.data.path)
     focus_all = np.asarray(store.focus_distances, dtype=np.float32)
     _, sampler = samplers(config, len(focus_all))
-    columns = ("scene_id", "stack", "depth", "valid", "aif")
-    predicted, true = [], []
-    scenes = list(store.iter_scenes(config.data.val_split, columns))
+    stacks = [scene["stack"] for scene in store.iter_scenes(config.data.val_split, ("stack",))]
+    spreads = []
     with torch.no_grad():
-        for start in range(0, len(scenes), 8):
-            rows = scenes_to_batch(scenes[start:start + 8])
-            batch = make_batch(rows, sampler.draw(np.random.default_rng(0), len(rows["scene_id"])), focus_all)
+        for start in range(0, len(stacks), 8):
+            rows = {"stack": np.stack(stacks[start:start + 8])}
+            batch = make_batch(rows, sampler.draw(np.random.default_rng(0), len(rows["stack"])), focus_all)
             _, depth = model(batch["stack"], batch["focus_distances"])
-            for d, t, v in zip(depth, batch["depth"], batch["valid"]):
-                if int(v.sum()) < 2:
-                    continue
-                d, t = d[v].double(), t[v].double()
-                predicted.append(float(d.std(correction=0) / d.mean().clamp_min(1e-12)))
-                true.append(float(t.std(correction=0) / t.mean().clamp_min(1e-12)))
-    pred, gt = float(np.mean(predicted)) if predicted else float("nan"), float(np.mean(true)) if true else float("nan")
-    return {"depth_spread": pred, "true_depth_spread": gt, "depth_spread_ratio": pred / gt if gt > 0 else float("nan")}
+            for d in depth.double().flatten(1):
+                spreads.append(float(d.std(correction=0) / d.mean().clamp_min(1e-12)))
+    return float(np.mean(spreads)) if spreads else float("nan")
 
 
-def final_result(train_result, config, metric: str, mode: str, started: float, collapse_ratio: float = COLLAPSE_RATIO) -> dict[str, Any]:
+def final_result(train_result, config, metric: str, mode: str, started: float, collapse_spread: float = COLLAPSE_SPREAD) -> dict[str, Any]:
     """The last result of a trained trial: its last epoch, best values, spread and status."""
     result = scored(train_result.metrics, metric, mode)
     if STATUS not in result:
         checkpoint = train_result.best_checkpoint or train_result.latest_checkpoint
-        spread = depth_spread(checkpoint, config) if checkpoint else {"depth_spread_ratio": float("nan")}
-        result.update(spread)
-        ratio = spread["depth_spread_ratio"]
-        result[STATUS] = "collapsed" if collapse_ratio > 0 and not (ratio >= collapse_ratio) else "complete"
+        spread = depth_spread(checkpoint, config) if checkpoint else float("nan")
+        result["depth_spread"] = spread
+        result[STATUS] = "collapsed" if collapse_spread > 0 and not (spread >= collapse_spread) else "complete"
     best = train_result.best_metrics.get(metric)
     result["best_metric"] = float(best) if isinstance(best, (int, float)) else float("nan")
     result["best_checkpoint"] = train_result.best_checkpoint or ""
