@@ -1,4 +1,6 @@
-"""Where a model loses depth accuracy: delta1 and the median of predicted / true depth, by true depth band.
+"""Where a model loses depth accuracy: delta1 and the median of predicted / true depth, by true depth band;
+and whether its depth varies as much as the truth: per image the spread ratio std(D) / std(D*) over valid
+pixels (a collapsed, near-constant map reads near 0).
 
 Evaluates a trained model and the analytic depth-from-focus baseline on one split of a store, on the
 middle-of-bin stacks `daif evaluate` uses, and prints one row per band of true depth (the share of
@@ -36,6 +38,15 @@ def band_table(predictions: dict[str, torch.Tensor], depth: torch.Tensor, valid:
     return rows
 
 
+def spread_ratios(predicted: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor) -> list[float]:
+    """Per image, std(D) / std(D*) over its valid pixels (population std), for images with two or more."""
+    ratios = []
+    for d, t, v in zip(predicted, depth, valid):
+        if int(v.sum()) >= 2:
+            ratios.append(float(d[v].double().std(correction=0) / t[v].double().std(correction=0).clamp_min(1e-12)))
+    return ratios
+
+
 def main() -> None:
     from daif.baseline import depth_from_focus
     from daif.data.bins import BinSampler, make_batch
@@ -68,6 +79,11 @@ def main() -> None:
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(f"{row[key]:.3f}" if isinstance(row[key], float) else row[key] for key in header) + " |")
+    valid = batch["valid"].bool()
+    for name, depth in (("daif-net", predicted), ("baseline", baseline)):
+        ratios = sorted(spread_ratios(depth, batch["depth"], valid))
+        print(f"{name}: spread std(D)/std(D*) per image: min {ratios[0]:.3f}, median {ratios[len(ratios) // 2]:.3f}, "
+              f"below 0.5 in {sum(r < 0.5 for r in ratios)} of {len(ratios)} images")
 
 
 if __name__ == "__main__":

@@ -108,9 +108,18 @@ def test_table_and_heatmap_show_dashes_for_failed_cells(tmp_path):
     paths = report.write_outputs(rows, keys, "val/delta1", "max", tmp_path, "a: 1\n", "test")
     text = paths["table_md"].read_text()
     assert "| 0.1 | - | 0.904 |" in text and "| 10 | - | 0.520 |" in text  # Table 4's layout: rows blur, columns recon
-    assert "| t2 | 1 | 10 | collapsed | - | - |" in text
-    assert paths["heatmap"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| t2 | 1 | 10 | collapsed | - | - | - |" in text
+    assert paths["heatmap"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "heatmap_delta1" not in paths
     assert report.best_row(rows, "max")["trial_id"] == "t1"  # pruned t3 and collapsed t2 are not candidates
+    # ranked on val/recon (min): the cell shows its lowest recon, and beside it, in a second grid and map, the
+    # measured delta1 of that same trial, not the cell's highest delta1
+    ranked = [{**rows[1], "best": 0.03, "delta1": 0.7}, {**rows[1], "trial_id": "t4", "best": 0.02, "delta1": 0.6},
+              {**rows[2], "delta1": 0.9}]
+    recon_paths = report.write_outputs(ranked, keys, "val/recon", "min", tmp_path / "recon", None, "test")
+    recon_grid, delta1_grid = recon_paths["table_md"].read_text().split("measured with the depth ground truth")
+    assert "| 0.1 |  | 0.020 |" in recon_grid and "| 10 | - |  |" in recon_grid
+    assert "| 0.1 |  | 0.600 |" in delta1_grid and "| 10 | - |  |" in delta1_grid
+    assert recon_paths["heatmap_delta1"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(paths["table_csv"]) as file:
         table = list(csv.DictReader(file))
     assert [r["status"] for r in table] == ["diverged", "complete", "collapsed", "pruned"] and table[2]["best"] == "0.31"
@@ -159,6 +168,11 @@ def test_grid_search_with_a_diverging_cell_writes_table_heatmap_best_and_mlflow_
         assert by_cell[(recon, 1e12)]["status"] == "diverged" and "nan" in by_cell[(recon, 1e12)]["message"]
         good = by_cell[(recon, 0.002)]
         assert good["status"] == "complete" and good["epochs"] == "2" and 0.0 <= float(good["best"]) <= 1.0
+        history = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_metric_history
+        recon = {m.step: m.value for m in history(good["run_id"], "val/recon")}
+        delta1 = {m.step: m.value for m in history(good["run_id"], "val/delta1")}
+        chosen = min(recon, key=recon.get)  # the epoch val/recon selected: its delta1 is the one reported
+        assert float(good["best"]) == pytest.approx(recon[chosen]) and float(good["delta1"]) == pytest.approx(delta1[chosen])
     table = (out / "table.md").read_text()
     assert "| 1e+12 | - | - |" in table  # the diverged row of the heat-map table
     assert (out / "heatmap.png").read_bytes()[:4] == b"\x89PNG"

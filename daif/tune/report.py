@@ -1,7 +1,8 @@
 """What a search writes: table.csv, table.md, heatmap.png (Table 4's layout) and best.yaml. No Ray here.
 
-A row per trial: the searched keys by their config names, status, the final and best validation metric,
-epochs run, seconds, the MLflow run and, for errors, the message. Cells of diverged, collapsed and errored
+A row per trial: the searched keys by their config names, status, the final and best validation metric (the
+search's ranking metric), `delta1`: the validation delta1 of the checkpoint that metric selected (measured where
+the store has depth, never used to rank), epochs run, seconds, the MLflow run and, for errors, the message. Cells of diverged, collapsed and errored
 trials show "-", as the paper's Table 4 does; pruned trials keep their (partial) values.
 """
 
@@ -26,7 +27,7 @@ def _number(value: Any) -> float:
 def shown(row: dict[str, Any], column: str) -> str:
     """A cell as the tables show it: "-" for a failed trial's metrics."""
     value = row.get(column)
-    if column in ("final", "best") and row["status"] in FAILED:
+    if column in ("final", "best", "delta1") and row["status"] in FAILED:
         return "-"
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4g}"
@@ -34,7 +35,7 @@ def shown(row: dict[str, Any], column: str) -> str:
 
 
 def columns(keys: Sequence[str]) -> list[str]:
-    return ["trial_id", *keys, "status", "final", "best", "epochs", "seconds", "run_id", "message"]
+    return ["trial_id", *keys, "status", "final", "best", "delta1", "epochs", "seconds", "run_id", "message"]
 
 
 def write_csv(rows: list[dict[str, Any]], keys: Sequence[str], path: Path) -> Path:
@@ -63,30 +64,43 @@ def grid_axes(rows: list[dict[str, Any]], keys: Sequence[str]) -> tuple[list[Any
     return axes[0], axes[1]
 
 
-def cell_value(rows: list[dict[str, Any]], keys: Sequence[str], x: Any, y: Any, mode: str) -> tuple[str, float]:
-    """The best best-metric of the cell's trials, or "-" when every trial there failed ("" when none ran)."""
-    cell = [r for r in rows if r.get(keys[0]) == x and r.get(keys[1]) == y]
-    values = [_number(r.get("best")) for r in cell if r["status"] not in FAILED]
-    values = [v for v in values if math.isfinite(v)]
-    if not values:
-        return ("-" if cell else ""), float("nan")
-    value = max(values) if mode == "max" else min(values)
-    return f"{value:.3f}", value
+def cell_value(rows: list[dict[str, Any]], keys: Sequence[str], x: Any, y: Any, mode: str,
+               column: str = "best") -> tuple[str, float]:
+    """The cell's `column` ("best", or "delta1": that of its best trial), or "-" when every trial there failed
+    ("" when none ran)."""
+    cell = [r for r in rows if r.get(keys[0]) == x and r.get(keys[1]) == y and r["status"] not in FAILED]
+    cell_ran = any(r.get(keys[0]) == x and r.get(keys[1]) == y for r in rows)
+    scored = [r for r in cell if math.isfinite(_number(r.get("best")))]
+    if not scored:
+        return ("-" if cell_ran else ""), float("nan")
+    best = (max if mode == "max" else min)(scored, key=lambda r: _number(r.get("best")))
+    value = _number(best.get(column))
+    return (f"{value:.3f}", value) if math.isfinite(value) else ("nan", value)
+
+
+def has_delta1(rows: list[dict[str, Any]], metric: str) -> bool:
+    """Whether the rows carry a measured delta1 beside a different ranking metric (a second table and map)."""
+    return metric != "val/delta1" and any(math.isfinite(_number(r.get("delta1"))) for r in rows if r["status"] not in FAILED)
+
+
+def _grid(rows: list[dict[str, Any]], keys: Sequence[str], mode: str, column: str) -> list[str]:
+    xs, ys = grid_axes(rows, keys)
+    lines = [f"| {keys[1]} \\ {keys[0]} | " + " | ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in xs) + " |",
+             "|---|" + "---|" * len(xs)]
+    for y in ys:
+        cells = [cell_value(rows, keys, x, y, mode, column)[0] for x in xs]
+        lines.append((f"| {y:g} | " if isinstance(y, float) else f"| {y} | ") + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def markdown(rows: list[dict[str, Any]], keys: Sequence[str], metric: str, mode: str, title: str) -> str:
     lines = [f"# {title}", "", f"Metric: `{metric}` ({mode}) on the validation split; \"-\": the trial failed to train "
              "(diverged, collapsed or error).", ""]
-    axes = grid_axes(rows, keys)
-    if axes is not None:
-        xs, ys = axes
-        lines += [f"| {keys[1]} \\ {keys[0]} | " + " | ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in xs) + " |",
-                  "|---|" + "---|" * len(xs)]
-        for y in ys:
-            cells = [cell_value(rows, keys, x, y, mode)[0] for x in xs]
-            lines.append(f"| {y:g} | " if isinstance(y, float) else f"| {y} | ")
-            lines[-1] += " | ".join(cells) + " |"
-        lines.append("")
+    if grid_axes(rows, keys) is not None:
+        lines += _grid(rows, keys, mode, "best")
+        if has_delta1(rows, metric):
+            lines += [f"Validation delta1 of the checkpoint `{metric}` selected (measured with the depth ground truth; it "
+                      "ranks nothing):", ""] + _grid(rows, keys, mode, "delta1")
     header = columns(keys)[:-2]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -97,9 +111,12 @@ def markdown(rows: list[dict[str, Any]], keys: Sequence[str], metric: str, mode:
     return "\n".join(lines) + "\n"
 
 
-def heatmap(rows: list[dict[str, Any]], keys: Sequence[str], metric: str, mode: str, path: Path, title: str) -> Path | None:
-    """Table 4's layout: columns the first key, rows the second, the metric per cell, "-" where it failed.
+def heatmap(rows: list[dict[str, Any]], keys: Sequence[str], metric: str, mode: str, path: Path, title: str,
+            column: str = "best") -> Path | None:
+    """Table 4's layout: columns the first key, rows the second, per cell the `column` of its best trial by the
+    ranking metric ("best": that metric; "delta1": the measured delta1), "-" where it failed.
     A two-key space of continuous values is drawn as a scatter instead. None for other spaces."""
+    shade = "max" if column == "delta1" else mode  # the colour scale: bright is good
     if len(keys) != 2:
         return None
     import matplotlib.pyplot as plt
@@ -115,12 +132,12 @@ def heatmap(rows: list[dict[str, Any]], keys: Sequence[str], metric: str, mode: 
         labels = [["" for _ in xs] for _ in ys]
         for i, y in enumerate(ys):
             for j, x in enumerate(xs):
-                labels[i][j], values[i, j] = cell_value(rows, keys, x, y, mode)
+                labels[i][j], values[i, j] = cell_value(rows, keys, x, y, mode, column)
         axis.set_facecolor("lightgrey")  # failed (masked) cells
-        image = axis.imshow(np.ma.masked_invalid(values), cmap="viridis" if mode == "max" else "viridis_r", aspect="auto")
+        image = axis.imshow(np.ma.masked_invalid(values), cmap="viridis" if shade == "max" else "viridis_r", aspect="auto")
         for i in range(len(ys)):
             for j in range(len(xs)):
-                bright = np.isnan(values[i, j]) or image.norm(values[i, j]) > (0.6 if mode == "max" else -1.0)
+                bright = np.isnan(values[i, j]) or image.norm(values[i, j]) > (0.6 if shade == "max" else -1.0)
                 axis.text(j, i, labels[i][j], ha="center", va="center", fontsize=14 if labels[i][j] == "-" else 11,
                           color="black" if bright else "white")
         axis.set_xticks(range(len(xs)), [f"{x:g}" if isinstance(x, float) else str(x) for x in xs])
@@ -128,7 +145,8 @@ def heatmap(rows: list[dict[str, Any]], keys: Sequence[str], metric: str, mode: 
     else:
         good = [r for r in rows if r["status"] not in FAILED and math.isfinite(_number(r.get("best")))]
         bad = [r for r in rows if r["status"] in FAILED]
-        image = axis.scatter([r[keys[0]] for r in good], [r[keys[1]] for r in good], c=[r["best"] for r in good], cmap="viridis")
+        image = axis.scatter([r[keys[0]] for r in good], [r[keys[1]] for r in good], c=[_number(r.get(column)) for r in good],
+                             cmap="viridis")
         for r in bad:
             axis.text(r[keys[0]], r[keys[1]], "-", ha="center", va="center", fontsize=14, color="red")
         for setter, key in ((axis.set_xscale, keys[0]), (axis.set_yscale, keys[1])):
@@ -137,7 +155,7 @@ def heatmap(rows: list[dict[str, Any]], keys: Sequence[str], metric: str, mode: 
     axis.set_xlabel(keys[0])
     axis.set_ylabel(keys[1])
     axis.set_title(title, fontsize=10)
-    figure.colorbar(image, ax=axis, label=metric)
+    figure.colorbar(image, ax=axis, label=metric if column == "best" else f"val/delta1 at the {metric} checkpoint (measured)")
     return save_figure(figure, path)
 
 
@@ -149,6 +167,8 @@ def write_outputs(rows: list[dict[str, Any]], keys: Sequence[str], metric: str, 
     figure = heatmap(rows, keys, metric, mode, out / "heatmap.png", title)
     if figure is not None:
         paths["heatmap"] = figure
+        if has_delta1(rows, metric):
+            paths["heatmap_delta1"] = heatmap(rows, keys, metric, mode, out / "heatmap_delta1.png", title, "delta1")
     if best_yaml is not None:
         paths["best_yaml"] = write_text_atomic(out / "best.yaml", best_yaml)
     return paths

@@ -201,6 +201,7 @@ def _rows(results, options: SearchOptions, metric: str) -> list[dict[str, Any]]:
         rows.append({
             "trial_id": _trial_id(result, trial), **params, "status": status,
             "final": float(final) if isinstance(final, (int, float)) else float("nan"), "best": float(best),
+            "delta1": float(last.get("selected_delta1", float("nan"))),
             "epochs": int(last.get("epochs_done", 0)), "seconds": float(last.get("time_total_s", float("nan"))),
             "run_id": last.get("mlflow_run_id", ""), "message": message,
             "best_checkpoint": last.get("best_checkpoint", ""), "depth_spread": last.get("depth_spread"),

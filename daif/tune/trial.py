@@ -152,6 +152,8 @@ def final_result(train_result, config, metric: str, mode: str, started: float, c
         result[STATUS] = "collapsed" if collapse_spread > 0 and not (spread >= collapse_spread) else "complete"
     best = train_result.best_metrics.get(metric)
     result["best_metric"] = float(best) if isinstance(best, (int, float)) else float("nan")
+    measured = train_result.best_metrics.get("val/delta1")  # reported beside the ranking metric, never ranks
+    result["selected_delta1"] = float(measured) if isinstance(measured, (int, float)) else float("nan")
     result["best_checkpoint"] = train_result.best_checkpoint or ""
     result["mlflow_run_id"] = train_result.run_id or ""
     result["trial_seconds"] = time.perf_counter() - started
