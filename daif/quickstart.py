@@ -36,7 +36,7 @@ def quickstart(
     from daif.data.pipeline import render_store
     from daif.errors import UsageError
     from daif.evaluate import evaluate
-    from daif.runtime import ray_session
+    from daif.runtime import check_training_cpus, ray_session
     from daif.train.driver import train
 
     if preset not in PRESETS:
@@ -49,6 +49,7 @@ def quickstart(
         config = load_config(preset=preset, overrides=shared)
     except ValueError as error:  # a --set key or value; config.py names it
         raise UsageError(str(error)) from None
+    check_training_cpus(config.scaling)
     started = time.perf_counter()
     with ray_session():  # the Ray it starts is stopped before the summary
         print(f"[1/3] rendering {scenes} synthetic scenes ({size[0]}x{size[1]}, camera {QUICKSTART_DATA['camera_preset']}) with Ray Data")

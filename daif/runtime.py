@@ -15,6 +15,8 @@ import math
 import os
 from collections.abc import Iterator
 
+from daif.errors import UsageError
+
 # set by the entrypoints (`daif`, the jobs) and before a local Ray starts, unless the user set them
 DEFAULT_ENVIRONMENT = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -79,6 +81,45 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
             import ray
 
             ray.shutdown()
+
+
+DATA_CPUS = 0.5  # CPUs a run leaves free for Ray Data's read tasks: with none free they wait forever
+
+
+def local_cpus(num_cpus: int | None) -> float | None:
+    """CPUs of the Ray a command will use: the running one's, else the local Ray it starts (`num_cpus`, default
+    every core); None when it joins RAY_ADDRESS's cluster (whose size may change: an autoscaler)."""
+    if os.environ.get("RAY_ADDRESS"):
+        return None
+    import ray
+
+    if ray.is_initialized():
+        return float(ray.cluster_resources().get("CPU", 0.0))
+    return float(num_cpus if num_cpus is not None else os.cpu_count() or 1)
+
+
+def check_cpu_request(per_unit: float, units: int, what: str, hint: str, num_cpus: int | None) -> None:
+    """Before any Ray work: UsageError when `units` runs of `per_unit` CPUs each (a worker group, concurrent
+    trials) cannot start on the local Ray, or would take every CPU so that Ray Data's reads wait forever. Ray
+    itself waits without end in both cases. Tune runs fewer trials at once when they do not all fit, so
+    `units` is capped at what fits."""
+    available = local_cpus(num_cpus)
+    if available is None:
+        return
+    if per_unit > available + 1e-9:
+        raise UsageError(f"{what}: one asks for {per_unit:g} CPUs and the local Ray has {available:g} (it would wait "
+                         f"forever); {hint}")
+    running = min(units, math.floor(available / per_unit + 1e-9)) * per_unit
+    if running > available - DATA_CPUS + 1e-9:
+        raise UsageError(f"{what}: {running:g} of the local Ray's {available:g} CPUs at once leave less than {DATA_CPUS:g} "
+                         f"for Ray Data's reads, which would wait forever; {hint}")
+
+
+def check_training_cpus(scaling, num_cpus: int | None = None) -> None:
+    """`check_cpu_request` for a training run's worker group (its workers start together or not at all)."""
+    check_cpu_request(scaling.num_workers * scaling.cpus_per_worker, 1,
+                      f"{scaling.num_workers} training worker(s) x scaling.cpus_per_worker {scaling.cpus_per_worker:g}",
+                      "lower --num-workers or scaling.cpus_per_worker, or give Ray more CPUs (--num-cpus)", num_cpus)
 
 
 def cpu_threads(cpus: float) -> int:

@@ -184,3 +184,40 @@ def test_printed_ui_command_runs_without_an_activated_venv(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}  # no venv on PATH
     result = subprocess.run([*words[: words.index("ui") + 1], "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "daif ui" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["train", "--preset", "quickstart", "--num-cpus", "1"],
+         "daif train: error: 1 training worker(s) x scaling.cpus_per_worker 1.5: one asks for 1.5 CPUs and the local Ray "
+         "has 1 (it would wait forever)"),
+        (["train", "--num-workers", "2", "--num-cpus", "2"],
+         "daif train: error: 2 training worker(s) x scaling.cpus_per_worker 1: 2 of the local Ray's 2 CPUs at once leave "
+         "less than 0.5 for Ray Data's reads"),
+        (["tune", "--space", "table4", "--cpus-per-trial", "1", "--max-concurrent", "2", "--num-cpus", "2"],
+         "daif tune: error: --max-concurrent 2 trials of 1 CPUs: 2 of the local Ray's 2 CPUs at once leave less than 0.5"),
+        (["tune", "--space", "table4", "--cpus-per-trial", "3", "--num-cpus", "2"],
+         "daif tune: error: --max-concurrent 2 trials of 3 CPUs: one asks for 3 CPUs and the local Ray has 2"),
+    ],
+)
+def test_a_run_that_would_wait_forever_for_cpus_is_refused_before_ray(command, expected, tmp_path, capsys, ray_starts):
+    """Ray waits without end for a worker group or trials it cannot place, and Ray Data's reads wait when the
+    trials or workers hold every CPU: both are refused first, naming what was asked and what exists."""
+    code = main([*command, "--data", str(tmp_path / "nostore"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
+    line = one_line(capsys.readouterr().err, code)
+    assert line.startswith(expected), line
+    assert not ray_starts and not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_shipped_runs_fit_two_cpus(ray_starts):
+    """The quickstart's worker (1.5 CPUs) and `daif tune`'s default two trials of 0.5 CPU fit a 2-CPU local Ray;
+    twelve trials of 0.5 at once do not: Tune would start four and leave Ray Data nothing."""
+    from daif.config import load_config
+    from daif.errors import UsageError
+    from daif.runtime import check_cpu_request, check_training_cpus
+
+    check_training_cpus(load_config(preset="quickstart").scaling, 2)
+    check_cpu_request(0.5, 2, "tune", "", 2)
+    with pytest.raises(UsageError, match="tune: 2 of the local Ray's 2 CPUs at once"):
+        check_cpu_request(0.5, 12, "tune", "", 2)

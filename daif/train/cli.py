@@ -58,13 +58,14 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from daif.runtime import ray_session
+    from daif.runtime import check_training_cpus, ray_session
     from daif.tracking import ui_command
     from daif.train.driver import check_inputs, train
 
     config = config_from_args(args)
     if args.resume and not Path(args.resume).is_dir():
         raise UsageError(f"--resume: {args.resume} is not a checkpoint directory (as `daif train` prints: best checkpoint ...)")
+    check_training_cpus(config.scaling, args.num_cpus)
     check_inputs(config, args.resume)  # bad input fails here, before Ray starts
     with ray_session(args.num_cpus):
         result = train(config, resume=args.resume)

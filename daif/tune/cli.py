@@ -59,6 +59,7 @@ def options_from_args(args: argparse.Namespace):
     """Everything checked and built without Ray: the SearchOptions, or a ValueError naming the input."""
     from daif.config import load_config
     from daif.data.store import open_store
+    from daif.runtime import check_cpu_request
     from daif.tune.runner import SearchOptions
     from daif.tune.space import load_space
 
@@ -86,6 +87,9 @@ def options_from_args(args: argparse.Namespace):
     if args.workers_per_trial > 1:
         overrides.append(f"scaling.num_workers={args.workers_per_trial}")
     base = load_config(args.config, overrides, args.preset)
+    per_trial = args.cpus_per_trial if args.workers_per_trial == 1 else 0.1 + args.workers_per_trial * base.scaling.cpus_per_worker
+    check_cpu_request(per_trial, args.max_concurrent, f"--max-concurrent {args.max_concurrent} trials of {per_trial:g} CPUs",
+                      "lower --max-concurrent or --cpus-per-trial, or give Ray more CPUs (--num-cpus)", args.num_cpus)
     space = load_space(args.space, base)
     store = open_store(args.data, verify=False)
     needed = [base.data.train_split, base.data.val_split] + (["test"] if args.evaluate_best else [])
