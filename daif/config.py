@@ -57,6 +57,15 @@ class ModelConfig:
     aif_temperature: float = 1.0  # px; "select" AIF head on the "regress" depth head: T of its defocus prior -sigma/T (0 = off)
 
     def __post_init__(self) -> None:
+        for name, low, high in (("width", 1, 1024), ("levels", 1, 8)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
+        if not all(math.isfinite(v) and v >= 0 for v in (self.near, self.far, self.focus_scale)):
+            raise ValueError(f"near, far, focus_scale: expected finite metres >= 0 (0 = from the store), got "
+                             f"{self.near!r}, {self.far!r}, {self.focus_scale!r}")
+        if (self.near > 0) != (self.far > 0) or (self.near > 0 and not self.near < self.far):
+            raise ValueError(f"near, far: expected 0 < near < far metres, or both 0 (the store's range), got {self.near!r}, {self.far!r}")
         if self.aif_head not in AIF_HEADS:
             raise ValueError(f"aif_head: expected one of {AIF_HEADS}, got {self.aif_head!r}")
         if self.depth_head not in DEPTH_HEADS:

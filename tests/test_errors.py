@@ -119,6 +119,9 @@ def bad_yaml(tmp_path) -> Path:
         (["--set", "scaling.placement_strategy=spread"],
          "config section 'scaling': placement_strategy: expected one of ('PACK', 'SPREAD', 'STRICT_SPREAD', "
          "'STRICT_PACK'), got 'spread'"),
+        (["--set", "model.width=0"], "config section 'model': width: expected an integer in [1, 1024], got 0"),
+        (["--set", "model.near=5", "--set", "model.far=1"],
+         "config section 'model': near, far: expected 0 < near < far metres, or both 0 (the store's range), got 5.0, 1.0"),
         (["--resume", "{tmp}/nockpt"], "--resume: {tmp}/nockpt is not a checkpoint directory"),
         (["--resume", "{tmp}"], "resume: checkpoint: {tmp}/state.pt not found"),
     ],

@@ -245,10 +245,12 @@ def test_collapse_is_a_near_constant_depth_measured_on_validation(tiny_store, tm
 @pytest.mark.ray
 @pytest.mark.timeout(600)
 def test_asha_stops_a_trial_whose_depth_range_cannot_reach_the_scenes(tiny_store, tmp_path):
-    # far = 0.2 m: every predicted depth is below 0.2 m, the scenes are metres away: delta1 0 from the first epoch
+    # far = 0.2 m: every predicted depth is below 0.2 m, the scenes are metres away: delta1 0 from the first epoch.
+    # A study on data with depth, so the trials rank on val/delta1 here (the default, val/recon, uses no ground truth)
     space = {"model.far": {"grid": [10.0, 0.2]}}
     _, rows = _tune(tiny_store, tmp_path, space, "--epochs", "2", "--scheduler", "asha", "--max-concurrent", "1",
-                    "--set", "model.near=0.1", "--collapse-spread", "0", name="asha")
+                    "--set", "model.near=0.1", "--set", "model.far=10", "--set", "train.val_metric=val/delta1",
+                    "--set", "train.val_mode=max", "--collapse-spread", "0", name="asha")
     by_far = {float(r["model.far"]): r for r in rows}
     assert by_far[10.0]["status"] == "complete" and by_far[10.0]["epochs"] == "2" and float(by_far[10.0]["best"]) > 0
     assert by_far[0.2]["status"] == "pruned" and by_far[0.2]["epochs"] == "1" and float(by_far[0.2]["final"]) == 0.0
