@@ -34,6 +34,7 @@ FOCUS_FILE = "focus_distances.txt"
 MAX_DEPTH_MM = 65535  # the 16-bit PNG's ceiling, 65.535 m
 MIN_IMAGES = 2  # depth from defocus compares images focused at different distances
 MIN_SIZE = 8  # pixels per side, as `daif render --size`: below it no blur difference can be measured
+MAX_PIXELS = 40_000_000  # pixels per image, read from the header before decoding (a 12-bit 7000x5000 raw fits)
 
 
 class PredictionInputError(UsageError):
@@ -92,7 +93,10 @@ def read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise PredictionInputError(f"images: {path} does not exist")
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # reads the header only
+            if image.width * image.height > MAX_PIXELS:
+                raise PredictionInputError(f"images: {path} declares {image.width}x{image.height} (WxH) pixels; at most "
+                                           f"{MAX_PIXELS:,} are read (daif.predict.MAX_PIXELS)")
             image.load()
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 array = np.asarray(image, dtype=np.float32) / 65535.0
@@ -100,8 +104,13 @@ def read_image(path: Path) -> np.ndarray:
                 array = np.asarray(image, dtype=np.float32)
             else:
                 array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except PredictionInputError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
         raise PredictionInputError(f"images: cannot read {path} as an image ({error})") from None
+    bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise PredictionInputError(f"images: {path} holds {bad} non-finite pixel value(s) (NaN or inf); expected finite intensities")
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     return np.clip(array, 0.0, 1.0)

@@ -123,7 +123,8 @@ def test_predict_rejects_bad_inputs(setup, tmp_path, capsys):
 
 
 def test_predict_rejects_stacks_that_cannot_give_depth(setup, tmp_path, capsys):
-    """Duplicate focus distances, a single image and images below 8x8 pixels: refused with the reason."""
+    """Duplicate focus distances, a single image, images below 8x8 pixels, non-finite pixels and images larger
+    than the pixel limit: refused with the reason."""
     from daif.cli import main
     from daif.predict import PredictionInputError, predict
 
@@ -139,6 +140,16 @@ def test_predict_rejects_stacks_that_cannot_give_depth(setup, tmp_path, capsys):
         Image.fromarray(np.full((1, 1, 3), 100 * k, np.uint8)).save(tiny[-1])
     with pytest.raises(PredictionInputError, match=r"tiny_0.png is 1x1 \(WxH\); at least 8x8 pixels"):
         predict(str(checkpoint), tiny, [1.0, 2.0], out=out)
+    nan = tmp_path / "nan.tif"  # a float TIFF with one NaN pixel: a NaN depth map if it went through
+    values = np.full((16, 16), 0.5, np.float32)
+    values[3, 4] = np.nan
+    Image.fromarray(values, mode="F").save(nan)
+    with pytest.raises(PredictionInputError, match=r"nan\.tif holds 1 non-finite pixel value\(s\) \(NaN or inf\)"):
+        predict(str(checkpoint), [*images[:2], nan], FOCUS, out=out)
+    huge = tmp_path / "huge.png"  # a header declaring 10000x10000: refused before decoding
+    Image.new("1", (10000, 10000)).save(huge)
+    with pytest.raises(PredictionInputError, match=r"huge\.png declares 10000x10000 \(WxH\) pixels; at most 40,000,000"):
+        predict(str(checkpoint), [*images[:2], huge], FOCUS, out=out)
     assert not out.exists()
     code = main(["predict", "--model", str(checkpoint), "--images", *map(str, images), "--focus-distances", "1", "1", "6", "--out", str(out)])
     err = capsys.readouterr().err
