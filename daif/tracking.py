@@ -231,8 +231,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=5000)
 
 
+def check_port_free(port: int, flag: str = "--port") -> None:
+    """UsageError when `port` is not a TCP port or something already listens on 127.0.0.1:`port` (a UI started
+    there would fail, and the printed address would show the other process)."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{flag}: expected a TCP port in 1..65535, got {port}")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise UsageError(f"{flag}: 127.0.0.1:{port} is in use ({error.strerror}); pick another port") from None
+
+
 def run(args: argparse.Namespace) -> int:
     uri = resolve_tracking_uri(args.tracking_uri)
+    check_port_free(args.port)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
     artifact_root = local_artifact_root(uri)
     if artifact_root:

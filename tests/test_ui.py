@@ -1,4 +1,4 @@
-"""`daif ui` stopped with SIGTERM stops the MLflow server's whole process group: nothing keeps listening."""
+"""`daif ui`: SIGTERM stops the MLflow server's whole process group (nothing keeps listening); a busy port is refused."""
 
 from __future__ import annotations
 
@@ -65,3 +65,17 @@ def test_sigterm_stops_the_whole_ui_process_group(tmp_path):
     finally:
         if ui.poll() is None:
             ui.kill()
+
+
+def test_ui_on_a_busy_port_is_refused(tmp_path, capsys):
+    """A port something already listens on: exit 2 naming it, nothing started (it printed another process's URL)."""
+    from daif.cli import main
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main(["ui", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"daif ui: error: --port: 127.0.0.1:{port} is in use"), err
+    assert main(["ui", "--port", "70000"]) == 2 and "expected a TCP port in 1..65535, got 70000" in capsys.readouterr().err
