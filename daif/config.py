@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -353,7 +354,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), prese
         values = _merge(values, loaded)
     for text in overrides:
         values = _merge(values, parse_override(text))
+    for section, key in _LOCAL_PATHS:  # relative to where the command runs, not to a Ray worker's folder
+        value = values.get(section, {}).get(key)
+        if isinstance(value, str) and value and not _SCHEME.match(value) and not Path(value).is_absolute():
+            values = _merge(values, {section: {key: str(Path(value).resolve())}})
     return from_dict(values)
+
+
+_LOCAL_PATHS = (("data", "path"), ("train", "init_from"), ("tracking", "storage"))
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # s3://, runs:/, models:/, file: ... stay as given
 
 
 def replace(config: Config, **sections: dict[str, Any]) -> Config:

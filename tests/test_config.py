@@ -103,3 +103,14 @@ def test_importing_the_config_needs_no_torch():
 
     code = "import sys, daif.config; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_relative_paths_mean_the_folder_the_command_runs_in(tmp_path, monkeypatch):
+    """A Ray worker runs in a folder of its own: data.path, train.init_from and tracking.storage given relative are
+    made absolute against the command's working directory; URIs stay as given."""
+    monkeypatch.chdir(tmp_path)
+    config = load_config(overrides=["data.path=store", "train.init_from=runs/ckpt", "tracking.storage=out"])
+    assert (config.data.path, config.train.init_from, config.tracking.storage) == (
+        str(tmp_path / "store"), str(tmp_path / "runs" / "ckpt"), str(tmp_path / "out"))
+    uris = load_config(overrides=["data.path=/abs/store", "train.init_from=runs:/abc/model", "tracking.storage=s3://b/p"])
+    assert (uris.data.path, uris.train.init_from, uris.tracking.storage) == ("/abs/store", "runs:/abc/model", "s3://b/p")

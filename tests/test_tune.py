@@ -215,6 +215,19 @@ def test_grid_search_with_a_diverging_cell_writes_table_heatmap_best_and_mlflow_
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.timeout(600)
+def test_a_search_whose_every_trial_fails_exits_non_zero(tiny_store, tmp_path, capsys):
+    space_path = tmp_path / "space.yaml"
+    space_path.write_text(yaml.safe_dump({"optim.lr": {"grid": [1.0e12]}}))  # NaN weights: diverged
+    args = ["tune", "--data", tiny_store, "--space", str(space_path), "--name", "failing", "--storage", str(tmp_path / "runs"),
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--epochs", "1", "--collapse-spread", "0", *TINY]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "daif tune: error: no trial of 1 trained to completion" in err and "table.md" in err
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.timeout(600)
 def test_collapse_is_a_near_constant_depth_measured_on_validation(tiny_store, tmp_path):
     """An untrained net's depth is nearly constant: its spread, computed from the stacks alone, is below the
     threshold, and matches std(D)/mean(D) of its depth computed here per image; the true depth's is above it."""

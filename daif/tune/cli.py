@@ -151,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"files:            {', '.join(str(p) for p in result.paths.values())}")
     print(f"MLflow parent run: {result.parent_run_id}  ({result.tracking_uri})")
     print(f"open the UI with: {ui_command(result.tracking_uri)}")
+    if result.best is None:  # every trial failed, errored, collapsed or was pruned: not a success
+        print(f"daif tune: error: no trial of {len(result.rows)} trained to completion; the reasons are in "
+              f"{result.paths['table_md']}", file=sys.stderr)
+        return 1
     return 0
 
 
