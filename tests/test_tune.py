@@ -212,6 +212,30 @@ def test_grid_search_with_a_diverging_cell_writes_table_heatmap_best_and_mlflow_
             assert child.info.status == "FAILED" and steps == []
 
 
+@pytest.mark.ray
+@pytest.mark.parametrize(("raised", "status"), [(RuntimeError("Tuner.fit broke"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
+def test_a_search_that_fails_or_is_interrupted_leaves_no_run_running(tiny_store, tmp_path, monkeypatch, raised, status):
+    import argparse
+
+    from daif.tune import runner
+    from daif.tune.cli import add_arguments, options_from_args
+
+    class Broken:
+        def fit(self):
+            raise raised
+
+    monkeypatch.setattr(runner, "_tuner", lambda *args: Broken())
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--data", tiny_store, "--space", "table4", "--name", "broken",
+                                      "--storage", str(tmp_path / "runs"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
+    with pytest.raises(type(raised)):
+        runner.run_search(options_from_args(args))
+    search = json.loads((tmp_path / "runs" / "broken" / "search.json").read_text())
+    parent = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(search["parent_run_id"])
+    assert parent.info.status == status and parent.data.tags["daif.failure"].startswith(type(raised).__name__)
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.timeout(600)

@@ -10,9 +10,12 @@ Tune's experiment state lives there (so `resume=True` is `Tuner.restore`), every
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -81,18 +84,59 @@ def run_search(options: SearchOptions) -> SearchResult:
                              log_models=options.log_models, cpus_per_trial=options.cpus_per_trial,
                              collapse_spread=options.collapse_spread)
 
-    results = _tuner(options, settings, root, mode).fit()
-    rows = _rows(results, options, metric)
-    _finish_child_runs(tracking_uri, parent_run_id, rows)
-    best = _best(rows, mode)
-    best_yaml = to_yaml(replace(base, **overrides_of({k: best[k] for k in options.space.keys}))) if best else None
-    out = Path(options.out).resolve() if options.out else root / "results"
-    from daif.tune.report import write_outputs
+    try:
+        with _sigterm_as_interrupt():
+            results = _tuner(options, settings, root, mode).fit()
+            rows = _rows(results, options, metric)
+            _finish_child_runs(tracking_uri, parent_run_id, rows)
+            best = _best(rows, mode)
+            best_yaml = to_yaml(replace(base, **overrides_of({k: best[k] for k in options.space.keys}))) if best else None
+            out = Path(options.out).resolve() if options.out else root / "results"
+            from daif.tune.report import write_outputs
 
-    title = f"{options.name}: {options.space.name}, {options.search}, {options.scheduler}, {base.train.epochs} epochs"
-    paths = write_outputs(rows, options.space.keys, metric, mode, out, best_yaml, title)
-    _log_parent(tracking_uri, parent_run_id, rows, best, paths, metric)
+            title = f"{options.name}: {options.space.name}, {options.search}, {options.scheduler}, {base.train.epochs} epochs"
+            paths = write_outputs(rows, options.space.keys, metric, mode, out, best_yaml, title)
+            _log_parent(tracking_uri, parent_run_id, rows, best, paths, metric)
+    except BaseException as error:  # an interrupt or a failure: no run of the search is left RUNNING
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        _end_open_runs(tracking_uri, parent_run_id, error, status)
+        raise
     return SearchResult(rows, best, paths, parent_run_id, tracking_uri, root, time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt in the main thread for the block (as Ctrl-C), so the search's runs end
+    KILLED; elsewhere (not the main thread) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _end_open_runs(tracking_uri: str, parent_run_id: str, error: BaseException, status: str) -> None:
+    """Mark the parent and every child run still RUNNING as `status`, the reason in their failure tag."""
+    from daif.tracking import fail_run
+
+    try:
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri)
+        experiment = client.get_run(parent_run_id).info.experiment_id
+        children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'")
+    except Exception:  # noqa: BLE001 - the tracking store may be the failure; the parent is still tried below
+        children = []
+    for child in children:
+        fail_run(tracking_uri, child.info.run_id, error, status)
+    fail_run(tracking_uri, parent_run_id, error, status)
 
 
 def _parent_run(options: SearchOptions, base, root: Path, tracking_uri: str) -> str:
