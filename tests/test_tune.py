@@ -55,6 +55,17 @@ def test_a_bad_space_file_is_one_line_naming_the_key_exit_2_before_ray(tmp_path,
     assert err.startswith(f"daif tune: error: space file {space}: ") and expected in err
 
 
+def test_a_million_trial_grid_is_refused_before_ray(tmp_path, capsys, monkeypatch):
+    import daif.runtime
+
+    monkeypatch.setattr(daif.runtime, "ensure_ray", lambda *a, **k: pytest.fail("Ray was started"))
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"loss.recon": {"grid": list(range(1, 1001))}, "loss.blur": {"grid": list(range(1, 1001))}}))
+    assert main(["tune", "--data", str(tmp_path / "no-store"), "--space", str(space)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"daif tune: error: --space: {space} with --num-samples 1 makes 1,000,000 trials; at most 1,000")
+
+
 def test_missing_space_file_and_missing_store_are_errors_naming_them(tmp_path, capsys):
     assert main(["tune", "--data", str(tmp_path), "--space", str(tmp_path / "nope.yaml")]) == 2
     assert f"space file {tmp_path / 'nope.yaml'}: cannot be read" in capsys.readouterr().err

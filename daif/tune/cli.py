@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray started here (default: all)")
 
 
+MAX_TRIALS = 1000  # trials one search may make (grid cells x samples): a typo of a grid is not a week of compute
+
+
 class TuneInputError(UsageError):
     """Bad command-line input to `daif tune`."""
 
@@ -91,6 +94,10 @@ def options_from_args(args: argparse.Namespace):
     check_cpu_request(per_trial, args.max_concurrent, f"--max-concurrent {args.max_concurrent} trials of {per_trial:g} CPUs",
                       "lower --max-concurrent or --cpus-per-trial, or give Ray more CPUs (--num-cpus)", args.num_cpus)
     space = load_space(args.space, base)
+    trials = space.grid_size * args.num_samples
+    if trials > MAX_TRIALS:
+        raise TuneInputError(f"--space: {space.name} with --num-samples {args.num_samples} makes {trials:,} trials; at most "
+                             f"{MAX_TRIALS:,} are run by one search (daif.tune.cli.MAX_TRIALS): narrow the space")
     store = open_store(args.data, verify=False)
     needed = [base.data.train_split, base.data.val_split] + (["test"] if args.evaluate_best else [])
     missing = [s for s in needed if s not in store.splits]
