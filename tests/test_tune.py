@@ -313,12 +313,13 @@ def test_asha_stops_a_trial_whose_depth_range_cannot_reach_the_scenes(tiny_store
 @pytest.mark.timeout(600)
 def test_optuna_search_samples_inside_the_space(tiny_store, tmp_path):
     space = {"optim.lr": {"loguniform": [1e-3, 1e-2]}, "loss.smooth": {"choice": [1.0, 10.0]}}
-    _, rows = _tune(tiny_store, tmp_path, space, "--epochs", "1", "--search", "optuna", "--num-samples", "3", name="optuna")
+    _, rows = _tune(tiny_store, tmp_path, space, "--epochs", "1", "--search", "optuna", "--num-samples", "3",
+                    "--collapse-spread", "0", name="optuna")  # one-epoch tiny nets are near-constant maps
     assert len(rows) == 3
     lrs = [float(r["optim.lr"]) for r in rows]
     assert all(1e-3 <= lr <= 1e-2 for lr in lrs) and len(set(lrs)) == 3
     assert {float(r["loss.smooth"]) for r in rows} <= {1.0, 10.0}
-    assert all(r["status"] in ("complete", "collapsed") and r["epochs"] == "1" for r in rows)
+    assert all(r["status"] == "complete" and r["epochs"] == "1" for r in rows)
     assert all(math.isfinite(float(r["final"])) for r in rows)
 
 
