@@ -1,10 +1,15 @@
-"""Argument checks shared by the public functions: one helper, errors that name the argument."""
+"""Argument checks shared by the public functions: one helper, errors that name the argument.
+
+torch is imported where a tensor is checked, so that `daif.config` can use the plain checks without it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def check_tensor(name: str, value: object, shape: Sequence[int | str | None]) -> torch.Tensor:
@@ -13,6 +18,8 @@ def check_tensor(name: str, value: object, shape: Sequence[int | str | None]) ->
     `shape` holds ints (exact sizes), strings (symbolic names, any size >= 1, equal names must
     agree) or None (any size). Returns the tensor; raises TypeError/ValueError naming `name`.
     """
+    import torch
+
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
     if not value.is_floating_point():
@@ -32,6 +39,8 @@ def check_tensor(name: str, value: object, shape: Sequence[int | str | None]) ->
 
 def check_focus_distances(name: str, value: object, batch: int, size: int, like: torch.Tensor) -> torch.Tensor:
     """Focus distances given as (B, S) or (S,) metres, as a (batch, size) tensor of `like`'s dtype and device."""
+    import torch
+
     focus = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     if focus.dim() == 1:
         focus = focus.expand(batch, -1)
@@ -42,6 +51,17 @@ def check_odd_size(name: str, value: object) -> int:
     """An odd positive integer (a window or kernel size); raises ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
         raise ValueError(f"{name}: expected an odd positive integer, got {value!r}")
+    return value
+
+
+def check_kernel_size(name: str, value: object) -> int:
+    """The PSF renderer's window K: an odd integer >= 3 (centred, and wide enough to blur at all).
+
+    The one rule for a kernel size wherever it is set (config, model, renderer, `daif render`);
+    raises ValueError naming `name`.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 3 or value % 2 == 0:
+        raise ValueError(f"{name}: expected an odd integer >= 3 (the PSF window is centred), got {value!r}")
     return value
 
 

@@ -8,8 +8,10 @@
 
 `save_checkpoint` writes it (training, the smoke jobs); `load_checkpoint` and `load_checkpoint_model`
 read it (resume, evaluation, prediction). Reading never unpickles an object: state.pt goes through
-torch's restricted unpickler (weights_only=True), meta.json through json. A file that is not such a
-checkpoint raises `CheckpointError` naming the file.
+torch's restricted unpickler (weights_only=True), meta.json through json. Sizes are bounded before
+anything is allocated: meta.json at most MAX_META_BYTES, state.pt at most MAX_STATE_BYTES, and the
+network meta.json asks for within `daif.config.check_model_size` (it is read and checked before
+state.pt). A file that is not such a checkpoint raises `CheckpointError` naming the file.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from daif.model import DAIFNet
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 CONFIG_FILE = "config.yaml"
+MAX_META_BYTES = 1 << 20  # a meta.json is a few kB
+MAX_STATE_BYTES = 2 << 30  # the largest DAIF-Net (0.45 GB float32) with its Adam state is about 1.4 GB
 
 
 class CheckpointError(UsageError):
@@ -64,12 +68,25 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[
     """(state, meta) of a checkpoint directory; tensors and plain values only (weights_only=True).
     Raises CheckpointError naming state.pt or meta.json when either is missing or not what it should be."""
     directory = Path(directory)
-    return _read_state(directory / STATE_FILE), _read_meta(directory / META_FILE)
+    _require(directory / STATE_FILE)
+    meta = _read_meta(directory / META_FILE)
+    return _read_state(directory / STATE_FILE), meta
+
+
+def _require(path: Path) -> None:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint: {path} not found; a checkpoint directory holds {STATE_FILE} and {META_FILE}")
+
+
+def _check_size(path: Path, limit: int) -> None:
+    size = path.stat().st_size
+    if size > limit:
+        raise CheckpointError(f"checkpoint: {path} is {size} bytes; a checkpoint's {path.name} holds at most {limit}")
 
 
 def _read_state(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint: {path} not found; a checkpoint directory holds {STATE_FILE} and {META_FILE}")
+    _require(path)
+    _check_size(path, MAX_STATE_BYTES)
     try:
         with warnings.catch_warnings():  # a foreign pickle protocol: torch warns, then refuses below in one line
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
@@ -91,11 +108,14 @@ def _read_state(path: Path) -> dict[str, Any]:
 
 def _read_meta(path: Path) -> dict[str, Any]:
     try:
+        _check_size(path, MAX_META_BYTES)
         meta = json.loads(path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint: {path} not found; a checkpoint directory holds {STATE_FILE} and {META_FILE}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"checkpoint: {path} is not JSON ({error})") from None
+    except RecursionError:
+        raise CheckpointError(f"checkpoint: {path} is nested too deeply to be a checkpoint's meta.json") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint: {path} must hold a JSON object")
     return meta
@@ -104,13 +124,15 @@ def _read_meta(path: Path) -> dict[str, Any]:
 def load_checkpoint_model(directory: str | os.PathLike) -> tuple[DAIFNet, dict[str, Any]]:
     """The checkpoint's DAIF-Net (CPU, eval mode) and its meta; CheckpointError names the file that does not fit."""
     directory = Path(directory)
-    state, meta = load_checkpoint(directory)
+    _require(directory / STATE_FILE)
+    meta = _read_meta(directory / META_FILE)
     if not isinstance(meta.get("model"), dict):
         raise CheckpointError(f"checkpoint: {directory / META_FILE} has no 'model' entry (the network's configuration)")
     try:
         model = DAIFNet.from_config(meta["model"])
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint: {directory / META_FILE} key 'model': {error}") from None
+    state = _read_state(directory / STATE_FILE)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, TypeError, KeyError) as error:

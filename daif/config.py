@@ -22,12 +22,29 @@ from typing import Any
 
 import yaml
 
+from daif._checks import check_kernel_size
+
 COARSE_AIF_MODES = ("hard", "soft")
 DEPTH_MAPPINGS = ("sigmoid", "max")
 AIF_HEADS = ("rgb", "select")
 DEPTH_HEADS = ("regress", "search")
 DEPTH_RANGE_SOURCES = ("clip", "scenes")
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_SPREAD", "STRICT_PACK")  # Ray's placement-group strategies
+# DAIF-Net's size bounds, checked by ModelConfig and by DAIFNet (so a checkpoint's meta.json cannot ask for more).
+# The deepest level has width * 2**levels channels; 2048 is about 1.1e8 parameters (0.45 GB in float32).
+MODEL_INT_RANGES = {"width": (1, 512), "levels": (1, 8), "candidates": (2, 256)}
+MAX_DEEPEST_CHANNELS = 2048
+
+
+def check_model_size(width: object, levels: object, candidates: object) -> None:
+    """Raise ValueError naming the argument when DAIF-Net's size is outside MODEL_INT_RANGES or MAX_DEEPEST_CHANNELS."""
+    for name, value in (("width", width), ("levels", levels), ("candidates", candidates)):
+        low, high = MODEL_INT_RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
+    if width * 2**levels > MAX_DEEPEST_CHANNELS:
+        raise ValueError(f"width, levels: the deepest level's width * 2**levels = {width * 2**levels} channels exceeds "
+                         f"{MAX_DEEPEST_CHANNELS}; use a smaller width or fewer levels")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +75,7 @@ class ModelConfig:
     aif_temperature: float = 1.0  # px; "select" AIF head on the "regress" depth head: T of its defocus prior -sigma/T (0 = off)
 
     def __post_init__(self) -> None:
-        for name, low, high in (("width", 1, 1024), ("levels", 1, 8)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
+        check_model_size(self.width, self.levels, self.candidates)
         if not all(math.isfinite(v) and v >= 0 for v in (self.near, self.far, self.focus_scale)):
             raise ValueError(f"near, far, focus_scale: expected finite metres >= 0 (0 = from the store), got "
                              f"{self.near!r}, {self.far!r}, {self.focus_scale!r}")
@@ -71,8 +85,6 @@ class ModelConfig:
             raise ValueError(f"aif_head: expected one of {AIF_HEADS}, got {self.aif_head!r}")
         if self.depth_head not in DEPTH_HEADS:
             raise ValueError(f"depth_head: expected one of {DEPTH_HEADS}, got {self.depth_head!r}")
-        if isinstance(self.candidates, bool) or not isinstance(self.candidates, int) or self.candidates < 2:
-            raise ValueError(f"candidates: expected an integer >= 2, got {self.candidates!r}")
         _check_unit("cost_intensity_weight", self.cost_intensity_weight)
         if not (math.isfinite(self.aif_temperature) and self.aif_temperature >= 0):
             raise ValueError(f"aif_temperature: expected a finite number of pixels >= 0, got {self.aif_temperature!r}")
@@ -127,7 +139,7 @@ class LossConfig:
             raise ValueError(f"search_candidates: expected an integer >= 2, got {self.search_candidates!r}")
         _check_odd("search_window", self.search_window)
         _check_unit("cost_intensity_weight", self.cost_intensity_weight)
-        _check_odd("kernel_size", self.kernel_size)
+        check_kernel_size("kernel_size", self.kernel_size)
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1], got {self.alpha!r}")
 

@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from daif._checks import check_focus_distances, check_odd_size, check_tensor, check_unit_interval
-from daif.config import AIF_HEADS, DEPTH_HEADS, DEPTH_MAPPINGS
+from daif._checks import check_focus_distances, check_kernel_size, check_tensor, check_unit_interval
+from daif.config import AIF_HEADS, DEPTH_HEADS, DEPTH_MAPPINGS, check_model_size
 from daif.optics import ThinLensCamera, defocus_sigma
 from daif.search import cost_volume
 
@@ -124,10 +124,7 @@ class DAIFNet(nn.Module):
         aif_temperature: float = 1.0,
     ) -> None:
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width: expected a positive integer, got {width!r}")
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-            raise ValueError(f"levels: expected a positive integer, got {levels!r}")
+        check_model_size(width, levels, candidates)
         if depth_mapping not in DEPTH_MAPPINGS:
             raise ValueError(f"depth_mapping: expected one of {DEPTH_MAPPINGS}, got {depth_mapping!r}")
         if not (0 < near < far):
@@ -136,9 +133,7 @@ class DAIFNet(nn.Module):
             raise ValueError(f"aif_head: expected one of {AIF_HEADS}, got {aif_head!r}")
         if depth_head not in DEPTH_HEADS:
             raise ValueError(f"depth_head: expected one of {DEPTH_HEADS}, got {depth_head!r}")
-        if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
-            raise ValueError(f"candidates: expected an integer >= 2, got {candidates!r}")
-        check_odd_size("kernel_size", kernel_size)
+        check_kernel_size("kernel_size", kernel_size)
         cost_intensity_weight = check_unit_interval("cost_intensity_weight", cost_intensity_weight)
         if isinstance(aif_temperature, bool) or not isinstance(aif_temperature, (int, float)) or not 0 <= aif_temperature < math.inf:
             raise ValueError(f"aif_temperature: expected a finite number of pixels >= 0, got {aif_temperature!r}")

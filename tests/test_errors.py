@@ -54,7 +54,7 @@ def ray_starts(monkeypatch) -> list:
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        (["--kernel-size", "4"], "--kernel-size: expected an odd positive integer (the blur window is centred), got 4"),
+        (["--kernel-size", "4"], "--kernel-size: expected an odd integer >= 3 (the PSF window is centred), got 4"),
         (["--compression", "zstd"], "--compression: expected lzf, gzip, gzip-<0..9> or none, got 'zstd'"),
         (["--depth-range", "5,1"], "--depth-range: expected 0 < LOW < HIGH metres, got 5,1"),
         (["--num-focus", "0"], "--num-focus: expected a positive integer, got 0"),
@@ -73,7 +73,7 @@ def test_bad_render_options_fail_before_ray_and_leave_no_store(options, expected
 def test_render_store_from_python_checks_its_options_before_ray(tmp_path, ray_starts):
     from daif.data.pipeline import render_store
 
-    for options, expected in (({"kernel_size": 6}, "--kernel-size: expected an odd positive integer"),
+    for options, expected in (({"kernel_size": 6}, "--kernel-size: expected an odd integer >= 3"),
                               ({"out": "s3://bucket/store"}, "--out: s3://bucket/store: a store lives on a file system path"),
                               ({"scenes": 0}, "--scenes: expected a positive integer, got 0")):
         with pytest.raises(UsageError, match=f"^{re.escape(expected)}"):
@@ -91,7 +91,7 @@ def test_a_store_uri_is_refused_by_render_and_train(tmp_path, capsys):
 
 def test_render_rejects_a_bad_option_in_a_fresh_process(tmp_path):
     result = run_daif("render", "--out", str(tmp_path / "store"), "--kernel-size", "6", cwd=tmp_path)
-    assert one_line(result).startswith("daif render: error: --kernel-size: expected an odd positive integer (the blur window is centred), got 6")
+    assert one_line(result).startswith("daif render: error: --kernel-size: expected an odd integer >= 3 (the PSF window is centred), got 6")
     assert not (tmp_path / "store").exists()
 
 
@@ -119,7 +119,7 @@ def bad_yaml(tmp_path) -> Path:
         (["--set", "scaling.placement_strategy=spread"],
          "config section 'scaling': placement_strategy: expected one of ('PACK', 'SPREAD', 'STRICT_SPREAD', "
          "'STRICT_PACK'), got 'spread'"),
-        (["--set", "model.width=0"], "config section 'model': width: expected an integer in [1, 1024], got 0"),
+        (["--set", "model.width=0"], "config section 'model': width: expected an integer in [1, 512], got 0"),
         (["--set", "model.near=5", "--set", "model.far=1"],
          "config section 'model': near, far: expected 0 < near < far metres, or both 0 (the store's range), got 5.0, 1.0"),
         (["--resume", "{tmp}/nockpt"], "--resume: {tmp}/nockpt is not a checkpoint directory"),

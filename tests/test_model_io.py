@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -175,6 +176,32 @@ def test_a_checkpoint_whose_meta_is_broken_names_meta_json(checkpoint, tmp_path)
     (broken / "meta.json").write_text(json.dumps({"model": {"width": 9, "levels": 2}}))
     with pytest.raises(CheckpointError, match="state.pt does not fit the network of meta.json"):
         load_checkpoint_model(broken)
+
+
+def test_a_checkpoint_cannot_ask_for_an_unbounded_network_or_file(checkpoint, tmp_path, monkeypatch):
+    import resource
+
+    import daif.checkpoint
+
+    crafted = tmp_path / "crafted"
+    shutil.copytree(checkpoint, crafted)
+    meta = json.loads((crafted / "meta.json").read_text())
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+    for model, expected in (({"width": 1_000_000}, "width: expected an integer in [1, 512], got 1000000"),
+                            ({"width": 256, "levels": 8}, "width, levels: the deepest level's width * 2**levels = 65536 channels exceeds 2048"),
+                            ({"candidates": 10**9}, "candidates: expected an integer in [2, 256]")):
+        (crafted / "meta.json").write_text(json.dumps({**meta, "model": {**meta["model"], **model}}))
+        with pytest.raises(CheckpointError, match=re.escape(f"{crafted / 'meta.json'} key 'model': {expected}")):
+            load_checkpoint_model(crafted)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # no network was built (1e6 wide: GBs)
+    (crafted / "meta.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        load_checkpoint_model(crafted)
+    (crafted / "meta.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(daif.checkpoint, "MAX_STATE_BYTES", 1000)  # the real bound is 2 GiB: too big to write in a test
+    size = (crafted / "state.pt").stat().st_size
+    with pytest.raises(CheckpointError, match=re.escape(f"{crafted / 'state.pt'} is {size} bytes; a checkpoint's state.pt holds at most 1000")):
+        load_checkpoint_model(crafted)
 
 
 def test_a_missing_run_says_which_store_was_searched_and_creates_none(logged, stack_dir, tmp_path):

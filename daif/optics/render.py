@@ -24,16 +24,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from daif._checks import check_tensor
+from daif._checks import check_kernel_size, check_tensor
 from daif.optics.camera import ThinLensCamera
 from daif.optics.thin_lens import IN_FOCUS_SIGMA, defocus_sigma
 
-
-
-def _check_kernel_size(kernel_size: int) -> int:
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size: expected an odd integer >= 3, got {kernel_size!r}")
-    return kernel_size
 
 
 def _check_inputs(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> None:
@@ -43,7 +37,7 @@ def _check_inputs(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int) ->
         raise ValueError(
             f"sigma: expected dtype {image.dtype} on {image.device} like image, got {sigma.dtype} on {sigma.device}"
         )
-    _check_kernel_size(kernel_size)
+    check_kernel_size("kernel_size", kernel_size)
 
 
 def _inverse_square_sigma(sigma: torch.Tensor) -> torch.Tensor:
@@ -213,7 +207,7 @@ def render_focal_stack_uint8(
     """
     check_tensor("aif", aif, (3, "H", "W"))
     check_tensor("depth", depth, (1, aif.shape[1], aif.shape[2]))
-    _check_kernel_size(kernel_size)
+    check_kernel_size("kernel_size", kernel_size)
     focus = torch.as_tensor(focus_distances, dtype=aif.dtype, device=aif.device).reshape(-1)
     with torch.no_grad():
         if aif.device.type == "cpu":
@@ -241,7 +235,7 @@ def window_variance(sigma: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
     variances. Without the window v = sigma^2 / 4; the window caps it at the box's (K^2 - 1) / 12, which
     it nears once sigma exceeds about K / 2. Any shape; same dtype and device.
     """
-    kernel_size = _check_kernel_size(kernel_size)
+    kernel_size = check_kernel_size("kernel_size", kernel_size)
     m = kernel_size // 2
     offsets = torch.arange(-m, m + 1, dtype=sigma.dtype, device=sigma.device) ** 2
     blurred = sigma > IN_FOCUS_SIGMA
@@ -257,7 +251,7 @@ def sigma_for_variance(variance: torch.Tensor, kernel_size: int = 7, steps: int 
     sigma = 1 gives 0 (pass through), one between that and v(1) gives sigma just above 1, one at or above
     v(64 K) (the box's, to within float precision) gives 64 K. Any shape; same dtype and device.
     """
-    kernel_size = _check_kernel_size(kernel_size)
+    kernel_size = check_kernel_size("kernel_size", kernel_size)
     low = torch.full_like(variance, math.log(IN_FOCUS_SIGMA * (1 + 1e-4)))
     high = torch.full_like(variance, math.log(64.0 * kernel_size))
     for _ in range(steps):
@@ -278,7 +272,7 @@ def render_uniform_defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size
     outside the image are left out); an image with sigma <= 1 passes through. O(N C H W K) work.
     Differentiable w.r.t. the image (the searches that use it need no gradient to sigma).
     """
-    kernel_size = _check_kernel_size(kernel_size)
+    kernel_size = check_kernel_size("kernel_size", kernel_size)
     check_tensor("image", image, ("N", "C", "H", "W"))
     check_tensor("sigma", sigma, (image.shape[0],))
     n, c, h, w = image.shape
