@@ -10,6 +10,7 @@ the training workers logs metrics and figures into the same run through `RunLogg
 from __future__ import annotations
 
 import argparse
+import http.client
 import importlib.metadata
 import logging
 import os
@@ -51,7 +52,20 @@ def resolve_tracking_uri(uri: str = "") -> str:
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast with a clear message if an HTTP tracking server does not answer its /health."""
+    """Fail fast, before any Ray work, on a tracking URI MLflow cannot use.
+
+    Every URI must name a store MLflow knows (its scheme is checked by building a client); an HTTP
+    server must answer its /health with 200 within `timeout` seconds. Raises TrackingUnavailable.
+    """
+    import mlflow
+
+    try:
+        mlflow.MlflowClient(uri)
+    except Exception as error:  # MLflow raises its own exception types for an unknown scheme
+        raise TrackingUnavailable(
+            f"--tracking-uri {uri!r}: MLflow has no tracking store for scheme {uri.split(':', 1)[0]!r} "
+            f"({type(error).__name__}); expected http(s)://HOST:PORT, sqlite:///PATH, file:///PATH or a directory"
+        ) from None
     if not uri.startswith(("http://", "https://")):
         return
     try:
@@ -59,10 +73,10 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             if response.status == 200:
                 return
             raise TrackingUnavailable(f"MLflow tracking server {uri} answered /health with HTTP {response.status}")
-    except (urllib.error.URLError, OSError) as error:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         raise TrackingUnavailable(
-            f"MLflow tracking server {uri} cannot be reached ({error}). Start it, or drop --tracking-uri "
-            "to use the local store in the working directory."
+            f"MLflow tracking server {uri} cannot be reached ({type(error).__name__}: {' '.join(str(error).split())}). Start it, or drop "
+            "--tracking-uri to use the local store in the working directory."
         ) from None
 
 

@@ -67,3 +67,36 @@ def test_logging_survives_a_server_that_dies_mid_run(tmp_path):
     logger.metrics({"loss": 0.25}, step=2)  # reported once, then skipped
     assert not logger.ok and len(logger.errors) == 1 and "metrics" in logger.errors[0]
     assert time.time() - started < 60  # retries are bounded
+
+
+def test_a_uri_with_a_scheme_mlflow_has_no_store_for_is_refused():
+    with pytest.raises(TrackingUnavailable, match=r"^--tracking-uri 'foo://bar': MLflow has no tracking store for scheme 'foo'"):
+        check_reachable("foo://bar")
+
+
+def test_a_port_that_answers_non_http_is_a_one_line_error():
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def answer_garbage() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed at the end of the test
+                return
+            with connection:
+                connection.recv(1024)
+                connection.sendall(b"SSH-2.0-not-http\r\n\r\n")
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    try:
+        with pytest.raises(TrackingUnavailable) as raised:
+            check_reachable(f"http://127.0.0.1:{port}", timeout=5)
+    finally:
+        listener.close()
+    message = str(raised.value)
+    assert f"127.0.0.1:{port} cannot be reached (BadStatusLine" in message and "\n" not in message
