@@ -9,16 +9,17 @@ their S focus distances in metres, or a folder of images (sorted by name) with `
 camera's focal length: the camera is `camera` (a preset name or "f,N,p"), else the one the model was
 trained with.
 
-Outputs in `out`, each written under a temporary name and renamed into place: depth.png (16-bit,
-millimetres), depth.npy (float32 metres, (H, W)), depth_color.png (colour-mapped, near is bright),
-aif.png (8-bit RGB) and prediction.json (inputs, camera, depth range).
+Outputs in `out` (OUTPUT_FILES): depth.png (16-bit, millimetres), depth.npy (float32 metres, (H, W)),
+depth_color.png (colour-mapped, near is bright), aif.png (8-bit RGB) and prediction.json (inputs,
+camera, depth range). `out` is checked before the model is loaded; the files are written under
+temporary names and renamed into place together, so a failure leaves none of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,14 +28,12 @@ from typing import Any
 import numpy as np
 
 from daif.errors import UsageError
-from daif.files import atomic_path, write_text_atomic
+from daif.files import atomic_paths, check_output_folder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 FOCUS_FILE = "focus_distances.txt"
 MAX_DEPTH_MM = 65535  # the 16-bit PNG's ceiling, 65.535 m
 MIN_IMAGES = 2  # depth from defocus compares images focused at different distances
-MIN_SIZE = 8  # pixels per side, as `daif render --size`: below it no blur difference can be measured
-MAX_PIXELS = 40_000_000  # pixels per image, read from the header before decoding (a 12-bit 7000x5000 raw fits)
 
 
 class PredictionInputError(UsageError):
@@ -87,16 +86,14 @@ def read_focus_file(path: str | os.PathLike) -> list[float]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) float32 in [0, 1] from an 8- or 16-bit grey, RGB or RGBA image."""
-    from PIL import Image, UnidentifiedImageError
+    """(H, W, 3) float32 in [0, 1] from an 8- or 16-bit grey, RGB or RGBA image (or a float one, taken as is).
+    The size is read from the header first (`daif.data.sources.open_image`, at most MAX_IMAGE_PIXELS)."""
+    from daif.data.sources import DataError, open_image
 
     if not path.is_file():
         raise PredictionInputError(f"images: {path} does not exist")
     try:
-        with Image.open(path) as image:  # reads the header only
-            if image.width * image.height > MAX_PIXELS:
-                raise PredictionInputError(f"images: {path} declares {image.width}x{image.height} (WxH) pixels; at most "
-                                           f"{MAX_PIXELS:,} are read (daif.predict.MAX_PIXELS)")
+        with open_image(path) as image:
             image.load()
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 array = np.asarray(image, dtype=np.float32) / 65535.0
@@ -104,10 +101,8 @@ def read_image(path: Path) -> np.ndarray:
                 array = np.asarray(image, dtype=np.float32)
             else:
                 array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    except PredictionInputError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
-        raise PredictionInputError(f"images: cannot read {path} as an image ({error})") from None
+    except DataError as error:
+        raise PredictionInputError(f"images: {error}") from None
     bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
     if bad:
         raise PredictionInputError(f"images: {path} holds {bad} non-finite pixel value(s) (NaN or inf); expected finite intensities")
@@ -117,13 +112,15 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def load_stack(images: Sequence[Path]) -> np.ndarray:
-    """(S, H, W, 3) float32 in [0, 1]; every image must have the first one's size."""
+    """(S, H, W, 3) float32 in [0, 1]; every image must have the first one's size, at least MIN_IMAGE_SIZE a side."""
+    from daif.data.sources import DataError, check_image_size
+
     arrays = [read_image(path) for path in images]
     height, width = arrays[0].shape[:2]
-    if min(height, width) < MIN_SIZE:
-        raise PredictionInputError(
-            f"images: {images[0]} is {width}x{height} (WxH); at least {MIN_SIZE}x{MIN_SIZE} pixels are needed to see defocus blur"
-        )
+    try:
+        check_image_size(images[0], height, width)
+    except DataError as error:
+        raise PredictionInputError(f"images: {error}") from None
     for path, array in zip(images, arrays):
         if array.shape[:2] != (height, width):
             raise PredictionInputError(
@@ -138,14 +135,15 @@ def check_focus_distances(focus_distances: Sequence[float], images: Sequence[Pat
         raise PredictionInputError(
             f"focus_distances: {len(focus_distances)} focus distances for {len(images)} images; give one per image, in the same order"
         )
-    values = np.asarray([float(v) for v in focus_distances], dtype=np.float64)
+    from daif.optics import check_focus_distance
+
     focal_length = camera.focal_length if camera is not None else 0.0
-    for path, value in zip(images, values):
-        if not math.isfinite(value) or value <= focal_length:
-            what = f"the camera's focal length {focal_length} m" if camera is not None else "0 m"
-            raise PredictionInputError(
-                f"focus_distances: {value:g} m (for {path.name}) is at or below {what}; focus distances are metres beyond the lens"
-            )
+    for path, value in zip(images, focus_distances):
+        try:
+            check_focus_distance(float(value), focal_length)
+        except ValueError as error:
+            raise PredictionInputError(f"focus_distances: {error} (for {path.name}); focus distances are metres beyond the lens") from None
+    values = np.asarray([float(v) for v in focus_distances], dtype=np.float64)
     seen: dict[float, Path] = {}
     for path, value in zip(images, values):
         if value in seen:
@@ -175,18 +173,33 @@ def _camera(camera, meta: dict[str, Any]):
 # ------------------------------------------------------------------ writing
 
 
-def _save_png(array: np.ndarray, path: Path) -> Path:
+OUTPUT_FILES = {"depth_png": "depth.png", "depth_npy": "depth.npy", "depth_color": "depth_color.png", "aif": "aif.png",
+                "json": "prediction.json"}
+
+
+def _write_outputs(out: Path, contents: dict[str, np.ndarray | str]) -> dict[str, Path]:
+    """Write OUTPUT_FILES into `out` from {key: array or text}, all or nothing; `out` is made if missing."""
     from PIL import Image
 
-    with atomic_path(path) as temporary:
-        Image.fromarray(array).save(temporary, format="PNG")
-    return path
-
-
-def _save_npy(array: np.ndarray, path: Path) -> Path:
-    with atomic_path(path) as temporary, open(temporary, "wb") as file:
-        np.save(file, array)
-    return path
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {key: out / OUTPUT_FILES[key] for key in contents}
+    try:
+        with atomic_paths(list(paths.values())) as temporaries:
+            for (key, content), temporary in zip(contents.items(), temporaries):
+                if isinstance(content, str):
+                    temporary.write_text(content)
+                elif temporary.suffix == ".npy":
+                    with open(temporary, "wb") as file:
+                        np.save(file, content)
+                else:
+                    Image.fromarray(content).save(temporary, format="PNG")
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    return paths
 
 
 def depth_to_png16(depth_m: np.ndarray) -> np.ndarray:
@@ -229,6 +242,7 @@ def predict(
     from daif.images import to_uint8_hwc
     from daif.model_io import load_model
 
+    out = check_output_folder(out, list(OUTPUT_FILES.values()))
     files, folder = _image_files(images)
     if focus_distances is None:
         if folder is None:
@@ -247,17 +261,9 @@ def predict(
     depth_m = depth[0, 0].float().cpu().numpy().astype(np.float32)
     aif_rgb = to_uint8_hwc(aif[0].float())
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     near, far = meta.get("depth_range") or (getattr(model, "near", None), getattr(model, "far", None))
     if near is None or far is None:
         near, far = float(depth_m.min()), float(depth_m.max())
-    paths = {
-        "depth_png": _save_png(depth_to_png16(depth_m), out / "depth.png"),
-        "depth_npy": _save_npy(depth_m, out / "depth.npy"),
-        "depth_color": _save_png(colour_depth(depth_m, float(depth_m.min()), float(depth_m.max())), out / "depth_color.png"),
-        "aif": _save_png(aif_rgb, out / "aif.png"),
-    }
     summary = {
         "model": str(model_source),
         "images": [str(p.resolve()) for p in files],
@@ -268,7 +274,13 @@ def predict(
         "depth_max": float(depth_m.max()),
         "depth_png_units": "millimetres (uint16)",
     }
-    paths["json"] = write_text_atomic(out / "prediction.json", json.dumps(summary, indent=1) + "\n")
+    paths = _write_outputs(out, {
+        "depth_png": depth_to_png16(depth_m),
+        "depth_npy": depth_m,
+        "depth_color": colour_depth(depth_m, float(depth_m.min()), float(depth_m.max())),
+        "aif": aif_rgb,
+        "json": json.dumps(summary, indent=1) + "\n",
+    })
     return {k: str(v) for k, v in paths.items()}
 
 

@@ -4,6 +4,7 @@ map), equality with the model run directly, folder input, and a clear error for 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -98,16 +99,19 @@ def test_predict_rejects_bad_inputs(setup, tmp_path, capsys):
         predict(str(checkpoint), [*images[:2], small], FOCUS, out=out)
     with pytest.raises(PredictionInputError, match="2 focus distances for 3 images"):
         predict(str(checkpoint), images, FOCUS[:2], out=out)
-    with pytest.raises(PredictionInputError, match=r"0.05 m \(for img_1.png\) is at or below the camera's focal length 0.05 m"):
+    with pytest.raises(PredictionInputError, match=r"^focus_distances: 0.05 m must be above the focal length 0.05 m \(for img_1.png\)"):
         predict(str(checkpoint), images, [1.0, 0.05, 6.0], out=out)
-    with pytest.raises(PredictionInputError, match=r"0.09 m .* focal length 0.1 m"):  # an explicit camera wins over the model's
+    with pytest.raises(PredictionInputError, match=r"0.09 m must be above the focal length 0.1 m"):  # an explicit camera wins over the model's
         predict(str(checkpoint), images, [1.0, 0.09, 6.0], camera=ThinLensCamera(0.1, 2.0, 5e-6), out=out)
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
-    with pytest.raises(PredictionInputError, match=r"cannot read .*broken\.png"):
+    with pytest.raises(PredictionInputError, match=r"broken\.png: cannot read as an image"):
         predict(str(checkpoint), [*images[:2], broken], FOCUS, out=out)
     with pytest.raises(PredictionInputError, match=r"missing\.png does not exist"):
         predict(str(checkpoint), [*images[:2], tmp_path / "missing.png"], FOCUS, out=out)
+    for value, expected in (("nan", "nan must be finite"), ("inf", "inf must be finite"), (1e301, "1e+301 m must be at most 10000 m (daif.optics.MAX_FOCUS_DISTANCE)")):
+        with pytest.raises(PredictionInputError, match=rf"^focus_distances: {re.escape(expected)} \(for img_2.png\)"):
+            predict(str(checkpoint), images, [1.0, 2.5, float(value)], out=out)
     folder = tmp_path / "nofocus"
     folder.mkdir()
     Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(folder / "a.png")
@@ -120,6 +124,59 @@ def test_predict_rejects_bad_inputs(setup, tmp_path, capsys):
 
     code = main(["predict", "--model", str(checkpoint), "--images", *map(str, images), "--focus-distances", "1", "2", "--out", str(out)])
     assert code == 2 and "2 focus distances for 3 images" in capsys.readouterr().err
+
+
+def test_predict_checks_its_output_folder_before_the_model_runs(setup, tmp_path, capsys, monkeypatch):
+    import os
+
+    import daif.model_io
+    from daif.cli import main
+
+    checkpoint, _, images = setup
+    loads: list = []
+    monkeypatch.setattr(daif.model_io, "load_model", lambda *a, **k: loads.append(a))  # the model must not be reached
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with_folder = tmp_path / "with_folder"
+    (with_folder / "aif.png").mkdir(parents=True)
+    cases = [(a_file, f"--out: {a_file} is a file; expected a folder"),
+             (a_file / "sub", f"--out: {a_file / 'sub'} lies under {a_file}, which is a file"),
+             (with_folder, f"--out: {with_folder / 'aif.png'} is a folder; it would be replaced by a file")]
+    if os.geteuid() != 0:  # root writes anywhere
+        cases.append((locked / "out", f"--out: {locked / 'out'}: {locked} is not writable"))
+    for out, expected in cases:
+        code = main(["predict", "--model", str(checkpoint), "--images", *map(str, images), "--focus-distances", *map(str, FOCUS),
+                     "--out", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and err.startswith(f"daif predict: error: {expected}"), err
+    assert loads == [] and a_file.read_text() == "x" and sorted(p.name for p in with_folder.iterdir()) == ["aif.png"]
+
+
+def test_a_failed_write_leaves_no_output_file(setup, tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    from daif.predict import predict
+
+    checkpoint, _, images = setup
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    real_save = PILImage.Image.save
+
+    def failing_save(self, fp, *args, **kwargs):  # the colour map (third file) cannot be written: a full disk
+        if "depth_color" in str(fp):
+            raise OSError(28, "No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(PILImage.Image, "save", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        predict(str(checkpoint), images, FOCUS, out=out)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]  # neither depth.png nor a temporary file
+    with pytest.raises(OSError, match="No space left"):
+        predict(str(checkpoint), images, FOCUS, out=tmp_path / "new")
+    assert not (tmp_path / "new").exists()
 
 
 def test_predict_rejects_stacks_that_cannot_give_depth(setup, tmp_path, capsys):
@@ -138,7 +195,7 @@ def test_predict_rejects_stacks_that_cannot_give_depth(setup, tmp_path, capsys):
     for k in range(2):
         tiny.append(tmp_path / f"tiny_{k}.png")
         Image.fromarray(np.full((1, 1, 3), 100 * k, np.uint8)).save(tiny[-1])
-    with pytest.raises(PredictionInputError, match=r"tiny_0.png is 1x1 \(WxH\); at least 8x8 pixels"):
+    with pytest.raises(PredictionInputError, match=r"tiny_0.png: 1x1 \(WxH\) pixels; at least 8x8 are needed"):
         predict(str(checkpoint), tiny, [1.0, 2.0], out=out)
     nan = tmp_path / "nan.tif"  # a float TIFF with one NaN pixel: a NaN depth map if it went through
     values = np.full((16, 16), 0.5, np.float32)
@@ -148,7 +205,7 @@ def test_predict_rejects_stacks_that_cannot_give_depth(setup, tmp_path, capsys):
         predict(str(checkpoint), [*images[:2], nan], FOCUS, out=out)
     huge = tmp_path / "huge.png"  # a header declaring 10000x10000: refused before decoding
     Image.new("1", (10000, 10000)).save(huge)
-    with pytest.raises(PredictionInputError, match=r"huge\.png declares 10000x10000 \(WxH\) pixels; at most 40,000,000"):
+    with pytest.raises(PredictionInputError, match=r"^images: .*huge\.png: declares 10000x10000 \(WxH\) pixels; at most 40,000,000"):
         predict(str(checkpoint), [*images[:2], huge], FOCUS, out=out)
     assert not out.exists()
     code = main(["predict", "--model", str(checkpoint), "--images", *map(str, images), "--focus-distances", "1", "1", "6", "--out", str(out)])
