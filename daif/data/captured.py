@@ -8,7 +8,10 @@ Layout (`daif render --source focal-stack-folder --input ROOT`), one folder per 
     {root}/{split}/<scene>/depth.npy      optional instead: (H, W) float depth in metres (NaN, inf, <= 0 = none)
     {root}/{split}/<scene>/aif.png        optional: an all-in-focus image (PNG or JPG: aif.png / aif.jpg)
 split is "train" or "test" (as `check_split`); the scene id is the folder's name. Image names are relative
-to the scene folder; depth and AIF must have the images' size.
+to the scene folder, and every file of a scene (links resolved) must lie inside it. Depth and AIF must have the
+images' size; images hold at least MIN_IMAGE_SIZE and at most MAX_IMAGE_PIXELS pixels (`daif.data.sources`, read
+from the headers). stack.json is UTF-8 JSON of at most MAX_STACK_JSON_BYTES; focus distances are finite metres
+above the focal length and at most `daif.optics.MAX_FOCUS_DISTANCE`.
 
 A store has one focus list and one camera (`daif.data.store`), so every scene must list the same focus
 distances (compared as float32 after sorting) and carry the same camera; a scene that differs is an error
@@ -33,63 +36,65 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from daif.data.folders import DepthFolderSource, read_depth_npy, read_depth_png
-from daif.data.sources import DataError, check_split, prepare_scene, resize_rgb
-from daif.optics import ThinLensCamera
+from daif.data.sources import DataError, check_image_size, check_split, open_image, prepare_scene, resize_rgb
+from daif.optics import ThinLensCamera, check_focus_distance
 
 STACK_FILE = "stack.json"
 STACK_KEYS = {"images", "focus_distances", "camera"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 AIF_NAMES = ("aif.png", "aif.jpg", "aif.jpeg")
 IMAGE_MODES = ("RGB", "L")  # 8-bit colour or grey; anything else (16-bit, palette, alpha) is refused
+MAX_STACK_JSON_BYTES = 1 << 20  # a 1000-image stack's names and focus distances take about 40 kB
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file from its header, checking it is an 8-bit RGB or grey image."""
-    try:
-        with Image.open(path) as image:
-            mode, (width, height) = image.mode, image.size
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot read as an image: {error}") from None
+    """(H, W) of an image file from its header, checking it is an 8-bit RGB or grey image of at least
+    MIN_IMAGE_SIZE pixels a side."""
+    with open_image(path) as image:
+        mode, (width, height) = image.mode, image.size
     if mode not in IMAGE_MODES:
         raise DataError(f"{path}: expected an 8-bit RGB or grey image, got mode {mode!r}")
+    check_image_size(path, height, width)
     return height, width
 
 
 def read_image(path: str) -> np.ndarray:
     """(H, W, 3) uint8 pixels of an 8-bit RGB or grey image file, unchanged (grey is copied to 3 channels)."""
-    try:
-        with Image.open(path) as image:
-            if image.mode not in IMAGE_MODES:
-                raise DataError(f"{path}: expected an 8-bit RGB or grey image, got mode {image.mode!r}")
-            return np.asarray(image.convert("RGB"))
-    except OSError as error:
-        raise DataError(f"{path}: cannot read as an image: {error}") from None
+    with open_image(path) as image:
+        if image.mode not in IMAGE_MODES:
+            raise DataError(f"{path}: expected an 8-bit RGB or grey image, got mode {image.mode!r}")
+        return np.asarray(image.convert("RGB"))
 
 
-def _number_list(path: Path, key: str, values: Any) -> list[float]:
+def _focus_list(path: Path, values: Any) -> list[float]:
+    """stack.json's focus distances, each checked by `check_focus_distance` (the focal length is checked later,
+    once the camera is known: `daif.data.pipeline.plan_captured`)."""
     if not isinstance(values, list) or not values:
-        raise DataError(f"{path}: {key!r} must be a non-empty list of numbers, got {values!r}")
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise DataError(f"{path}: {key!r} must hold positive metres, got {value!r}")
-    return [float(v) for v in values]
+        raise DataError(f"{path}: 'focus_distances' must be a non-empty list of numbers, got {values!r}")
+    try:
+        return [check_focus_distance(value) for value in values]
+    except ValueError as error:
+        raise DataError(f"{path}: 'focus_distances': {error}") from None
 
 
 def read_stack_json(path: Path) -> dict[str, Any]:
     """The checked content of one stack.json: {"images": [names], "focus_distances": [m], "camera": camera or None}."""
     try:
-        content = json.loads(path.read_text())
+        if path.stat().st_size > MAX_STACK_JSON_BYTES:
+            raise DataError(f"{path}: {path.stat().st_size:,} bytes; a {STACK_FILE} holds at most {MAX_STACK_JSON_BYTES:,}")
+        content = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: missing (every scene folder holds a {STACK_FILE})") from None
-    except (OSError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error})") from None
+    except OSError as error:
         raise DataError(f"{path}: cannot read: {error}") from None
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(content, dict):
         raise DataError(f"{path}: expected a JSON object with 'images' and 'focus_distances', got {type(content).__name__}")
     unknown = sorted(set(content) - STACK_KEYS)
@@ -101,7 +106,7 @@ def read_stack_json(path: Path) -> dict[str, Any]:
     images = content["images"]
     if not isinstance(images, list) or not images or not all(isinstance(name, str) and name for name in images):
         raise DataError(f"{path}: 'images' must be a non-empty list of file names, got {images!r}")
-    focus = _number_list(path, "focus_distances", content["focus_distances"])
+    focus = _focus_list(path, content["focus_distances"])
     if len(focus) != len(images):
         raise DataError(f"{path}: {len(images)} images but {len(focus)} focus distances (one per image)")
     if len(set(np.float32(focus).tolist())) != len(focus):
@@ -121,12 +126,22 @@ def _optional_file(folder: Path, names: tuple[str, ...], what: str) -> Path | No
     found = [folder / name for name in names if (folder / name).is_file()]
     if len(found) > 1:
         raise DataError(f"{folder}: both {found[0].name} and {found[1].name}; keep one {what}")
+    if found:
+        _check_inside(folder, found[0])
     return found[0] if found else None
+
+
+def _check_inside(folder: Path, path: Path) -> None:
+    """`path`, its links resolved, must lie inside the scene `folder` (DataError naming it otherwise)."""
+    resolved = path.resolve()
+    if folder.resolve() not in resolved.parents:
+        raise DataError(f"{path}: links to {resolved}, outside the scene folder {folder}; a scene's files must lie inside it")
 
 
 def scene_ref(folder: Path, split: str) -> dict[str, Any]:
     """The reference of one scene folder, with every header checked (module docstring)."""
     stack_path = folder / STACK_FILE
+    _check_inside(folder, stack_path)
     meta = read_stack_json(stack_path)
     order = np.argsort(np.asarray(meta["focus_distances"], dtype=np.float64), kind="stable")
     images = []
@@ -174,11 +189,8 @@ def _npy_shape(path: Path) -> tuple[int, ...]:
 
 
 def _png_shape(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as image:
-            return image.size[1], image.size[0]
-    except OSError as error:
-        raise DataError(f"{path}: cannot read as a PNG: {error}") from None
+    with open_image(path) as image:
+        return image.size[1], image.size[0]
 
 
 def _close(a: ThinLensCamera, b: ThinLensCamera) -> bool:

@@ -21,14 +21,24 @@ from daif.errors import UsageError
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'320x240' (width x height, as the paper writes it) -> (H, W)."""
+    """'320x240' (width x height, as the paper writes it) -> (H, W), each side at least MIN_IMAGE_SIZE."""
+    from daif.data.sources import MIN_IMAGE_SIZE
+
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 320x240, got {text!r}") from None
-    if width < 8 or height < 8:
-        raise argparse.ArgumentTypeError(f"expected at least 8x8, got {text!r}")
+    if width < MIN_IMAGE_SIZE or height < MIN_IMAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"expected at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}, got {text!r}")
     return height, width
+
+
+def command_line() -> str:
+    """This process's command line, recorded in the manifest: `daif render ...` when run as the daif command,
+    else the interpreter's own (`python jobs/render.py --smoke-test`, `python -m daif.cli render ...`)."""
+    if sys.argv and os.path.basename(sys.argv[0]) == "daif":
+        return shlex.join(["daif", *sys.argv[1:]])
+    return shlex.join(sys.orig_argv)
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -103,7 +113,7 @@ def config_from_args(args: argparse.Namespace):
         depth_range=args.depth_range,
         gpu=args.gpu,
         cpus_per_task=args.cpus_per_task,
-        command=shlex.join(["daif", "render", *sys.argv[1:]]) if sys.argv else None,
+        command=command_line(),
     )
 
 

@@ -22,31 +22,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from daif.data.sources import DataError, Source, check_split
+from daif.data.sources import DataError, Source, check_split, open_image
 
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg")
 AIF_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 def read_rgb(path: str) -> np.ndarray:
-    """(H, W, 3) uint8 from any Pillow-readable colour or grey image."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except OSError as error:
-        raise DataError(f"{path}: cannot read as an image: {error}") from None
+    """(H, W, 3) uint8 from any Pillow-readable colour or grey image (`open_image`'s size limit)."""
+    with open_image(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def read_depth_png(path: str, depth_scale: float) -> np.ndarray:
     """(H, W) float32 metres from a 16-bit PNG (value / depth_scale); 8-bit PNGs are an error."""
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-            values = np.asarray(image)
-    except OSError as error:
-        raise DataError(f"{path}: cannot read as a PNG: {error}") from None
+    with open_image(path) as image:
+        mode = image.mode
+        values = np.asarray(image)
     if mode not in ("I;16", "I;16B", "I;16L", "I") or values.dtype == np.uint8:
         raise DataError(f"{path}: depth must be a 16-bit single-channel PNG, got mode {mode!r} (8-bit depth loses range)")
     return values.astype(np.float32) / np.float32(depth_scale)

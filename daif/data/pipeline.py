@@ -24,15 +24,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from daif._checks import check_kernel_size
 from daif.data import store
 from daif.data.bins import split_bins
 from daif.data.progress import configure_progress
 from daif.data.captured import common_stack, prepare_captured
 from daif.data.registry import CAPTURED_SOURCES, SOURCES, get_source
-from daif.data.sources import DataError, Source, prepare_scene, train_val_split
+from daif.data.sources import MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE, DataError, Source, prepare_scene, train_val_split
 from daif.errors import UsageError
 from daif.images import to_float_chw
-from daif.optics import ThinLensCamera, get_preset, render_focal_stack_uint8
+from daif.optics import MAX_FOCUS_DISTANCE, ThinLensCamera, check_focus_distance, get_preset, render_focal_stack_uint8
 from daif.runtime import cpu_threads, ensure_ray
 
 DEFAULT_PRESET = "nyuv2-5"
@@ -92,12 +93,12 @@ def resolve_focus_distances(config: RenderConfig, preset_focus: tuple[float, ...
         if count < 1 or not 0 < low <= high:
             raise ValueError(f"focus: expected --num-focus >= 1 and a range 0 < low <= high, got {count}, {low},{high}")
         focus = np.linspace(low, high, count)
-    focus = focus.astype(np.float32)
-    if focus.min() <= camera.focal_length:
-        raise ValueError(
-            f"focus distances: {float(focus.min()):g} m is at or below the focal length {camera.focal_length:g} m"
-        )
-    return focus
+    try:
+        for value in focus:
+            check_focus_distance(value, camera.focal_length)
+    except ValueError as error:
+        raise UsageError(f"focus distances: {error}") from None
+    return focus.astype(np.float32)
 
 
 def plan_render(config: RenderConfig) -> RenderPlan:
@@ -117,7 +118,7 @@ def plan_render(config: RenderConfig) -> RenderPlan:
         refs_by_split = _refs_by_split(source, config)
         camera, focus, size = plan_captured(config, refs_by_split)
     else:
-        camera = ThinLensCamera.parse(config.camera) if config.camera else preset.camera
+        camera = _parse_camera(config.camera) if config.camera else preset.camera
         size = tuple(int(v) for v in (config.size or preset.image_size))
         focus = resolve_focus_distances(config, preset.focus_distances, camera)
         split_bins(len(focus), config.num_bins)  # validates num_bins against F
@@ -169,7 +170,7 @@ def plan_captured(
     """
     refs = [ref for split_refs in refs_by_split.values() for ref in split_refs]
     if config.camera:
-        given, given_by = ThinLensCamera.parse(config.camera), f"--camera {config.camera}"
+        given, given_by = _parse_camera(config.camera), f"--camera {config.camera}"
     elif config.preset:
         given, given_by = get_preset(config.preset).camera, f"--preset {config.preset}"
     else:
@@ -182,15 +183,23 @@ def plan_captured(
                     f"{ref['images'][0]}: size {ref['size'][1]}x{ref['size'][0]} differs from {native[1]}x{native[0]} of "
                     f"{refs[0]['images'][0]}; give --size WIDTHxHEIGHT to resize every scene"
                 )
-    if float(focus.min()) <= camera.focal_length:
-        raise DataError(
-            f"{refs[0]['stack_json']}: focus distance {float(focus.min()):g} m is at or below the focal length {camera.focal_length:g} m"
-        )
+    nearest = min(refs, key=lambda ref: min(ref["focus_distances"]))  # as written (float64), not rounded to float32
+    try:
+        check_focus_distance(min(nearest["focus_distances"]), camera.focal_length)
+    except ValueError as error:
+        raise DataError(f"{nearest['stack_json']}: 'focus_distances': {error}") from None
     if config.num_bins > len(focus):
         raise UsageError(
             f"--num-bins: {config.num_bins} bins need at least as many images; the stacks of {config.input} hold {len(focus)}"
         )
     return camera, focus, tuple(int(v) for v in (config.size or native))
+
+
+def _parse_camera(text: str) -> ThinLensCamera:
+    try:
+        return ThinLensCamera.parse(text)
+    except ValueError as error:
+        raise UsageError(f"--camera: {error}") from None
 
 
 def _refs_by_split(source: Source, config: RenderConfig) -> dict[str, list[dict[str, Any]]]:
@@ -268,10 +277,12 @@ def _render_batch(batch: dict[str, np.ndarray], plan_job: dict[str, Any], direct
 def _verified_shard(directory: str, shard: dict[str, Any], config_hash: str, previous: dict[str, Any] | None) -> dict[str, Any] | None:
     """Info of an already complete shard that matches the plan, or None when it must be (re-)rendered."""
     path = os.path.join(directory, shard["name"])
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return None
+    if not os.path.isfile(path):
+        raise store.StoreError(f"{path}: not a file (a shard of this store goes there); remove it")
     digest = store.file_sha256(path)
-    if previous is not None and previous.get("sha256") not in (None, digest):
+    if previous is not None and (not isinstance(previous, dict) or previous.get("sha256") not in (None, digest)):
         return None
     try:
         import h5py
@@ -315,7 +326,7 @@ def _check_existing(directory: str, plan: RenderPlan) -> dict[str, Any] | None:
     if existing is None:
         return None
     if existing.get("config_hash") != plan.config_hash:
-        old = existing.get("content", {})
+        old = existing.get("content") if isinstance(existing.get("content"), dict) else {}
         differing = sorted(k for k in set(old) | set(plan.content) if old.get(k) != plan.content.get(k))
         raise store.StoreError(
             f"{directory}: holds a store with a different configuration (differs in {differing}); "
@@ -346,10 +357,14 @@ def check_render_config(config) -> None:
         if not (math.isfinite(low) and math.isfinite(high) and 0 < low and ordered):
             relation = "<" if strict else "<="
             raise UsageError(f"{flag}: expected 0 < LOW {relation} HIGH metres, got {low:g},{high:g}")
+        if high > MAX_FOCUS_DISTANCE:
+            raise UsageError(f"{flag}: {high:g} m is beyond the farthest plausible distance, {MAX_FOCUS_DISTANCE:g} m "
+                             "(daif.optics.MAX_FOCUS_DISTANCE)")
 
-    if isinstance(config.kernel_size, bool) or not isinstance(config.kernel_size, int) or config.kernel_size < 1 \
-            or config.kernel_size % 2 == 0:
-        raise UsageError(f"--kernel-size: expected an odd positive integer (the blur window is centred), got {config.kernel_size!r}")
+    try:
+        check_kernel_size("--kernel-size", config.kernel_size)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     try:
         store._compression(config.compression)
     except ValueError as error:
@@ -364,6 +379,12 @@ def check_render_config(config) -> None:
         store.check_local_path(config.out)
     except store.StoreError as error:
         raise UsageError(f"--out: {error}") from None
+    check_out_folder(config.out)
+    if config.size is not None:
+        height, width = config.size
+        if min(height, width) < MIN_IMAGE_SIZE or height * width > MAX_IMAGE_PIXELS:
+            raise UsageError(f"--size: expected at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} and at most {MAX_IMAGE_PIXELS:,} pixels, "
+                             f"got {width}x{height} (WxH)")
     if not 0 <= config.val_fraction < 1:
         raise UsageError(f"--val-fraction: expected a number in [0, 1), got {config.val_fraction!r}")
     metre_range("--depth-range", config.depth_range, strict=True)
@@ -379,6 +400,20 @@ def check_render_config(config) -> None:
             raise UsageError(f"--input: {config.input} does not exist")
 
 
+def check_out_folder(out: str) -> None:
+    """--out must be a folder, or a path where one can be made: not a file, not under a file, writable (UsageError)."""
+    path = os.path.abspath(out)
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise UsageError(f"--out: {out} exists and is not a folder; the store is a folder (choose another --out)")
+    existing = path
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"--out: {existing} is a file, so no folder can be made under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out: {existing} is not writable")
+
+
 def render_store(config: RenderConfig | None = None, **overrides: Any) -> dict[str, Any]:
     """Render a store (module docstring); returns the summary dict.
 
@@ -392,7 +427,8 @@ def render_store(config: RenderConfig | None = None, **overrides: Any) -> dict[s
     directory = os.path.abspath(config.out)
     os.makedirs(directory, exist_ok=True)
     existing = _check_existing(directory, plan)
-    previous_shards = (existing or {}).get("shards", {})
+    previous_shards = (existing or {}).get("shards")
+    previous_shards = previous_shards if isinstance(previous_shards, dict) else {}
     for name in os.listdir(directory):  # temporary files of a killed run
         if name.startswith(".shard-") and ".tmp-" in name:
             os.remove(os.path.join(directory, name))

@@ -16,19 +16,31 @@ of its nearest valid pixel (Euclidean distance, `fill_nearest_valid`) so that re
 positive metres that continue the surfaces around a hole, rather than a flat region at one depth; the
 store keeps `valid`, which keeps those pixels out of every metric and loss. A scene with no valid
 pixel is an error naming it.
+
+Image files: every reader opens them with `open_image`, which reads the size from the header and refuses more
+than MAX_IMAGE_PIXELS before any pixel is decoded (a small PNG can declare a huge image: a decompression bomb).
+Images must be at least MIN_IMAGE_SIZE pixels on each side.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from daif.errors import UsageError
 
 SPLITS = ("train", "test")
+# Pixels per side. The paper's network (4 levels) pads its input to a multiple of 2**4 = 16 by replicating the
+# edge: from 8 px on, the image fills at least half of each side of its deepest cell, not padding alone; and it
+# spans the renderer's default 7-px blur window.
+MIN_IMAGE_SIZE = 8
+MAX_IMAGE_PIXELS = 40_000_000  # per image, read from the header before decoding (a 7000x5000 photograph fits)
 
 
 class DataError(UsageError):
@@ -51,6 +63,41 @@ class Source(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """What identifies this source's content (goes into the store's configuration)."""
         return {"source": self.name}
+
+
+@contextlib.contextmanager
+def open_image(path: Any) -> Iterator[Image.Image]:
+    """A Pillow image opened lazily (header only) after checking its declared size against MAX_IMAGE_PIXELS.
+
+    Raises DataError naming `path` when it is missing, not an image, or too large; decode errors of the
+    caller's `load` / `np.asarray` inside the block become DataError too.
+    """
+    try:
+        with warnings.catch_warnings():  # Pillow warns above its own limit; ours (below) is lower
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: declares {width}x{height} (WxH) pixels; at most {MAX_IMAGE_PIXELS:,} are read "
+                                "(daif.data.sources.MAX_IMAGE_PIXELS)")
+            yield image
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing") from None
+    except Image.DecompressionBombError:  # above Pillow's own limit, which is larger than ours
+        raise DataError(f"{path}: declares more than {MAX_IMAGE_PIXELS:,} pixels, the most that are read "
+                        "(daif.data.sources.MAX_IMAGE_PIXELS)") from None
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        if isinstance(error, DataError):
+            raise
+        raise DataError(f"{path}: cannot read as an image: {error}") from None
+
+
+def check_image_size(path: Any, height: int, width: int) -> None:
+    """Refuse an image under MIN_IMAGE_SIZE pixels on a side (DataError naming `path`)."""
+    if min(height, width) < MIN_IMAGE_SIZE:
+        raise DataError(f"{path}: {width}x{height} (WxH) pixels; at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} are needed "
+                        "(daif.data.sources.MIN_IMAGE_SIZE)")
 
 
 def check_split(split: str) -> str:

@@ -17,8 +17,15 @@ absent means rendered), compression, config (what produced it) and config_hash, 
 ({split: [shard names]}) and shards ({name: {split, scenes, bytes, sha256}}).
 
 Every file is written under a temporary name and renamed into place, so a file with a final name is
-complete. Readers check each shard's SHA-256 against the manifest and its attributes against the
-manifest's camera and focus distances, and fail naming the shard when they disagree.
+complete. Opening a store checks, before any pixel is read (StoreError naming manifest.json or the shard):
+  - manifest.json: UTF-8 JSON of at most MAX_MANIFEST_BYTES, an object whose fields have the types and ranges
+    above (`check_manifest`): a plausible camera and focus distances (`daif.optics`, ascending), 1 <= num_bins <= F
+    with bins covering the F images, image_size of at least MIN_IMAGE_SIZE and at most MAX_IMAGE_PIXELS, an odd
+    kernel_size no wider than the image can use, and shard names that are plain file names (SHARD_NAME), each
+    listed in one split;
+  - each shard: a regular file inside the store folder (links resolved) of the manifest's size in bytes, that
+    HDF5 opens, with every dataset above in its shape and dtype and attributes that agree with the manifest.
+Readers also check each shard's SHA-256 against the manifest when they first open it (`verify`).
 """
 
 from __future__ import annotations
@@ -26,14 +33,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import h5py
 import numpy as np
 
+from daif.data.sources import MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE
 from daif.files import atomic_path, temporary_sibling
-from daif.optics import ThinLensCamera
+from daif.optics import ThinLensCamera, check_focus_distance
 
 FORMAT_VERSION = 1
 # Uncompressed: on real 320x240 100-image stacks lzf keeps 80 % of the bytes for 10x the CPU of writing
@@ -41,6 +50,9 @@ FORMAT_VERSION = 1
 DEFAULT_COMPRESSION = "none"
 MANIFEST = "manifest.json"
 COLUMNS = ("scene_id", "aif", "depth", "valid", "stack")
+MAX_MANIFEST_BYTES = 64 << 20  # a 100,000-shard store's manifest takes about 20 MB
+SHARD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.h5")  # a plain file name: no folder, no leading dot
+STACKS = ("rendered", "captured")
 
 
 class StoreError(ValueError):
@@ -174,14 +186,129 @@ def shard_attrs(camera: ThinLensCamera, kernel_size: int, source: str, split: st
 
 
 def read_manifest(directory: str) -> dict[str, Any] | None:
+    """The JSON object of `directory`'s manifest.json (None without one); StoreError naming the file when it is
+    not a file, larger than MAX_MANIFEST_BYTES, not UTF-8 JSON or not an object. Its fields: `check_manifest`."""
     path = os.path.join(directory, MANIFEST)
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return None
+    if not os.path.isfile(path):
+        raise StoreError(f"{path}: not a file")
+    size = os.path.getsize(path)
+    if size > MAX_MANIFEST_BYTES:
+        raise StoreError(f"{path}: {size:,} bytes; a manifest holds at most {MAX_MANIFEST_BYTES:,}")
     try:
-        with open(path) as file:
-            return json.load(file)
+        with open(path, encoding="utf-8") as file:
+            manifest = json.load(file)
+    except UnicodeDecodeError as error:
+        raise StoreError(f"{path}: not UTF-8 text ({error})") from None
     except json.JSONDecodeError as error:
         raise StoreError(f"{path}: not valid JSON: {error}") from None
+    except RecursionError:
+        raise StoreError(f"{path}: not valid JSON: nested too deeply") from None
+    except OSError as error:
+        raise StoreError(f"{path}: cannot read: {error}") from None
+    if not isinstance(manifest, dict):
+        raise StoreError(f"{path}: expected a JSON object, got a {type(manifest).__name__}")
+    return manifest
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    """repr(value), cut to 80 characters (a hand-edited field can be long)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _field(path: str, manifest: dict[str, Any], key: str, expected: str, ok: Callable[[Any], bool]) -> Any:
+    """manifest[key] when `ok` accepts it, else StoreError naming the file, the key and what was `expected`."""
+    if key not in manifest:
+        raise StoreError(f"{path}: missing '{key}' ({expected})")
+    value = manifest[key]
+    if not ok(value):
+        raise StoreError(f"{path}: '{key}': expected {expected}, got {_short(value)}")
+    return value
+
+
+def _covers(bins: Any, num_bins: int, num_images: int) -> bool:
+    """Whether `bins` is `num_bins` consecutive, non-empty [start, stop) ranges covering 0..num_images."""
+    if not isinstance(bins, list) or len(bins) != num_bins:
+        return False
+    stop = 0
+    for pair in bins:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(map(_is_int, pair)) and pair[0] == stop < pair[1]):
+            return False
+        stop = pair[1]
+    return stop == num_images
+
+
+def check_manifest(path: str, manifest: dict[str, Any]) -> None:
+    """Check the fields of a complete store's manifest (module docstring); StoreError naming `path` and the field."""
+    count = _check_focal_stack(path, manifest)
+    height, width = _field(
+        path, manifest, "image_size", f"[height, width] of at least {MIN_IMAGE_SIZE} and at most {MAX_IMAGE_PIXELS:,} pixels",
+        lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x >= MIN_IMAGE_SIZE for x in v)
+        and v[0] * v[1] <= MAX_IMAGE_PIXELS)
+    widest = 2 * max(height, width) - 1  # a wider window's outer taps never fall on the image
+    _field(path, manifest, "kernel_size", f"an odd integer in [1, {widest}]", lambda v: _is_int(v) and v % 2 == 1 and 1 <= v <= widest)
+    num_bins = _field(path, manifest, "num_bins", f"an integer in [1, {count}] (at most one bin per focus distance)",
+                      lambda v: _is_int(v) and 1 <= v <= count)
+    _field(path, manifest, "bins", f"{num_bins} consecutive [start, stop) ranges covering 0..{count}",
+           lambda v: _covers(v, num_bins, count))
+    if manifest.get("stacks", "rendered") not in STACKS:
+        raise StoreError(f"{path}: 'stacks': expected one of {list(STACKS)}, got {_short(manifest['stacks'])}")
+    _check_shard_lists(path, manifest)
+
+
+def _check_focal_stack(path: str, manifest: dict[str, Any]) -> int:
+    """Check the camera and the focus distances (plausible, ascending); returns their number F."""
+    camera = _field(path, manifest, "camera", "an object {focal_length, f_number, pixel_size}", lambda v: isinstance(v, dict))
+    try:
+        camera = ThinLensCamera.from_dict(camera)
+    except (TypeError, ValueError) as error:
+        raise StoreError(f"{path}: 'camera': {error}") from None
+    focus = _field(path, manifest, "focus_distances", "a non-empty list of metres", lambda v: isinstance(v, list) and v)
+    try:
+        focus = [check_focus_distance(value, camera.focal_length) for value in focus]
+    except ValueError as error:
+        raise StoreError(f"{path}: 'focus_distances': {error}") from None
+    if focus != sorted(focus):
+        raise StoreError(f"{path}: 'focus_distances': expected ascending metres, got {_short(focus)}")
+    return len(focus)
+
+
+def _check_shard_lists(path: str, manifest: dict[str, Any]) -> None:
+    """Check 'shards' (plain file names, well-formed entries) and 'splits' (each shard listed once, under its split)."""
+    shards = _field(path, manifest, "shards", "an object {shard name: {split, scenes, bytes, sha256}}",
+                    lambda v: isinstance(v, dict) and v)
+    for name, entry in shards.items():
+        _check_shard_entry(path, name, entry)
+    splits = _field(path, manifest, "splits", "an object {split: [shard names]}", lambda v: isinstance(v, dict) and v)
+    listed: set[str] = set()
+    for split, names in splits.items():
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise StoreError(f"{path}: 'splits': split {_short(split)}: expected a list of shard names, got {_short(names)}")
+        for name in names:
+            if name not in shards:
+                raise StoreError(f"{path}: 'splits': shard {_short(name)} of split {_short(split)} is not in 'shards'")
+            if name in listed or shards[name]["split"] != split:
+                raise StoreError(f"{path}: 'splits': shard {name!r} is listed under {_short(split)}; "
+                                 f"'shards' gives it to {shards[name]['split']!r}")
+            listed.add(name)
+    if unlisted := sorted(set(shards) - listed):
+        raise StoreError(f"{path}: 'shards': {_short(unlisted)} in no split")
+
+
+def _check_shard_entry(path: str, name: Any, entry: Any) -> None:
+    if not SHARD_NAME.fullmatch(name):
+        raise StoreError(f"{path}: 'shards': {_short(name)} is not a plain shard file name inside the store (expected e.g. shard-00000.h5)")
+    if not (isinstance(entry, dict) and isinstance(entry.get("split"), str) and _is_int(entry.get("scenes")) and entry["scenes"] >= 1
+            and _is_int(entry.get("bytes")) and entry["bytes"] >= 0
+            and isinstance(entry.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])):
+        raise StoreError(f"{path}: 'shards': {name}: expected {{split: str, scenes: int >= 1, bytes: int >= 0, sha256: 64 hex digits}}, "
+                         f"got {_short(entry)}")
 
 
 class Store:
@@ -193,10 +320,13 @@ class Store:
         manifest = read_manifest(self.path)
         if manifest is None:
             raise StoreError(f"{self.path}: no {MANIFEST}; not a focal-stack store")
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise StoreError(f"{self.path}: format version {manifest.get('format_version')}, expected {FORMAT_VERSION}")
+        manifest_path = os.path.join(self.path, MANIFEST)
+        version = manifest.get("format_version")
+        if not _is_int(version) or version != FORMAT_VERSION:
+            raise StoreError(f"{manifest_path}: 'format_version': {_short(version)}, expected {FORMAT_VERSION}")
         if manifest.get("status") != "complete":
-            raise StoreError(f"{self.path}: store is incomplete (status {manifest.get('status')!r}); rerun the render command")
+            raise StoreError(f"{self.path}: store is incomplete (status {_short(manifest.get('status'))}); rerun the render command")
+        check_manifest(manifest_path, manifest)
         self.manifest = manifest
         self.manifest_hash = json_hash(manifest)
         self.verify = verify
@@ -209,6 +339,8 @@ class Store:
         order = {"train": 0, "val": 1, "test": 2}
         self.splits = sorted(manifest["splits"], key=lambda split: (order.get(split, 3), split))
         self._verified: set[str] = set()
+        for name in manifest["shards"]:  # every shard's file and structure, cheaply (no hash, no pixels)
+            self.open_shard(name, verify=False).close()
 
     @property
     def captured(self) -> bool:
@@ -240,15 +372,15 @@ class Store:
     def num_scenes(self, split: str) -> int:
         return sum(self.manifest["shards"][name]["scenes"] for name in self.shard_names(split))
 
-    def open_shard(self, name: str) -> h5py.File:
-        """Open one shard read-only after checking its hash (once per Store) and attributes."""
+    def open_shard(self, name: str, verify: bool | None = None) -> h5py.File:
+        """Open one shard read-only after checking its file, its hash (once per Store, when `verify`, by default
+        the Store's), its datasets and its attributes (module docstring)."""
         path = os.path.join(self.path, name)
         entry = self.manifest["shards"].get(name)
         if entry is None:
             raise StoreError(f"{path}: not listed in the manifest")
-        if not os.path.exists(path):
-            raise StoreError(f"{path}: shard missing")
-        if self.verify and name not in self._verified:
+        self._check_shard_file(path, entry)
+        if (self.verify if verify is None else verify) and name not in self._verified:
             digest = file_sha256(path)
             if digest != entry["sha256"]:
                 raise StoreError(f"{path}: SHA-256 {digest[:12]}... does not match the manifest's {entry['sha256'][:12]}...")
@@ -256,23 +388,60 @@ class Store:
         try:
             file = h5py.File(path, "r")
         except OSError as error:  # truncated or not HDF5 (a store read with verify=False, or a hash made after the damage)
-            raise StoreError(f"{path}: not a readable HDF5 shard ({error})") from None
+            raise StoreError(f"{path}: not a readable HDF5 shard ({' '.join(str(error).split())})") from None
         try:
-            self._check_shard(path, file)
+            self._check_shard(path, file, entry["scenes"])
         except Exception:
             file.close()
             raise
         return file
 
-    def _check_shard(self, path: str, file: h5py.File) -> None:
-        camera = ThinLensCamera.from_dict(json.loads(file.attrs["camera"]))
+    def _check_shard_file(self, path: str, entry: dict[str, Any]) -> None:
+        """A regular file inside the store folder, of the size the manifest lists (a cut shard fails here)."""
+        if not os.path.lexists(path):
+            raise StoreError(f"{path}: shard missing")
+        real, folder = os.path.realpath(path), os.path.realpath(self.path)
+        if os.path.commonpath([real, folder]) != folder:
+            raise StoreError(f"{path}: links to {real}, outside the store folder; a store's shards lie inside it")
+        if not os.path.isfile(path):
+            raise StoreError(f"{path}: not a file (a shard is an HDF5 file)")
+        size = os.path.getsize(path)
+        if size != entry["bytes"]:
+            raise StoreError(f"{path}: {size:,} bytes, the manifest lists {entry['bytes']:,}: the shard was cut or replaced; "
+                             "render the store again")
+
+    def _check_shard(self, path: str, file: h5py.File, num_scenes: int) -> None:
+        height, width = self.image_size
+        count = len(self.focus_distances)
+        expected = {
+            "scene_id": ((num_scenes,), None), "aif": ((num_scenes, height, width, 3), np.uint8),
+            "depth": ((num_scenes, height, width), np.float32), "valid": ((num_scenes, height, width), np.bool_),
+            "stack": ((num_scenes, count, height, width, 3), np.uint8), "focus_distances": ((count,), None),
+        }
+        if "has_aif" in file:
+            expected["has_aif"] = ((num_scenes,), np.bool_)
+        for key, (shape, dtype) in expected.items():
+            dataset = file.get(key)
+            if not isinstance(dataset, h5py.Dataset):
+                raise StoreError(f"{path}: no dataset '{key}'; not a shard of this store")
+            if dataset.shape != shape or (dtype is not None and dataset.dtype != dtype):
+                wanted = f"{np.dtype(dtype)} {shape}" if dtype is not None else f"shape {shape}"
+                raise StoreError(f"{path}: dataset '{key}' is {dataset.dtype} {dataset.shape}, expected {wanted} (manifest.json)")
+        for key in ("camera", "kernel_size"):
+            if key not in file.attrs:
+                raise StoreError(f"{path}: no attribute '{key}'; not a shard of this store")
+        try:
+            camera = ThinLensCamera.from_dict(json.loads(file.attrs["camera"]))
+            kernel_size = int(file.attrs["kernel_size"])
+        except (TypeError, ValueError) as error:
+            raise StoreError(f"{path}: attribute 'camera' or 'kernel_size' unreadable ({error})") from None
         if camera != self.camera:
             raise StoreError(f"{path}: shard camera {camera} disagrees with the manifest's {self.camera}")
         focus = file["focus_distances"][()]
         if focus.shape != self.focus_distances.shape or not np.array_equal(focus, self.focus_distances):
             raise StoreError(f"{path}: shard focus distances disagree with the manifest's")
-        if int(file.attrs["kernel_size"]) != self.kernel_size:
-            raise StoreError(f"{path}: shard kernel_size {file.attrs['kernel_size']} disagrees with the manifest's {self.kernel_size}")
+        if kernel_size != self.kernel_size:
+            raise StoreError(f"{path}: shard kernel_size {kernel_size} disagrees with the manifest's {self.kernel_size}")
 
     def iter_scenes(self, split: str, columns: Sequence[str] = COLUMNS) -> Iterator[dict[str, Any]]:
         """Yield one dict per scene: scene_id, aif (H, W, 3) uint8, depth (H, W) float32 metres,

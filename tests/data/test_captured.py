@@ -226,11 +226,68 @@ def _no_camera(root: Path) -> str:
     return f"{root / 'test' / 'a' / 'stack.json'}: no camera: give --camera f,N,p or --preset NAME, or put 'camera' in stack.json"
 
 
+def _depth_linked_outside(root: Path) -> str:
+    outside = root.parent / "elsewhere.png"
+    Image.fromarray(np.full((12, 16), 20000, np.uint16)).save(outside)
+    (root / "test" / "a" / "depth.png").symlink_to(outside)
+    return (f"{root / 'test' / 'a' / 'depth.png'}: links to {outside}, outside the scene folder {root / 'test' / 'a'}; "
+            "a scene's files must lie inside it")
+
+
+def _decompression_bomb(root: Path) -> str:
+    Image.new("RGB", (20_000, 20_000)).save(root / "test" / "a" / "aif.png")  # 1 MB declaring 4e8 pixels
+    return f"{root / 'test' / 'a' / 'aif.png'}: declares more than 40,000,000 pixels, the most that are read (daif.data.sources.MAX_IMAGE_PIXELS)"
+
+
+def _large_image(root: Path) -> str:
+    Image.new("RGB", (9_000, 5_000)).save(root / "test" / "a" / "aif.png")  # under Pillow's own limit, over ours
+    return f"{root / 'test' / 'a' / 'aif.png'}: declares 9000x5000 (WxH) pixels; at most 40,000,000 are read (daif.data.sources.MAX_IMAGE_PIXELS)"
+
+
+def _tiny_images(root: Path) -> str:
+    for k in range(3):
+        Image.new("RGB", (1, 1)).save(root / "test" / "a" / f"{k}.png")
+    return f"{root / 'test' / 'a' / '0.png'}: 1x1 (WxH) pixels; at least 8x8 are needed (daif.data.sources.MIN_IMAGE_SIZE)"
+
+
+def _deep_json(root: Path) -> str:
+    (root / "test" / "a" / "stack.json").write_text("[" * 100_000 + "]" * 100_000)
+    return f"{root / 'test' / 'a' / 'stack.json'}: not valid JSON (nested too deeply)"
+
+
+def _stack_json(root: Path, **fields) -> Path:
+    path = root / "test" / "a" / "stack.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+    return path
+
+
+def _nan_focus(root: Path) -> str:
+    return f"{_stack_json(root, focus_distances=[float('nan'), 2.0, 3.0])}: 'focus_distances': nan must be finite"
+
+
+def _far_focus(root: Path) -> str:
+    path = _stack_json(root, focus_distances=[1e301, 1e302, 1.0])
+    return f"{path}: 'focus_distances': 1e+301 m must be at most 10000 m (daif.optics.MAX_FOCUS_DISTANCE)"
+
+
+def _focus_at_focal_length(root: Path) -> str:
+    return f"{_stack_json(root, focus_distances=[0.05, 2.0, 3.0])}: 'focus_distances': 0.05 m must be above the focal length 0.05 m"
+
+
+def _implausible_camera(root: Path) -> str:
+    path = _stack_json(root, camera={"focal_length": 0.05, "f_number": 1e-300, "pixel_size": 1e-300})
+    return f"{path}: 'camera': ThinLensCamera.f_number: expected a plausible value in [0.5, 1000], got 1e-300"
+
+
 @pytest.mark.parametrize(
     ("breaker", "options"),
     [(_break_focus, []), (_missing_image, []), (_not_json, []), (_wrong_field, []),
-     (_camera_conflict, ["--preset", "defocusnet"]), (_no_camera, []), (None, ["--num-focus", "3"])],
-    ids=["focus-differs", "missing-image", "not-json", "wrong-field", "camera-conflict", "no-camera", "num-focus"],
+     (_camera_conflict, ["--preset", "defocusnet"]), (_no_camera, []), (None, ["--num-focus", "3"]),
+     (_depth_linked_outside, []), (_decompression_bomb, []), (_large_image, []), (_tiny_images, []), (_deep_json, []),
+     (_nan_focus, []), (_far_focus, []), (_focus_at_focal_length, []), (_implausible_camera, [])],
+    ids=["focus-differs", "missing-image", "not-json", "wrong-field", "camera-conflict", "no-camera", "num-focus",
+         "depth-linked-outside", "decompression-bomb", "over-pixel-limit", "1x1-images", "json-nested-100000-deep",
+         "nan-focus", "focus-1e301", "focus-at-focal-length", "implausible-camera"],
 )
 def test_bad_captured_folders_are_one_line_errors_before_a_store(breaker, options, tmp_path, capsys):
     root = tmp_path / "input"

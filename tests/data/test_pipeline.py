@@ -18,6 +18,7 @@ from daif.data.dataset import read_split
 from daif.data.pipeline import RenderConfig, plan_render, render_store
 from daif.data.sources import prepare_scene
 from daif.data.store import StoreError, open_store
+from daif.errors import UsageError
 from daif.optics import get_preset, render_focal_stack
 
 pytestmark = pytest.mark.ray
@@ -116,8 +117,74 @@ def test_reading_a_tampered_store_fails(dense_store, tmp_path):
 
 
 def test_focus_distance_at_the_focal_length_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="0.05 m is at or below the focal length 0.05 m"):
+    with pytest.raises(UsageError, match="^focus distances: 0.05 m must be above the focal length 0.05 m$"):
         plan_render(RenderConfig(out=str(tmp_path), preset="nyuv2-5", num_focus=3, focus_range=(0.05, 2.0)))
+
+
+def _render_error(argv: list[str], capsys, monkeypatch) -> str:
+    """The one stderr line of a `daif render` that must fail before Ray starts (asserting exit 2, no traceback)."""
+    import ray
+
+    starts: list = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: starts.append(a))
+    code = daif.cli.main(["render", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1 and starts == [], err
+    return err.strip()
+
+
+def test_render_out_that_is_a_file_is_one_line_before_ray(tmp_path, capsys, monkeypatch):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me")
+    assert _render_error(["--size", "16x16", "--out", str(existing)], capsys, monkeypatch) == (
+        f"daif render: error: --out: {existing} exists and is not a folder; the store is a folder (choose another --out)")
+    assert _render_error(["--size", "16x16", "--out", str(existing / "store")], capsys, monkeypatch) == (
+        f"daif render: error: --out: {existing} is a file, so no folder can be made under it")
+    assert existing.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [(["--camera", "0.05,1e-300,1e-300"], "--camera: ThinLensCamera.f_number: expected a plausible value in [0.5, 1000], got 1e-300"),
+     (["--camera", "1e-300,8,12e-6"], "--camera: ThinLensCamera.focal_length: expected a plausible value in [0.0001, 10] m, got 1e-300"),
+     (["--focus-range", "1,1e301"], "--focus-range: 1e+301 m is beyond the farthest plausible distance, 10000 m (daif.optics.MAX_FOCUS_DISTANCE)"),
+     (["--focus-range", "nan,2"], "--focus-range: expected 0 < LOW <= HIGH metres, got nan,2"),
+     (["--camera", "2,8,12e-6"], "focus distances: 1 m must be above the focal length 2 m")],
+    ids=["f-number-1e-300", "focal-length-1e-300", "focus-1e301", "focus-nan", "focus-inside-the-lens"],
+)
+def test_implausible_render_options_are_one_line_before_ray(options, expected, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "store"
+    assert _render_error(["--out", str(out), "--size", "16x16", *options], capsys, monkeypatch) == f"daif render: error: {expected}"
+    assert not out.exists()
+
+
+def test_images_under_the_minimum_size_are_refused_from_the_command_and_from_python(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:  # argparse's error: usage and one error line, exit 2
+        daif.cli.main(["render", "--out", str(tmp_path / "store"), "--size", "7x300"])
+    assert exited.value.code == 2 and capsys.readouterr().err.strip().endswith("expected at least 8x8, got '7x300'")
+    with pytest.raises(UsageError, match=r"^--size: expected at least 8x8 and at most 40,000,000 pixels, got 1x1 \(WxH\)$"):
+        render_store(RenderConfig(out=str(tmp_path / "store"), size=(1, 1)))
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "orig_argv", "expected"),
+    [(["/venv/bin/daif", "render", "--out", "my store"], None, "daif render --out 'my store'"),
+     (["jobs/render.py", "--smoke-test"], ["python", "jobs/render.py", "--smoke-test"], "python jobs/render.py --smoke-test")],
+    ids=["daif-command", "job-script"],
+)
+def test_the_manifest_records_the_command_line_as_typed(argv, orig_argv, expected, monkeypatch):
+    import argparse
+    import sys
+
+    from daif.data.cli import add_arguments, config_from_args
+
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(sys, "orig_argv", orig_argv or ["/venv/bin/python", *argv])
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--out", "my store"])).command == expected
 
 
 def test_cli_renders_nyuv2_mat_split_all(ray_local, nyuv2_mat, tmp_path):

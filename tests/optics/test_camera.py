@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from daif.optics import CAMERA_PRESETS, ThinLensCamera, get_preset
+from daif.optics import CAMERA_PRESETS, MAX_FOCUS_DISTANCE, ThinLensCamera, check_focus_distance, get_preset
 
 
 def test_presets_hold_method_values():
@@ -51,3 +51,42 @@ def test_bad_types_and_keys():
         ThinLensCamera.from_dict({"focal_length": 0.05, "f_number": 8.0, "pixel_size": 1e-5, "zoom": 2})
     with pytest.raises(ValueError, match="preset"):
         ThinLensCamera.preset("nyuv3")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [((0.05, 1e-300, 12e-6), "ThinLensCamera.f_number: expected a plausible value in [0.5, 1000], got 1e-300"),
+     ((0.05, 8.0, 1e-300), "ThinLensCamera.pixel_size: expected a plausible value in [1e-07, 0.001] m, got 1e-300"),
+     ((1e-300, 8.0, 12e-6), "ThinLensCamera.focal_length: expected a plausible value in [0.0001, 10] m, got 1e-300"),
+     ((50.0, 8.0, 12e-6), "ThinLensCamera.focal_length: expected a plausible value in [0.0001, 10] m, got 50.0"),
+     ((0.05, 0.4, 12e-6), "ThinLensCamera.f_number: expected a plausible value in [0.5, 1000], got 0.4")],
+    ids=["N-1e-300", "p-1e-300", "f-1e-300", "f-50m", "N-below-0.5"],
+)
+def test_implausible_cameras_are_refused_naming_the_field_and_range(args, message):
+    with pytest.raises(ValueError) as raised:
+        ThinLensCamera(*args)
+    assert str(raised.value) == message
+
+
+def test_the_plausible_ranges_hold_every_preset_and_their_ends():
+    for preset in CAMERA_PRESETS.values():
+        assert ThinLensCamera.from_dict(preset.camera.to_dict()) == preset.camera
+    assert ThinLensCamera(1e-4, 0.5, 1e-7).aperture == pytest.approx(2e-4)
+    assert ThinLensCamera(10.0, 1000.0, 1e-3).aperture == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(
+    ("value", "focal_length", "message"),
+    [(float("nan"), 0.05, "nan must be finite"), (float("inf"), 0.05, "inf must be finite"),
+     (1e301, 0.05, "1e+301 m must be at most 10000 m (daif.optics.MAX_FOCUS_DISTANCE)"),
+     (0.05, 0.05, "0.05 m must be above the focal length 0.05 m"), (0.0, 0.0, "0 m must be positive"),
+     ("1", 0.0, "expected a number of metres, got '1'")],
+)
+def test_a_focus_distance_must_be_finite_beyond_the_lens_and_at_most_the_bound(value, focal_length, message):
+    with pytest.raises(ValueError) as raised:
+        check_focus_distance(value, focal_length)
+    assert str(raised.value) == message
+
+
+def test_a_focus_distance_in_range_is_returned_as_a_float():
+    assert check_focus_distance(np.float32(2.5), 0.05) == 2.5 and check_focus_distance(MAX_FOCUS_DISTANCE) == 1e4

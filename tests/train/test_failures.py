@@ -82,18 +82,19 @@ def test_a_corrupt_shard_ends_the_run_failed_and_is_a_usage_error(tiny_store, tm
 
 
 def test_a_truncated_shard_whose_hash_matches_is_a_usage_error_naming_it(tiny_store, tmp_path):
-    """A shard damaged before its hash was recorded (or read with verify=False) fails in h5py: still one message."""
+    """A shard damaged before its hash and size were recorded fails to open in h5py when the store opens: one message,
+    before any run or worker."""
     store = tmp_path / "store"
     shutil.copytree(tiny_store, store)
     shard = sorted(store.glob("shard-*.h5"))[0]
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
     manifest = json.loads((store / "manifest.json").read_text())
-    manifest["shards"][shard.name]["sha256"] = file_sha256(str(shard))
+    manifest["shards"][shard.name].update(sha256=file_sha256(str(shard)), bytes=shard.stat().st_size)
     (store / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(UsageError, match=rf"^data\.path: {re.escape(str(shard))}: not a readable HDF5 shard \(") as raised:
         train(_config(str(store), tmp_path))
     assert "Traceback" not in str(raised.value)
-    assert [r.info.status for r in _runs(tmp_path)[1]] == ["FAILED"]
+    assert _runs(tmp_path)[1] == [] and not (tmp_path / "runs").exists()
 
 
 def test_too_many_workers_is_refused_before_any_run(tiny_store, tmp_path):
