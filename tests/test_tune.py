@@ -247,6 +247,27 @@ def test_a_search_that_fails_or_is_interrupted_leaves_no_run_running(tiny_store,
     assert parent.info.status == status and parent.data.tags["daif.failure"].startswith(type(raised).__name__)
 
 
+@pytest.mark.ray
+def test_daif_tune_interrupted_by_sigterm_exits_143_in_one_line(tiny_store, tmp_path, monkeypatch, capsys):
+    import signal
+
+    from daif.cli import main
+    from daif.signals import Interrupted
+    from daif.tune import runner
+
+    class Interrupt:
+        def fit(self):
+            raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(runner, "_tuner", lambda *args: Interrupt())
+    code = main(["tune", "--data", tiny_store, "--space", "table4", "--name", "stopped", "--storage", str(tmp_path / "runs"),
+                 "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 143 and err[-1].startswith("daif tune: interrupted by SIGTERM; the search's MLflow runs ended KILLED"), err
+    search = json.loads((tmp_path / "runs" / "stopped" / "search.json").read_text())
+    assert mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(search["parent_run_id"]).info.status == "KILLED"
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.timeout(600)

@@ -1,16 +1,20 @@
 """`daif train`: train DAIF-Net on a rendered store with Ray Train, tracked in MLflow.
 
 The config (file, preset, --set, flags) is built and checked before Ray starts; bad input raises
-`daif.errors.UsageError` (one line, exit status 2 from `daif.cli.main`).
+`daif.errors.UsageError` (one line, exit status 2 from `daif.cli.main`). Ctrl-C or SIGTERM ends the MLflow
+run KILLED and prints one line naming the checkpoint to `--resume` from; the exit status is 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 from pathlib import Path
 
 from daif.config import TRAINING_PRESETS, load_config
 from daif.errors import UsageError
+from daif.signals import exit_status, interrupts_raise, signal_number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +71,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--resume: {args.resume} is not a checkpoint directory (as `daif train` prints: best checkpoint ...)")
     check_training_cpus(config.scaling, args.num_cpus)
     check_inputs(config, args.resume)  # bad input fails here, before Ray starts
-    with ray_session(args.num_cpus):
-        result = train(config, resume=args.resume)
+    try:
+        with interrupts_raise(signal.SIGINT, signal.SIGTERM), ray_session(args.num_cpus):
+            result = train(config, resume=args.resume)  # which handles the signals while a run is open
+    except KeyboardInterrupt as interrupt:
+        detail = getattr(interrupt, "detail", "") or "before a run started"
+        print(f"daif train: interrupted by {signal.Signals(signal_number(interrupt)).name}; {detail}", file=sys.stderr)
+        return exit_status(interrupt)
     print(f"MLflow run:       {result.run_id}  ({result.tracking_uri})")
     print(f"model URI:        {result.model_uri}")
     print(f"best checkpoint:  {result.best_checkpoint}")

@@ -9,15 +9,19 @@ Free of command-line parsing, so Ray Tune can wrap it. Ray must be initialised b
 Bad input raises `daif.errors.UsageError` before a run or a worker starts. A run that fails later
 ends FAILED with the reason in its tag `daif.failure`; a failed *resume* leaves the run it resumed
 in the status it had (reason in `daif.resume_failure`) and removes the Ray run folder it created
-when that holds no checkpoint.
+when that holds no checkpoint. An interrupt (SIGINT, SIGTERM: `daif.signals`) ends the run KILLED, the
+signal in `daif.failure`, and raises `daif.signals.Interrupted` naming the latest complete checkpoint,
+which `--resume` continues from.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +32,7 @@ from daif.config import Config, flatten, replace, to_dict, to_yaml
 from daif.data.store import StoreError, open_store
 from daif.errors import UsageError
 from daif.optics import ThinLensCamera
+from daif.signals import Interrupted, interrupts_raise, signal_number
 from daif.tracking import check_reachable, end_run, fail_run, resolve_tracking_uri, start_run
 from daif.train.loop import build_model, train_loop_per_worker
 
@@ -119,6 +124,7 @@ def check_inputs(config: Config, resume: str | None = None) -> Inputs:
     return Inputs(config, store, camera, depth_range, resume, resume_meta, rows_per_worker, init_state)
 
 
+@interrupts_raise(signal.SIGINT, signal.SIGTERM)  # on every call: the run ends KILLED, not as Ray's SystemExit
 def train(
     config: Config,
     resume: str | None = None,
@@ -164,17 +170,21 @@ def train(
     }
     name = f"daif-{run_id[:8]}-{uuid.uuid4().hex[:6]}"
     run_folder = Path(config.tracking.storage, name) if "://" not in config.tracking.storage else None
+    trainer = None
     try:
         if in_process:
-            result = _in_process_trainer(config, store.path, name, train_loop, loop_config, on_report).fit()
+            trainer = _in_process_trainer(config, store.path, name, train_loop, loop_config, on_report)
         else:
-            result = _trainer(config, store.path, name, train_loop, loop_config, callbacks).fit()
+            trainer = _trainer(config, store.path, name, train_loop, loop_config, callbacks)
+        result = trainer.fit()
         best = result.get_best_checkpoint(config.train.val_metric, config.train.val_mode) if result.best_checkpoints else None
         best_metrics = next((m for c, m in result.best_checkpoints if best is not None and c.path == best.path), {})
         model_uri = _log_models(tracking_uri, run_id, best, result.checkpoint) if log_models else None
-    except BaseException as error:  # KeyboardInterrupt too: the run must not stay RUNNING
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM: the run must not stay RUNNING
+        raise _interrupted(interrupt, trainer, tracking_uri, run_id, run_folder, resume) from None
+    except BaseException as error:
         if resumed_status is None:
-            fail_run(tracking_uri, run_id, error, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            fail_run(tracking_uri, run_id, error, "FAILED")
         else:  # the run being resumed keeps its status: a failed attempt does not damage it
             fail_run(tracking_uri, run_id, error, resumed_status, tag="daif.resume_failure")
             _remove_if_no_checkpoint(run_folder)
@@ -193,6 +203,34 @@ def train(
         storage_path=str(Path(config.tracking.storage) / name),
         tracking_uri=tracking_uri,
     )
+
+
+def _interrupted(interrupt: KeyboardInterrupt, trainer, tracking_uri: str, run_id: str, run_folder: Path | None,
+                 resume: str | None) -> Interrupted:
+    """Stop the workers, end the run KILLED (a resumed one too: it has moved on) and say where to continue."""
+    signum = signal_number(interrupt)
+    abort = getattr(trainer, "abort", None)
+    if abort is not None:
+        abort()
+    fail_run(tracking_uri, run_id, Interrupted(signum), "KILLED")
+    checkpoint = latest_checkpoint(run_folder) if run_folder is not None else None
+    if checkpoint is None and resume and run_folder is not None:
+        _remove_if_no_checkpoint(run_folder)
+        checkpoint = resume  # no epoch finished since: the checkpoint it resumed from is still the latest
+    where = f"continue with: daif train --resume {checkpoint} (same options)" if checkpoint else "no checkpoint was written"
+    return Interrupted(signum, f"MLflow run {run_id} ended KILLED; {where}")
+
+
+def latest_checkpoint(run_folder: Path) -> str | None:
+    """The checkpoint of the latest epoch in a Ray run folder that reads whole (a kill may cut one short)."""
+    found = []
+    for directory in run_folder.glob("checkpoint_*"):
+        try:
+            state, meta = load_checkpoint(directory)
+        except CheckpointError:
+            continue
+        found.append((int(meta.get("epoch", state.get("epoch", -1))), str(directory)))
+    return max(found)[1] if found else None
 
 
 def _store_error(error: BaseException, depth: int = 0) -> StoreError | None:
@@ -324,11 +362,10 @@ def _in_process_trainer(config: Config, store_path: str, name: str, train_loop, 
 
 def _trainer(config: Config, store_path: str, name: str, train_loop: Callable[[dict], None], loop_config: dict[str, Any], callbacks=None):
     import ray.train
-    from ray.train.torch import TorchTrainer
 
     from daif.train.rendezvous import TorchConfig
 
-    return TorchTrainer(
+    return _trainer_class()(
         train_loop,
         train_loop_config=loop_config,
         torch_config=TorchConfig(),  # the rendezvous store on 127.0.0.1 when the workers' node is
@@ -352,6 +389,33 @@ def _trainer(config: Config, store_path: str, name: str, train_loop: Callable[[d
         datasets=_datasets(config, store_path),
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),  # rank 0 validates on the whole split
     )
+
+
+@functools.cache
+def _trainer_class():
+    from ray.train.torch import TorchTrainer
+
+    class AbortableTrainer(TorchTrainer):
+        """A TorchTrainer whose Ctrl-C is daif.signals': Ray Train's own SIGINT handler (registered by `fit` in the
+        main thread, a private hook) aborts and calls sys.exit, which ended runs FAILED. Here the interrupt leaves
+        `fit` and the driver calls `abort`, Ray Train's graceful stop of the controller and its workers."""
+
+        controller = None
+
+        def _register_sigint_handler(self, controller):
+            self.controller = controller
+
+        def abort(self, timeout_s: float = 30.0) -> None:
+            import ray
+
+            if self.controller is None:
+                return
+            try:
+                ray.get(self.controller.abort.remote(), timeout=timeout_s)
+            except Exception:  # noqa: BLE001 - the controller exits inside abort: RayActorError is its normal answer
+                pass
+
+    return AbortableTrainer
 
 
 def _read(path: str, split: str):

@@ -10,16 +10,15 @@ Tune's experiment state lives there (so `resume=True` is `Tuner.restore`), every
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from daif.signals import interrupts_raise
 from daif.tune.space import Space, overrides_of, to_param_space
 from daif.tune.trial import COLLAPSE_SPREAD, STATUS, STATUS_TAG, TRIAL_ID_TAG, TrialSettings
 
@@ -85,7 +84,7 @@ def run_search(options: SearchOptions) -> SearchResult:
                              collapse_spread=options.collapse_spread)
 
     try:
-        with _sigterm_as_interrupt():
+        with interrupts_raise(signal.SIGTERM):  # SIGTERM as Ctrl-C (which Tune handles itself): runs end KILLED
             results = _tuner(options, settings, root, mode).fit()
             rows = _rows(results, options, metric)
             _finish_child_runs(tracking_uri, parent_run_id, rows)
@@ -102,24 +101,6 @@ def run_search(options: SearchOptions) -> SearchResult:
         _end_open_runs(tracking_uri, parent_run_id, error, status)
         raise
     return SearchResult(rows, best, paths, parent_run_id, tracking_uri, root, time.perf_counter() - started)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt in the main thread for the block (as Ctrl-C), so the search's runs end
-    KILLED; elsewhere (not the main thread) nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _end_open_runs(tracking_uri: str, parent_run_id: str, error: BaseException, status: str) -> None:
