@@ -1,9 +1,11 @@
 """A real multi-node Ray cluster and a real MLflow server on this machine, started the way a user starts
 them (`ray start --head`, `ray start --address`, `mlflow server`), for the cluster tests.
 
-Every node gets its own `--temp-dir`, so that its processes (raylet, GCS, agents, workers) carry that
-directory in their command lines: `Node.stop()` signals exactly those PIDs, never `ray stop` (which stops
-every Ray on the machine). Every port is a free one picked here (two Rays on one machine collide on the
+Every node's `ray start` leads a session of its own, which its processes (raylet, GCS, agents, workers)
+inherit, and gets its own `--temp-dir`, which the raylet and GCS carry in their command lines:
+`Node.stop()` signals exactly those PIDs, never `ray stop` (which stops every Ray on the machine). The
+session finds the agents too, which Ray renames (`ray::DashboardAgent`) and which outlive a SIGKILLed
+raylet with parent 1 (`tests.helpers.processes`). Every port is a free one picked here (two Rays on one machine collide on the
 defaults). Token authentication stays on, as on a user's cluster: one random token, passed to every
 node and client in RAY_AUTH_TOKEN with RAY_AUTH_MODE=token (`~/.ray/auth_token` is not touched).
 
@@ -27,6 +29,8 @@ import time
 import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
+
+from tests.helpers.processes import processes_of, stop_processes
 
 BIN = Path(sys.executable).parent  # the environment that has the project: its `ray`, `mlflow`, `python`
 REPO = Path(__file__).resolve().parents[2]
@@ -61,41 +65,22 @@ def cluster_environment(token: str) -> dict[str, str]:
     }
 
 
-def _processes_with(*texts: str) -> list[int]:
-    """PIDs of this user's processes whose command line contains any of `texts`."""
-    wanted = [text.encode() for text in texts]
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            command_line = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if any(text in command_line for text in wanted):
-            pids.append(int(entry.name))
-    return pids
-
-
 class Node:
-    """One `ray start` node: its temp dir marks its processes."""
+    """One `ray start` node: its session (the PID of its `ray start`) and its temp dir mark its processes."""
 
     def __init__(self, name: str, temp_dir: Path):
         self.name, self.temp_dir = name, temp_dir
+        self.session: int | None = None
+
+    def _marks(self) -> dict:
+        return {"sessions": [self.session] if self.session else [], "texts": [f"{self.temp_dir}/", f"--temp-dir={self.temp_dir}"]}
 
     def pids(self) -> list[int]:
-        return _processes_with(f"{self.temp_dir}/", f"--temp-dir={self.temp_dir}")
+        return processes_of(**self._marks())
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 8.0) -> None:
         """Signal this node's processes (and SIGKILL what is left after `timeout`)."""
-        deadline = time.monotonic() + timeout
-        while pids := sorted(set(self.pids())):
-            for pid in pids:
-                try:
-                    os.kill(pid, signum if time.monotonic() < deadline else signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.5)
+        stop_processes(**self._marks(), signum=signum, timeout=timeout)
 
 
 class LocalCluster:
@@ -131,9 +116,12 @@ class LocalCluster:
             *head_args,
         ]
         self.nodes.append(node)  # before starting: close() stops a half-started node too
-        result = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=180)
-        if result.returncode != 0:
-            raise RuntimeError(f"ray start failed for node {name}:\n{result.stdout}\n{result.stderr}")
+        starter = subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+        node.session = starter.pid  # every process of the node inherits the session `ray start` leads
+        stdout, stderr = starter.communicate(timeout=180)
+        if starter.returncode != 0:
+            raise RuntimeError(f"ray start failed for node {name}:\n{stdout}\n{stderr}")
         return node
 
     def start_head(self, cpus: int = 2) -> Node:
@@ -229,3 +217,10 @@ class LocalCluster:
         for node in reversed(self.nodes):
             node.stop()
             shutil.rmtree(node.temp_dir, ignore_errors=True)
+
+    def leftovers(self) -> list[int]:
+        """PIDs still alive of any process this cluster started: a node's session, or a command line or working
+        directory naming a node's temp dir or the cluster's root (the MLflow server, jobs)."""
+        return processes_of(sessions=[n.session for n in self.nodes if n.session],
+                            texts=[f"{self.root}/", *(f"{n.temp_dir}/" for n in self.nodes),
+                                   *(f"--temp-dir={n.temp_dir}" for n in self.nodes)])
