@@ -44,6 +44,11 @@ def test_the_launcher_config_passes_rays_schema_and_a_broken_one_does_not():
     assert not config["setup_commands"]
     for command in config["head_start_ray_commands"] + config["worker_start_ray_commands"]:
         assert command == "ray stop" or command.startswith("RAY_AUTH_MODE=token ray start"), command
+    # with docker, file_mounts' targets are container paths (Ray stages them on the host and copies them in): the
+    # token goes to the container user's home, and no run option bind-mounts a host path (Docker would make an
+    # empty folder of a missing one)
+    assert config["file_mounts"]["/home/ray/.ray/auth_token"] == "~/.ray/auth_token"
+    assert not [option for option in config["docker"]["run_options"] if option.startswith(("-v ", "--volume", "--mount"))]
 
 
 def test_the_image_matches_the_pinned_ray_and_python():
@@ -72,6 +77,48 @@ def test_kuberay_cluster_one_image_requests_equal_limits_and_ray_resources():
         assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
 
 
+def test_kuberay_autoscales_tolerates_gpu_taints_and_gives_ray_a_shared_memory_volume():
+    cluster, _ = manifests("kuberay.yaml")
+    spec = cluster["spec"]
+    assert spec["enableInTreeAutoscaling"] is True and spec["autoscalerOptions"]["idleTimeoutSeconds"] > 0
+    (gpu,) = spec["workerGroupSpecs"]
+    assert gpu["minReplicas"] <= gpu["replicas"] <= gpu["maxReplicas"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu["template"]["spec"]["tolerations"]
+    for group in (spec["headGroupSpec"], gpu):
+        pod = group["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        (container,) = pod["containers"]
+        assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+        assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
+        assert volumes["shared"]["persistentVolumeClaim"]["claimName"] == "daif-shared"
+
+
+def test_the_shared_claim_every_pod_mounts_is_defined_read_write_many():
+    (claim,) = manifests("shared-volume.yaml")
+    assert (claim["kind"], claim["metadata"]["name"]) == ("PersistentVolumeClaim", "daif-shared")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    _, deployment, _ = manifests("mlflow.yaml")
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in deployment["spec"]["template"]["spec"]["volumes"]
+              if "persistentVolumeClaim" in v}
+    assert "daif-shared" in claims
+
+
+def test_the_manifests_pass_kubectls_client_dry_run():
+    import shutil
+    import subprocess
+
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    probe = subprocess.run(["kubectl", "version", "--request-timeout=5s"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip("kubectl has no API server to reach: its client dry-run needs the server's API discovery (and "
+                    "the KubeRay CRDs) to know the kinds")
+    for name in ("kuberay.yaml", "mlflow.yaml", "shared-volume.yaml"):
+        result = subprocess.run(["kubectl", "apply", "--dry-run=client", "-f", str(CLUSTER / name)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+
+
 def test_the_rayjob_runs_the_rayclusters_spec_for_every_stage():
     (cluster, _), template = manifests("kuberay.yaml"), (CLUSTER / "rayjob.yaml").read_text()
     for stage in ("render", "train", "tune", "evaluate", "predict"):
@@ -83,6 +130,8 @@ def test_the_rayjob_runs_the_rayclusters_spec_for_every_stage():
         assert script == f"/home/ray/daif/jobs/{stage}.py" and (REPO / "jobs" / f"{stage}.py").is_file()
         env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
         assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        (submitter,) = job["spec"]["submitterPodTemplate"]["spec"]["containers"]  # `ray job submit` needs no GPU image
+        assert submitter["image"] == f"rayproject/ray:{pinned('ray')}-py311-cpu" and "command" not in submitter
 
 
 def test_the_mlflow_server_admits_the_service_name_and_serves_artifacts_from_shared_storage():
