@@ -4,7 +4,7 @@ pixels (a collapsed, near-constant map reads near 0).
 
 Evaluates a trained model and the analytic depth-from-focus baseline on one split of a store, on the
 middle-of-bin stacks `daif evaluate` uses, and prints one row per band of true depth (the share of
-valid pixels in it, then each method's delta1 and median ratio). The figures of the README's "Known
+valid pixels in it, then each method's delta1 and median ratio). The figures of docs/results.md's "Known
 gaps" come from this script on the quickstart's store and best checkpoint:
 
     python benchmarks/depth_bands.py --model daif-results/quickstart/runs/<run>/<checkpoint> \
