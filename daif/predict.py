@@ -258,6 +258,9 @@ def predict(
     focus_tensor = torch.from_numpy(focus.astype(np.float32))[None].to(device)
     with torch.no_grad():
         aif, depth = model(stack_tensor, focus_tensor, camera=lens)  # the camera matters to a "search" depth head
+    if not (torch.isfinite(depth).all() and torch.isfinite(aif).all()):  # NaN would reach the files and prediction.json
+        raise PredictionInputError(f"model: {model_source} returned non-finite depth or AIF for finite images; its weights "
+                                   "may hold NaN or inf")
     depth_m = depth[0, 0].float().cpu().numpy().astype(np.float32)
     aif_rgb = to_uint8_hwc(aif[0].float())
 

@@ -179,6 +179,22 @@ def test_a_failed_write_leaves_no_output_file(setup, tmp_path, monkeypatch):
     assert not (tmp_path / "new").exists()
 
 
+def test_a_model_whose_weights_hold_nan_writes_nothing(setup, tmp_path):
+    import shutil
+
+    from daif.predict import PredictionInputError, predict
+
+    checkpoint, _, images = setup
+    poisoned = tmp_path / "poisoned"
+    shutil.copytree(checkpoint, poisoned)
+    state = torch.load(poisoned / "state.pt", weights_only=True)
+    next(iter(state["model"].values())).fill_(float("nan"))
+    torch.save(state, poisoned / "state.pt")
+    with pytest.raises(PredictionInputError, match=r"returned non-finite depth or AIF for finite images"):
+        predict(str(poisoned), images, FOCUS, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_predict_rejects_stacks_that_cannot_give_depth(setup, tmp_path, capsys):
     """Duplicate focus distances, a single image, images below 8x8 pixels, non-finite pixels and images larger
     than the pixel limit: refused with the reason."""

@@ -21,7 +21,7 @@ complete. Opening a store checks, before any pixel is read (StoreError naming ma
   - manifest.json: UTF-8 JSON of at most MAX_MANIFEST_BYTES, an object whose fields have the types and ranges
     above (`check_manifest`): a plausible camera and focus distances (`daif.optics`, ascending), 1 <= num_bins <= F
     with bins covering the F images, image_size of at least MIN_IMAGE_SIZE and at most MAX_IMAGE_PIXELS, an odd
-    kernel_size no wider than the image can use, and shard names that are plain file names (SHARD_NAME), each
+    kernel_size >= 3 (the one window rule) and no wider than the image can use, and shard names that are plain file names (SHARD_NAME), each
     listed in one split;
   - each shard: a regular file inside the store folder (links resolved) of the manifest's size in bytes, that
     HDF5 opens, with every dataset above in its shape and dtype and attributes that agree with the manifest.
@@ -252,7 +252,8 @@ def check_manifest(path: str, manifest: dict[str, Any]) -> None:
         lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x >= MIN_IMAGE_SIZE for x in v)
         and v[0] * v[1] <= MAX_IMAGE_PIXELS)
     widest = 2 * max(height, width) - 1  # a wider window's outer taps never fall on the image
-    _field(path, manifest, "kernel_size", f"an odd integer in [1, {widest}]", lambda v: _is_int(v) and v % 2 == 1 and 1 <= v <= widest)
+    _field(path, manifest, "kernel_size", f"an odd integer in [3, {widest}] (daif._checks.check_kernel_size)",
+           lambda v: _is_int(v) and v % 2 == 1 and 3 <= v <= widest)
     num_bins = _field(path, manifest, "num_bins", f"an integer in [1, {count}] (at most one bin per focus distance)",
                       lambda v: _is_int(v) and 1 <= v <= count)
     _field(path, manifest, "bins", f"{num_bins} consecutive [start, stop) ranges covering 0..{count}",

@@ -107,7 +107,7 @@ MANIFEST_CASES = {
                  "'bins': expected 5 consecutive [start, stop) ranges covering 0..5, got [[0, 1], [2, 3], [3, 4], [4, 5], [5, 5]]"),
     "image-1x1": (_edit("image_size", [1, 1]),
                   "'image_size': expected [height, width] of at least 8 and at most 40,000,000 pixels, got [1, 1]"),
-    "kernel-even": (_edit("kernel_size", 8), "'kernel_size': expected an odd integer in [1, 23], got 8"),
+    "kernel-even": (_edit("kernel_size", 8), "'kernel_size': expected an odd integer in [3, 23] (daif._checks.check_kernel_size), got 8"),
     "stacks": (_edit("stacks", "painted"), "'stacks': expected one of ['rendered', 'captured'], got 'painted'"),
     "shard-dotdot": (_rename_shard("../outside/shard-00000.h5"),
                      "'shards': '../outside/shard-00000.h5' is not a plain shard file name inside the store (expected e.g. shard-00000.h5)"),
