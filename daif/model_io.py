@@ -5,7 +5,8 @@ An MLflow model logged by daif (`log_model`) is a pyfunc model "from code" (daif
 whose one artifact is that checkpoint directory, under artifacts/checkpoint. `load_model` downloads
 the MLflow model's files (mlflow.artifacts.download_artifacts), reads MLmodel as plain YAML and the
 checkpoint artifact as tensors: it never calls mlflow.pyfunc/pytorch.load_model, so neither a
-pickle nor the model's code file is ever executed. MLflow models in other formats (the pickle of
+pickle nor the model's code (its pyfunc_model.py and code/daif, for `mlflow.pyfunc.load_model` where daif is not
+installed) is ever executed. MLflow models in other formats (the pickle of
 mlflow.pytorch) are refused with an error that names the file.
 
 Both sources give the model (CPU, eval mode) and its metadata: camera (dict), focus_distances
@@ -31,11 +32,16 @@ CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
 
 
 def load_model(source: str | os.PathLike, tracking_uri: str = "") -> tuple[DAIFNet, dict[str, Any]]:
-    """`source`: a checkpoint directory (state.pt and meta.json, as `daif train` prints), a local MLflow
-    model folder, or an MLflow model URI (runs:/<run_id>/model, models:/name/1, ...). URIs resolve against
-    `tracking_uri` (default: MLFLOW_TRACKING_URI, else the local store in the working directory).
+    """`source`: "pretrained" or "pretrained:NAME" (a model shipped with daif, `daif.pretrained`), a checkpoint
+    directory (state.pt and meta.json, as `daif train` prints), a local MLflow model folder, or an MLflow model
+    URI (runs:/<run_id>/model, models:/name/1, ...). URIs resolve against `tracking_uri` (default:
+    MLFLOW_TRACKING_URI, else the local store in the working directory).
     Raises UsageError (CheckpointError) naming the source or the file that is refused."""
+    from daif import pretrained
+
     text = str(source)
+    if pretrained.is_pretrained(text):
+        return pretrained.load(text)
     path = Path(text)
     if path.is_dir():
         if is_checkpoint(path):
@@ -132,23 +138,77 @@ def load_model_folder(folder: str | os.PathLike, shown: str | None = None) -> tu
         raise CheckpointError(str(error).replace(str(folder.resolve()), shown).replace(str(folder), shown)) from None
 
 
-def log_model(checkpoint_dir: str | os.PathLike, name: str, metadata: dict[str, Any] | None = None):
+def log_model(checkpoint_dir: str | os.PathLike, name: str, metadata: dict[str, Any] | None = None,
+              registered_model_name: str | None = None):
     """Log the checkpoint directory as the MLflow model `name` of the active run: a pyfunc model from code
-    (daif/pyfunc_model.py) whose one artifact is the checkpoint. No pickle is written. Returns MLflow's ModelInfo."""
+    (daif/pyfunc_model.py) whose one artifact is the checkpoint, with a signature, an input example, and the
+    daif package as `code_paths`, so `mlflow.pyfunc.load_model` works where only the model's requirements
+    (mlflow, torch, numpy, pyyaml) are installed. No pickle is written. `registered_model_name` also registers
+    it (a new version of that name). Returns MLflow's ModelInfo."""
     import mlflow
     import mlflow.pyfunc
     import numpy
     import torch
 
-    load_checkpoint_model(checkpoint_dir)  # only a readable checkpoint is logged
+    from daif.tracking import provenance_tags
+
+    _, meta = load_checkpoint_model(checkpoint_dir)  # only a readable checkpoint is logged
     requirements = [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}", f"numpy=={numpy.__version__}", "pyyaml"]
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(CODE_FILE),
-        artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_dir)},
-        pip_requirements=requirements,  # given, so MLflow does not load the model to infer them
-        metadata={**(metadata or {}), "daif_format": MODEL_FORMAT},
+    with tempfile.TemporaryDirectory(prefix="daif-code-") as directory:
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(CODE_FILE),
+            artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_dir)},
+            code_paths=[str(_copy_package(Path(directory)))],
+            pip_requirements=requirements,  # given, so MLflow does not load the model to infer them
+            signature=model_signature(),
+            input_example=input_example(meta["focus_distances"]),
+            metadata={**(metadata or {}), "daif_format": MODEL_FORMAT},
+            registered_model_name=registered_model_name,
+            tags=provenance_tags(),  # the logged model says which commit and packages made it
+        )
+
+
+def model_signature():
+    """Inputs "stack" (B, S, 3, H, W) in [0, 1] and "focus_distances" (B, S) metres; outputs "aif" (B, 3, H, W)
+    and "depth" (B, 1, H, W) metres; all float32, any batch, stack size and image size."""
+    import numpy
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    float32 = numpy.dtype(numpy.float32)
+    return ModelSignature(
+        inputs=Schema([TensorSpec(float32, (-1, -1, 3, -1, -1), "stack"), TensorSpec(float32, (-1, -1), "focus_distances")]),
+        outputs=Schema([TensorSpec(float32, (-1, 3, -1, -1), "aif"), TensorSpec(float32, (-1, 1, -1, -1), "depth")]),
     )
+
+
+def input_example(focus_distances, size: int = 8) -> dict[str, Any]:
+    """A tiny valid input: one grey size x size stack taken at the training focus distances."""
+    import numpy
+
+    focus = numpy.asarray(focus_distances, dtype=numpy.float32)[None]  # (1, S)
+    return {"stack": numpy.full((1, focus.shape[1], 3, size, size), 0.5, dtype=numpy.float32), "focus_distances": focus}
+
+
+def _copy_package(directory: Path) -> Path:
+    """The daif package's Python source files, copied to `directory`/daif for `code_paths`: no caches and no data
+    files (the pretrained weights stay out of every logged model)."""
+    import shutil
+
+    def not_source(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if n == "__pycache__" or (not n.endswith(".py") and not Path(folder, n).is_dir())]
+
+    source = Path(__file__).parent
+    return Path(shutil.copytree(source, directory / source.name, ignore=not_source))
+
+
+def check_registered_name(name: str, flag: str = "--register") -> str:
+    """A registered model name usable in models:/NAME/VERSION URIs; UsageError naming `flag` otherwise."""
+    if not name.strip() or "/" in name or name != name.strip():
+        raise UsageError(f"{flag}: {name!r} is not a registered model name (non-empty, no '/', no surrounding spaces), "
+                         "e.g. --register daif-depth; load it as models:/daif-depth/latest")
+    return name
 
 
 def _first_line(text: str) -> str:

@@ -127,3 +127,36 @@ def cpu_threads(cpus: float) -> int:
     (0.5 -> 1, 1 -> 1, 1.5 -> 2), so that a fractional share still gets a thread and the threads of the
     processes on a node add up to about its CPUs (torch's default is every core, in every process)."""
     return max(1, math.ceil(cpus - 1e-9))
+
+
+def on_cluster() -> str:
+    """Why the connected Ray is a cluster whose other nodes do not see this machine's files ("" when it is not):
+    more than one node is alive, or RAY_ADDRESS names a head off this machine (an autoscaler may add nodes
+    later, so one node alive is not proof). Call with Ray initialised."""
+    import ray
+
+    alive = sum(1 for node in ray.nodes() if node.get("Alive"))
+    if alive > 1:
+        return f"{alive} Ray nodes are alive"
+    address = os.environ.get("RAY_ADDRESS", "")
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0] if address else ""
+    if host and host not in ("auto", "local", "localhost") and not host.startswith("127."):
+        return f"RAY_ADDRESS={address} names a cluster"
+    return ""
+
+
+def check_shared_defaults(storage: str, tracking_uri: str, command: str) -> None:
+    """On a cluster (`on_cluster`), refuse the defaults that only this machine sees: checkpoints in ./runs (give
+    --storage: a path every node mounts, or an s3:// / gs:// URI) and runs in ./mlflow.db (give --tracking-uri or
+    MLFLOW_TRACKING_URI: an MLflow server every node reaches). `storage` and `tracking_uri` are what the user
+    gave ("" for the default). UsageError naming both flags."""
+    missing = [flag for flag, given in (("--storage", storage), ("--tracking-uri", tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")))
+               if not given]
+    reason = on_cluster() if missing else ""
+    if reason:
+        raise UsageError(
+            f"{' and '.join(missing)}: required on a Ray cluster ({reason}): the defaults ./runs and ./mlflow.db exist "
+            f"on this machine only, so other nodes' workers could not write checkpoints or log to them; pass "
+            f"--storage /shared/path-every-node-mounts (or s3://bucket/path) and --tracking-uri http://mlflow-server:5000 "
+            f"to daif {command}"
+        )

@@ -108,27 +108,36 @@ def git_commit() -> str:
         return "unknown"
 
 
+GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's standard tag (the UI shows it with the run's source)
+VERSION_TAG = "daif.version."  # + package name
+
+
 def package_versions() -> dict[str, str]:
     versions = {}
     for name in PACKAGES:
         try:
-            versions[f"version.{name}"] = importlib.metadata.version(name)
+            versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            versions[f"version.{name}"] = "missing"
+            versions[name] = "missing"
     return versions
+
+
+def provenance_tags() -> dict[str, str]:
+    """What ran: the git commit (`mlflow.source.git.commit`) and `daif.version.<package>` for every package."""
+    return {GIT_COMMIT_TAG: git_commit(), **{f"{VERSION_TAG}{name}": version for name, version in package_versions().items()}}
 
 
 def start_run(
     uri: str, experiment: str, run_name: str, params: dict[str, Any], config_yaml: str, tags: dict[str, str] | None = None
 ) -> str:
-    """Create a run holding params, package versions, the git commit and the full config; return its id."""
+    """Create a run holding params, the full config and, as tags, package versions and the git commit
+    (`provenance_tags`); return its id."""
     import mlflow
 
     client = mlflow.MlflowClient(uri)
-    run = client.create_run(experiment_id(experiment, uri), run_name=run_name or None, tags=tags or {})
+    run = client.create_run(experiment_id(experiment, uri), run_name=run_name or None, tags={**provenance_tags(), **(tags or {})})
     run_id = run.info.run_id
-    everything = {**params, **package_versions(), "git_commit": git_commit()}
-    client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in everything.items()])
+    client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in params.items()])
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "config.yaml"
         path.write_text(config_yaml)
@@ -185,20 +194,43 @@ class RunLogger:
 
         self._guard("tags", lambda: self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in values.items()]))
 
-    def model(self, name: str, checkpoint_dir: str | os.PathLike, metadata: dict[str, Any]) -> None:
+    def model(self, name: str, checkpoint_dir: str | os.PathLike, metadata: dict[str, Any],
+              registered_model_name: str | None = None, source: str | None = None):
         """Log the checkpoint directory as the MLflow model `name` (with `metadata`; no pickle:
-        `daif.model_io.log_model`) and as run artifacts under checkpoints/<name>."""
+        `daif.model_io.log_model`), registered as a new version of `registered_model_name` if given. The model is
+        the run's one MLflow copy of those weights (no run artifact repeats them); the run's tags
+        daif.model.<name>.checkpoint and daif.model.<name>.id name the checkpoint it came from (`source`, e.g. Ray's
+        copy in the storage; default `checkpoint_dir`) and the logged model. Returns MLflow's ModelInfo, None if
+        logging failed."""
         import mlflow
 
         from daif.model_io import log_model
 
+        logged = []
+
         def log() -> None:
             mlflow.set_tracking_uri(self.uri)
             with mlflow.start_run(run_id=self.run_id):
-                log_model(checkpoint_dir, name, metadata)
-                mlflow.log_artifacts(str(checkpoint_dir), artifact_path=f"checkpoints/{name}")
+                info = log_model(checkpoint_dir, name, metadata, registered_model_name)
+                mlflow.set_tags({f"daif.model.{name}.checkpoint": str(source or checkpoint_dir), f"daif.model.{name}.id": info.model_id})
+                logged.append(info)
 
         self._guard(f"the {name}", log)
+        return logged[0] if logged else None
+
+    def register(self, model_uri: str, name: str) -> str | None:
+        """Register the logged model `model_uri` (runs:/<run_id>/model) as a new version of `name`; return
+        models:/<name>/<version>, None if that failed."""
+        import mlflow
+
+        versions = []
+
+        def register() -> None:
+            mlflow.set_tracking_uri(self.uri)
+            versions.append(mlflow.register_model(model_uri, name).version)
+
+        self._guard(f"the registration of {model_uri} as {name}", register)
+        return f"models:/{name}/{versions[0]}" if versions else None
 
     def artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         self._guard(f"artifact {path}", lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))

@@ -138,14 +138,14 @@ def test_training_runs_one_worker_on_each_node_and_logs_through_the_server(clust
     # artifacts went over HTTP to the server, which wrote them under its own destination
     assert trained.info.artifact_uri.startswith("mlflow-artifacts:")
     client = mlflow_client(cluster)
-    assert {"figures", "checkpoints"} <= {a.path for a in client.list_artifacts(trained.info.run_id)}
+    assert "figures" in {a.path for a in client.list_artifacts(trained.info.run_id)}  # weights: in the logged models only
     served = list((cluster.root / "mlartifacts").rglob("state.pt"))
     assert served, "no checkpoint reached the server's artifact destination"
     import mlflow
 
     mlflow.set_tracking_uri(cluster.tracking_uri)
     models = mlflow.search_logged_models(experiment_ids=[trained.info.experiment_id], output_format="list")
-    assert {m.name for m in models if m.source_run_id == trained.info.run_id} == {"model", "final_model"}
+    assert {"model"} <= {m.name for m in models if m.source_run_id == trained.info.run_id} <= {"model", "final_model"}
     # the checkpoints are on the shared storage and load as tensors
     folders = [f for f in (shared / "runs").glob(f"daif-{trained.info.run_id[:8]}-*/checkpoint_*") if f.is_dir()]
     assert folders

@@ -167,6 +167,25 @@ def test_evaluate_on_ray_data_with_mlflow_model_uri(store_and_model, tracking_ur
     assert logged["eval/from-checkpoint/image/delta1"] == pytest.approx(result["methods"]["from-checkpoint"]["image"]["delta1"])
 
 
+def test_evaluate_cli_loads_a_registered_model_by_name(store_and_model, tracking_uri, tmp_path, capsys):
+    import mlflow
+
+    from daif.cli import main
+    from daif.model_io import log_model
+    from daif.tracking import experiment_id
+
+    store_path, checkpoint, _ = store_and_model
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(experiment_id=experiment_id("daif-test", tracking_uri)):
+        log_model(checkpoint, "model", {"epoch": 0}, registered_model_name="daif-evaluate")
+    code = main(["evaluate", "--model", "models:/daif-evaluate/latest", "--model", str(checkpoint), "--name", "registered",
+                 "--name", "checkpoint", "--data", str(store_path), "--out", str(tmp_path / "cli"), "--stack-sizes", "5",
+                 "--backend", "local", "--tracking-uri", tracking_uri, "--no-tracking"])
+    assert code == 0, capsys.readouterr().err
+    methods = json.loads((tmp_path / "cli" / "metrics.json").read_text())["methods"]
+    assert methods["registered"]["image"] == methods["checkpoint"]["image"]
+
+
 def test_evaluate_cli_and_bad_inputs(store_and_model, tracking_uri, tmp_path, capsys):
     from daif.cli import main
     from daif.evaluate import evaluate

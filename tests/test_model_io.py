@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,91 @@ def test_a_logged_model_holds_no_pickle_and_loads_for_any_stack_size(checkpoint,
         stack, focus = torch.rand(1, size, 3, 12, 20), torch.linspace(1.0, 4.0, size)[None]
         with torch.no_grad():
             torch.testing.assert_close(model(stack, focus)[1], reference(stack, focus)[1])
+
+
+# Loads the model folder argv[1] with mlflow.pyfunc in a python started with -I -S (no site: no editable install of
+# daif, no repo on sys.path) and only the site-packages folder argv[3] appended; predicts its input example into argv[2].
+LOAD_WITHOUT_DAIF = r"""
+import importlib.util, sys
+sys.path.append(sys.argv[3])
+assert importlib.util.find_spec("daif") is None, "daif is importable before the model is loaded"
+import mlflow.pyfunc, numpy
+from mlflow.models import Model
+folder, out = sys.argv[1], sys.argv[2]
+model = mlflow.pyfunc.load_model(folder)
+example = Model.load(folder).load_input_example(folder)
+depth = model.predict(example)["depth"]
+import daif
+print(daif.__file__)
+numpy.save(out, depth)
+"""
+
+
+def load_without_daif(python: str, folder: Path, out: Path, site_packages: str, flags=("-I", "-S")) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    return subprocess.run([python, *flags, "-c", LOAD_WITHOUT_DAIF, str(folder), str(out), site_packages], cwd=out.parent, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_logged_model_has_a_signature_and_an_input_example_and_loads_without_daif_installed(checkpoint, logged, tmp_path):
+    import mlflow
+    import numpy
+    from mlflow.models import Model
+
+    uri, model_uri = logged
+    folder = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "model"), tracking_uri=uri))
+    mlmodel = Model.load(str(folder))
+    inputs = {spec.name: (spec.type, spec.shape) for spec in mlmodel.signature.inputs.inputs}
+    outputs = {spec.name: (spec.type, spec.shape) for spec in mlmodel.signature.outputs.inputs}
+    float32 = numpy.dtype("float32")
+    assert inputs == {"stack": (float32, (-1, -1, 3, -1, -1)), "focus_distances": (float32, (-1, -1))}
+    assert outputs == {"aif": (float32, (-1, 3, -1, -1)), "depth": (float32, (-1, 1, -1, -1))}
+    example = mlmodel.load_input_example(str(folder))
+    assert example["stack"].shape == (1, 3, 3, 8, 8) and example["focus_distances"].tolist() == [[1.0, 2.0, 3.0]]
+    code = {p.suffix for p in (folder / "code").rglob("*") if p.is_file()}
+    assert (folder / "code" / "daif" / "checkpoint.py").is_file() and code == {".py"}  # no caches, no data files
+    requirements = (folder / "requirements.txt").read_text().split()
+    assert {r.split("==")[0] for r in requirements} == {"mlflow", "torch", "numpy", "pyyaml"}
+
+    result = load_without_daif(sys.executable, folder, tmp_path / "depth.npy", sysconfig.get_paths()["purelib"])
+    assert_predicts_with_its_own_daif(result, folder, checkpoint, example, tmp_path / "depth.npy")
+
+
+def assert_predicts_with_its_own_daif(result: subprocess.CompletedProcess, folder: Path, checkpoint: Path, example: dict,
+                                      depth_file: Path) -> None:
+    import numpy
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert Path(result.stdout.strip().splitlines()[-1]).is_relative_to(folder / "code" / "daif")  # the model's own copy
+    reference, _ = load_checkpoint_model(checkpoint)
+    with torch.no_grad():
+        expected = reference(torch.as_tensor(example["stack"]), torch.as_tensor(example["focus_distances"]))[1]
+    numpy.testing.assert_allclose(numpy.load(depth_file), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_logged_model_loads_in_a_fresh_venv_holding_only_its_requirements(checkpoint, logged, tmp_path):
+    """The honest check: a new venv (no system site-packages), `pip install -r` the model's requirements.txt from
+    the configured index (about 1.5 min here with a warm pip cache), then mlflow.pyfunc.load_model + predict."""
+    import mlflow
+    from mlflow.models import Model
+
+    uri, model_uri = logged
+    folder = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "model"), tracking_uri=uri))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    install = subprocess.run([python, "-m", "pip", "install", "-q", "-r", str(folder / "requirements.txt")],
+                             capture_output=True, text=True, timeout=480)
+    if install.returncode != 0:
+        pytest.skip(f"pip could not install the model's requirements here: {install.stderr.strip().splitlines()[-1:]}")
+    site_packages = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+    assert not list(Path(site_packages).glob("*daif*"))  # daif is not installed there, in any form
+    result = load_without_daif(python, folder, tmp_path / "depth.npy", site_packages, flags=("-I",))
+    example = Model.load(str(folder)).load_input_example(str(folder))
+    assert_predicts_with_its_own_daif(result, folder, checkpoint, example, tmp_path / "depth.npy")
 
 
 def test_a_crafted_pickle_in_state_pt_is_refused_and_never_runs(checkpoint, stack_dir, tmp_path):
@@ -214,3 +300,33 @@ def test_a_missing_run_says_which_store_was_searched_and_creates_none(logged, st
 
     with pytest.raises(UsageError, match=f"runs:/0123456789abcdef/model not found in the tracking store {uri}.*--tracking-uri"):
         load_model("runs:/0123456789abcdef/model", uri)
+
+
+def test_a_registered_model_loads_by_name_latest_and_version_in_predict(checkpoint, stack_dir, tmp_path):
+    import mlflow
+
+    from daif.model_io import log_model
+    from daif.tracking import experiment_id
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    second = untrained_checkpoint(tmp_path / "second", CAMERA, [1.0, 2.0, 3.0], depth_range=(0.2, 5.0))
+    with mlflow.start_run(experiment_id=experiment_id("registry", uri)):
+        first_info = log_model(checkpoint, "model", {"epoch": 0}, registered_model_name="daif-depth")
+        second_info = log_model(second, "model", {"epoch": 1}, registered_model_name="daif-depth")
+    assert (first_info.registered_model_version, second_info.registered_model_version) == (1, 2)
+    assert load_model("models:/daif-depth/latest", uri)[1]["depth_range"] == [0.2, 5.0]
+    assert load_model("models:/daif-depth/1", uri)[1]["depth_range"] == [0.1, 10.0]
+    with pytest.raises(UsageError, match="models:/daif-depth/3 not found in the tracking store"):
+        load_model("models:/daif-depth/3", uri)
+
+    result = run_daif("predict", "--model", "models:/daif-depth/latest", "--tracking-uri", uri, "--images", str(stack_dir),
+                      "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = json.loads((tmp_path / "out" / "prediction.json").read_text())
+    assert written["model"] == "models:/daif-depth/latest" and written["model_depth_range"] == [0.2, 5.0]
+
+
+def test_a_bad_registered_model_name_is_a_one_line_error(tmp_path):
+    result = run_daif("train", "--register", "a/b", cwd=tmp_path)
+    assert_one_line_error(result, "--register: 'a/b' is not a registered model name")

@@ -104,3 +104,23 @@ def test_a_local_ray_started_by_daif_listens_on_loopback_only(tmp_path):
     # the training workers add torch's rendezvous store and gloo's sockets: on loopback too
     assert set(found["training"]) - set(found["listening"]), found
     assert all(address.rsplit(":", 1)[0] == "127.0.0.1" for address in found["training"]), found
+
+
+@pytest.mark.ray
+def test_local_defaults_are_refused_only_on_a_cluster(ray_local, monkeypatch):
+    from daif.errors import UsageError
+    from daif.runtime import check_shared_defaults, on_cluster
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert on_cluster() == ""  # the session's one-node local Ray
+    check_shared_defaults("", "", "train")  # the defaults are right on one machine
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    check_shared_defaults("", "", "train")  # a loopback head is this machine
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")  # a job submitted to a cluster's head sees this
+    with pytest.raises(UsageError, match=r"^--storage and --tracking-uri: required on a Ray cluster \(RAY_ADDRESS=10.0.0.5:6379"):
+        check_shared_defaults("", "", "train")
+    with pytest.raises(UsageError, match=r"^--storage: required on a Ray cluster .* to daif tune$"):
+        check_shared_defaults("", "http://mlflow:5000", "tune")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")  # the cluster's pods set it (cluster/kuberay.yaml)
+    check_shared_defaults("/shared/runs", "", "train")

@@ -100,3 +100,16 @@ def test_a_port_that_answers_non_http_is_a_one_line_error():
         listener.close()
     message = str(raised.value)
     assert f"127.0.0.1:{port} cannot be reached (BadStatusLine" in message and "\n" not in message
+
+
+def test_a_run_records_package_versions_and_the_git_commit_as_tags_not_params(tmp_path):
+    import importlib.metadata
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_id = start_run(uri, "provenance", "r", {"optim.lr": 0.001}, "optim:\n  lr: 0.001\n", tags={"extra": "yes"})
+    run = mlflow.MlflowClient(uri).get_run(run_id)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(__file__), capture_output=True, text=True).stdout.strip()
+    assert run.data.tags["mlflow.source.git.commit"] == (head or "unknown")
+    assert run.data.tags["daif.version.torch"] == importlib.metadata.version("torch")
+    assert run.data.tags["daif.version.mlflow"] == mlflow.__version__ and run.data.tags["extra"] == "yes"
+    assert run.data.params == {"optim.lr": "0.001"}

@@ -17,8 +17,10 @@ import pytest
 import torch
 import yaml
 
+from daif.checkpoint import load_checkpoint
 from daif.cli import main
 from daif.config import flatten, load_config, replace
+from daif.model_io import load_model
 from daif.tune import report
 from daif.tune.space import TABLE4, SpaceError, load_space, parse_space
 from daif.tune.trial import COLLAPSE_SPREAD, FAILED_SCORE, STATUS, TRIAL_ID_TAG, depth_spread, latest_checkpoint, scored
@@ -170,7 +172,7 @@ def _children(tracking_uri: str, parent_run_id: str):
 @pytest.mark.timeout(600)
 def test_grid_search_with_a_diverging_cell_writes_table_heatmap_best_and_mlflow_runs(tiny_store, tmp_path, capsys):
     space = {"loss.recon": {"grid": [10.0, 1000.0]}, "optim.lr": {"grid": [0.002, 1.0e12]}}  # lr 1e12: NaN weights
-    out, rows = _tune(tiny_store, tmp_path, space, "--epochs", "2", "--collapse-spread", "0")
+    out, rows = _tune(tiny_store, tmp_path, space, "--epochs", "2", "--collapse-spread", "0", "--register", "daif-tuned")
     printed = capsys.readouterr().out
     assert len(rows) == 4
     by_cell = {(float(r["loss.recon"]), float(r["optim.lr"])): r for r in rows}
@@ -195,6 +197,14 @@ def test_grid_search_with_a_diverging_cell_writes_table_heatmap_best_and_mlflow_
     assert config.loss.recon == float(best["loss.recon"]) and config.optim.lr == 0.002 and config.train.epochs == 2
     assert config.model.width == 4 and config.data.path == tiny_store and not config.tracking.run_name
     assert "daif train --config " + str(out / "best.yaml") in printed
+    # --register without --log-models: the best trial's best checkpoint is logged into its run, once, and registered
+    assert "registered model: models:/daif-tuned/1" in printed
+    registry = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert registry.get_model_version("daif-tuned", "1").run_id == best["run_id"]
+    registered, _ = load_model("models:/daif-tuned/latest", f"sqlite:///{tmp_path}/mlflow.db")
+    best_state, _ = load_checkpoint(registry.get_run(best["run_id"]).data.tags["daif.model.model.checkpoint"])
+    for key, tensor in registered.state_dict().items():
+        torch.testing.assert_close(tensor, best_state["model"][key], rtol=0, atol=0)
     from daif.train.driver import train
 
     trained = train(replace(config, tracking={"storage": str(tmp_path / "retrain")}), in_process=True, log_models=False)
@@ -413,3 +423,29 @@ def test_resume_without_a_search_is_an_error_before_ray(tmp_path, capsys, monkey
     monkeypatch.setattr(daif.runtime, "ensure_ray", lambda *a, **k: (_ for _ in ()).throw(AssertionError("Ray started")))
     assert main(["tune", "--data", tiny_store, "--space", "table4", "--storage", str(tmp_path), "--resume"]) == 2
     assert f"--resume: no search to resume in {tmp_path / 'daif-tune'}" in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize("log_models", [False, True])
+def test_register_best_registers_the_best_trials_model_whether_or_not_trials_logged_models(tmp_path, log_models):
+    from daif.checkpoint import save_checkpoint
+    from daif.model import DAIFNet
+    from daif.tracking import RunLogger, start_run
+    from daif.train.driver import log_checkpoint_model
+    from daif.tune.runner import SearchOptions, _register_best
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    torch.manual_seed(0)
+    checkpoint = str(save_checkpoint(tmp_path / "ckpt", DAIFNet(width=4, levels=2),
+                                     {"camera": {"focal_length": 0.015, "f_number": 2.0, "pixel_size": 1e-5},
+                                      "focus_distances": [1.0, 2.0], "depth_range": [0.1, 10.0]}))
+    run_id = start_run(uri, "daif-tune", "trial", {}, "")
+    if log_models:  # the trial logged its model already: registering must not log the weights again
+        log_checkpoint_model(RunLogger(uri, run_id), "model", checkpoint)
+    options = SearchOptions(base=None, space=None, log_models=log_models, register="daif-best")
+    assert _register_best(uri, {"run_id": run_id, "best_checkpoint": checkpoint}, options) == "models:/daif-best/1"
+    client = mlflow.MlflowClient(uri)
+    assert client.get_model_version("daif-best", "1").run_id == run_id
+    assert len(list((tmp_path / "mlartifacts").rglob("state.pt"))) == 1  # one copy of the weights in MLflow
+    model, meta = load_model("models:/daif-best/latest", uri)
+    assert meta["focus_distances"] == [1.0, 2.0]

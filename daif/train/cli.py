@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="CHECKPOINT_DIR", help="continue from a checkpoint directory")
     parser.add_argument("--init-from", metavar="MODEL", help="fine-tune: start a new run from the weights of a checkpoint "
                         "directory or MLflow model URI (train.init_from; same architecture)")
+    parser.add_argument("--register", metavar="NAME", help="register the best model in the MLflow model registry as NAME "
+                        "(a new version each run); use it as --model models:/NAME/latest")
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray started here (default: all)")
 
 
@@ -62,24 +64,31 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from daif.runtime import check_training_cpus, ray_session
+    from daif.runtime import check_shared_defaults, check_training_cpus, ray_session
     from daif.tracking import ui_command
     from daif.train.driver import check_inputs, train
 
     config = config_from_args(args)
+    if args.register is not None:
+        from daif.model_io import check_registered_name
+
+        check_registered_name(args.register)
     if args.resume and not Path(args.resume).is_dir():
         raise UsageError(f"--resume: {args.resume} is not a checkpoint directory (as `daif train` prints: best checkpoint ...)")
     check_training_cpus(config.scaling, args.num_cpus)
     check_inputs(config, args.resume)  # bad input fails here, before Ray starts
     try:
         with interrupts_raise(signal.SIGINT, signal.SIGTERM), ray_session(args.num_cpus):
-            result = train(config, resume=args.resume)  # which handles the signals while a run is open
+            check_shared_defaults(config.tracking.storage, config.tracking.tracking_uri, "train")  # a cluster needs both
+            result = train(config, resume=args.resume, register=args.register)  # which handles the signals while a run is open
     except KeyboardInterrupt as interrupt:
         detail = getattr(interrupt, "detail", "") or "before a run started"
         print(f"daif train: interrupted by {signal.Signals(signal_number(interrupt)).name}; {detail}", file=sys.stderr)
         return exit_status(interrupt)
     print(f"MLflow run:       {result.run_id}  ({result.tracking_uri})")
     print(f"model URI:        {result.model_uri}")
+    if args.register is not None:
+        print(f"registered model: {result.registered_uri or 'not registered (see the warning above)'}")
     print(f"best checkpoint:  {result.best_checkpoint}")
     print(f"best {config.train.val_metric}: {result.best_metrics.get(config.train.val_metric)}")
     print(f"open the UI with: {ui_command(result.tracking_uri)}")

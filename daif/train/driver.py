@@ -47,6 +47,7 @@ class TrainResult:
     best_metrics: dict[str, Any]
     storage_path: str
     tracking_uri: str
+    registered_uri: str | None = None  # models:/<name>/<version> of the best model, with `register`
 
 
 def default_storage() -> str:
@@ -135,6 +136,7 @@ def train(
     in_process: bool = False,
     on_report=None,
     log_models: bool = True,
+    register: str | None = None,
 ) -> TrainResult:
     """Train DAIF-Net on Ray Train as `config` says; `resume` is a checkpoint directory to continue from.
     `train_loop` is the function every worker runs (`daif.train.loop.train_loop_per_worker`; tests wrap it).
@@ -144,7 +146,8 @@ def train(
     mlflow.parentRunId); `callbacks` join the TorchTrainer's RunConfig (e.g. TuneReportCallback);
     `in_process` runs the one worker in this process (daif.train.local.InProcessTrainer, no worker group
     to start) and `on_report(metrics, checkpoint_dir)` then sees every epoch; `log_models` False skips
-    logging the models to MLflow (the checkpoints stay in the storage)."""
+    logging the models to MLflow (the checkpoints stay in the storage). `register` names the registered model
+    that the best model becomes a new version of (`TrainResult.registered_uri`)."""
     inputs = check_inputs(config, resume)
     config, store, camera, resume, resume_meta = inputs.config, inputs.store, inputs.camera, inputs.resume, inputs.resume_meta
     (near, far), rows_per_worker = inputs.depth_range, inputs.rows_per_worker
@@ -179,7 +182,7 @@ def train(
         result = trainer.fit()
         best = result.get_best_checkpoint(config.train.val_metric, config.train.val_mode) if result.best_checkpoints else None
         best_metrics = next((m for c, m in result.best_checkpoints if best is not None and c.path == best.path), {})
-        model_uri = _log_models(tracking_uri, run_id, best, result.checkpoint) if log_models else None
+        model_uri, registered_uri = _log_models(tracking_uri, run_id, best, result.checkpoint, register) if log_models else (None, None)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM: the run must not stay RUNNING
         raise _interrupted(interrupt, trainer, tracking_uri, run_id, run_folder, resume) from None
     except BaseException as error:
@@ -202,6 +205,7 @@ def train(
         best_metrics=dict(best_metrics),
         storage_path=str(Path(config.tracking.storage) / name),
         tracking_uri=tracking_uri,
+        registered_uri=registered_uri,
     )
 
 
@@ -432,16 +436,31 @@ def _read(path: str, split: str):
     return dataset
 
 
-def _log_models(tracking_uri: str, run_id: str | None, best, latest) -> str | None:
-    """Log the best and the final model (loadable by `daif predict`); return the best's URI."""
+def _log_models(tracking_uri: str, run_id: str | None, best, latest, register: str | None = None) -> tuple[str | None, str | None]:
+    """Log the best model (loadable by `daif predict`), registered as `register`, and the final one when it is another
+    checkpoint (the same weights are not logged twice); return the best's runs:/ URI and its models:/<register>/<version>."""
     if not run_id or latest is None:
-        return None
-    from daif.model_io import load_model
+        return None, None
     from daif.tracking import RunLogger
 
     logger = RunLogger(tracking_uri, run_id)
-    for checkpoint, name in ((best or latest, "model"), (latest, "final_model")):
+    best = best or latest
+    models = [(best, "model", register)] + ([(latest, "final_model", None)] if latest.path != best.path else [])
+    registered_uri = None
+    for checkpoint, name, registered_name in models:
         with checkpoint.as_directory() as directory:
-            _, meta = load_model(directory)
-            logger.model(name, directory, {k: meta[k] for k in ("camera", "focus_distances", "depth_range", "epoch")})
-    return f"runs:/{run_id}/model" if logger.ok else None
+            registered_uri = log_checkpoint_model(logger, name, directory, registered_name, source=checkpoint.path) or registered_uri
+    return (f"runs:/{run_id}/model" if logger.ok else None), registered_uri
+
+
+def log_checkpoint_model(logger, name: str, checkpoint_dir: str, register: str | None = None, source: str | None = None) -> str | None:
+    """Log `checkpoint_dir` (from `source`, default itself) as the model `name` of the logger's run
+    (daif.tracking.RunLogger), its metadata read from the checkpoint; with `register`, a new version of that registered
+    model, whose models:/ URI is returned."""
+    from daif.model_io import load_model
+
+    _, meta = load_model(checkpoint_dir)
+    metadata = {k: meta[k] for k in ("camera", "focus_distances", "depth_range", "epoch")}
+    info = logger.model(name, checkpoint_dir, metadata, register, source=source)
+    version = getattr(info, "registered_model_version", None) if register else None
+    return f"models:/{register}/{version}" if version is not None else None

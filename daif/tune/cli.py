@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-errored", action="store_true", help="with --resume: run the trials that errored again")
     parser.add_argument("--evaluate-best", action="store_true", help="evaluate the best trial's model on the test split")
     parser.add_argument("--log-models", action="store_true", help="log every trial's model to MLflow (seconds per trial)")
+    parser.add_argument("--register", metavar="NAME", help="register the best trial's model in the MLflow model registry as "
+                        "NAME (logged into that trial's run if --log-models did not); use it as --model models:/NAME/latest")
     parser.add_argument("--collapse-spread", type=float, default=None,
                         help="a trial whose validation depth varies less than this, mean std(D)/mean(D) per image, is "
                              "'collapsed' (default daif.tune.trial.COLLAPSE_SPREAD; 0 turns the test off)")
@@ -80,6 +82,10 @@ def options_from_args(args: argparse.Namespace):
         raise TuneInputError("--retry-errored: only with --resume")
     if args.collapse_spread is not None and not 0 <= args.collapse_spread < 1:
         raise TuneInputError(f"--collapse-spread: expected a value in [0, 1), got {args.collapse_spread}")
+    if args.register is not None:
+        from daif.model_io import check_registered_name
+
+        check_registered_name(args.register)
     if not args.name or "/" in args.name:
         raise TuneInputError(f"--name: expected a plain folder name, got {args.name!r}")
     overrides = [*args.overrides, f"data.path={args.data}"]
@@ -114,6 +120,7 @@ def options_from_args(args: argparse.Namespace):
         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         workers_per_trial=args.workers_per_trial, name=args.name, storage=args.storage or "", experiment=args.experiment,
         out=args.out or "", resume=args.resume, retry_errored=args.retry_errored, log_models=args.log_models, seed=args.seed,
+        register=args.register or "",
         **({"collapse_spread": args.collapse_spread} if args.collapse_spread is not None else {}),
     )
     if args.resume:
@@ -133,12 +140,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"daif tune: error: {error}", file=sys.stderr)
         return 2
 
-    from daif.runtime import ray_session
+    from daif.runtime import check_shared_defaults, ray_session
     from daif.tracking import ui_command
     from daif.tune.runner import run_search
 
     try:
         with ray_session(args.num_cpus):
+            check_shared_defaults(options.storage, options.base.tracking.tracking_uri, "tune")  # a cluster needs both
             result = run_search(options)
             evaluation = _evaluate_best(options, result) if args.evaluate_best and result.best else None
     except (ValueError, TrackingUnavailable) as error:  # e.g. --resume without a search to resume
@@ -157,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         keys = ", ".join(f"{k}={result.best[k]}" for k in options.space.keys)
         print(f"best: trial {result.best['trial_id']} ({keys}): {options.base.train.val_metric} {result.best['best']:.4f}")
         print(f"train it:         daif train --config {result.paths['best_yaml']}")
+        if options.register:
+            print(f"registered model: {result.registered_uri or 'not registered (see the warning above)'}")
     else:
         print("best: no trial trained to completion")
     if evaluation is not None:

@@ -46,6 +46,7 @@ class SearchOptions:
     resume: bool = False
     retry_errored: bool = False  # with resume: errored trials run again from scratch
     log_models: bool = False
+    register: str = ""  # registered model name for the best trial's model; empty: none
     collapse_spread: float = COLLAPSE_SPREAD  # 0 = no collapse test
     seed: int = 0
     verbose: int = 1
@@ -60,6 +61,7 @@ class SearchResult:
     tracking_uri: str
     root: Path
     seconds: float
+    registered_uri: str | None = None  # models:/<register>/<version> of the best trial's model
 
 
 def search_root(options: SearchOptions) -> Path:
@@ -96,11 +98,28 @@ def run_search(options: SearchOptions) -> SearchResult:
             title = f"{options.name}: {options.space.name}, {options.search}, {options.scheduler}, {base.train.epochs} epochs"
             paths = write_outputs(rows, options.space.keys, metric, mode, out, best_yaml, title)
             _log_parent(tracking_uri, parent_run_id, rows, best, paths, metric)
+            registered_uri = _register_best(tracking_uri, best, options) if options.register and best else None
     except BaseException as error:  # an interrupt or a failure: no run of the search is left RUNNING
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
         _end_open_runs(tracking_uri, parent_run_id, error, status)
         raise
-    return SearchResult(rows, best, paths, parent_run_id, tracking_uri, root, time.perf_counter() - started)
+    return SearchResult(rows, best, paths, parent_run_id, tracking_uri, root, time.perf_counter() - started, registered_uri)
+
+
+def _register_best(tracking_uri: str, best: dict[str, Any], options: SearchOptions) -> str | None:
+    """Register the best trial's model as `options.register`; return its models:/<name>/<version> URI. With
+    --log-models the trial's run already holds it (runs:/<run>/model); otherwise its best checkpoint is logged
+    there now, once, as that run's model. A failure is a warning (the search's results stand), and None."""
+    from daif.tracking import RunLogger
+    from daif.train.driver import log_checkpoint_model
+
+    run_id = best.get("run_id")
+    if not run_id or not best.get("best_checkpoint"):
+        return None
+    logger = RunLogger(tracking_uri, run_id)
+    if options.log_models:
+        return logger.register(f"runs:/{run_id}/model", options.register)
+    return log_checkpoint_model(logger, "model", best["best_checkpoint"], options.register)
 
 
 def _end_open_runs(tracking_uri: str, parent_run_id: str, error: BaseException, status: str) -> None:

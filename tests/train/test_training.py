@@ -51,8 +51,9 @@ def test_two_cpu_workers_log_params_metrics_figures_a_loadable_model_and_stop_ea
         if key != "tracking.tracking_uri":
             assert params[key] == str(value), key
     assert params["data.manifest_hash"] == open_store(tiny_store).manifest_hash
-    assert params["version.torch"] == importlib.metadata.version("torch")
-    assert "git_commit" in params
+    tags = run.data.tags
+    assert tags["daif.version.torch"] == importlib.metadata.version("torch") and len(tags["mlflow.source.git.commit"]) == 40
+    assert not [key for key in params if key.startswith("version.") or key == "git_commit"]
 
     recon = [m.value for m in sorted(client.get_metric_history(result.run_id, "val/recon"), key=lambda m: m.step)]
     last = next((i for i in range(1, len(recon)) if recon[i] >= min(recon[:i])), 3)  # first epoch without improvement
@@ -131,7 +132,18 @@ def test_a_worker_failure_restarts_from_the_latest_checkpoint(tiny_store, tmp_pa
 
 
 def test_init_from_starts_a_new_run_from_the_given_weights_and_refuses_another_architecture(tiny_store, tmp_path):
-    source = train(_config(tiny_store, tmp_path, train={"epochs": 1, "figures_every": 0}), in_process=True)
+    source = train(_config(tiny_store, tmp_path, train={"epochs": 1, "figures_every": 0}), in_process=True, register="daif-test")
+    assert source.registered_uri == "models:/daif-test/1"  # the best model, registered (a real sqlite store)
+    registered, _ = load_model("models:/daif-test/latest", source.tracking_uri)
+    best_state, _ = load_checkpoint(source.best_checkpoint)
+    for name, tensor in registered.state_dict().items():
+        torch.testing.assert_close(tensor, best_state["model"][name], rtol=0, atol=0)
+    client = mlflow.MlflowClient(source.tracking_uri)
+    assert client.get_model_version("daif-test", "1").run_id == source.run_id
+    # weights stored once in MLflow: one epoch, so best == final and only "model" is logged; no checkpoints/ artifacts
+    assert "checkpoints" not in {a.path for a in client.list_artifacts(source.run_id)}
+    assert client.get_run(source.run_id).data.tags["daif.model.model.checkpoint"] == source.best_checkpoint
+    assert len(list((tmp_path / "mlartifacts").rglob("state.pt"))) == 1
     # lr 0 (AdamW's decay is lr x weight_decay): the fine-tuned weights must stay exactly the source's
     frozen = _config(tiny_store, tmp_path, train={"epochs": 1, "figures_every": 0, "init_from": source.model_uri},
                      optim={"lr": 0.0})
