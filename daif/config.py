@@ -368,7 +368,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), prese
         values = _merge(values, parse_override(text))
     for section, key in _LOCAL_PATHS:  # relative to where the command runs, not to a Ray worker's folder
         value = values.get(section, {}).get(key)
-        if isinstance(value, str) and value and not _SCHEME.match(value) and not Path(value).is_absolute():
+        if isinstance(value, str) and value and not _SCHEME.match(value) and not Path(value).is_absolute() \
+                and value != "pretrained":  # train.init_from's name of the shipped model (daif.pretrained)
             values = _merge(values, {section: {key: str(Path(value).resolve())}})
     return from_dict(values)
 

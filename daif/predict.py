@@ -239,6 +239,7 @@ def predict(
     """
     import torch
 
+    from daif import pretrained
     from daif.images import to_uint8_hwc
     from daif.model_io import load_model
 
@@ -250,6 +251,8 @@ def predict(
         focus_distances = read_focus_file(folder / FOCUS_FILE)
     model, meta = load_model(model_source, tracking_uri)
     lens = _camera(camera, meta)
+    if pretrained.is_pretrained(model_source):  # its depth is that of one camera's defocus
+        pretrained.check_camera(meta, lens, str(model_source))
     focus = check_focus_distances(list(focus_distances), files, lens)
     stack = load_stack(files)  # (S, H, W, 3)
 
@@ -291,7 +294,9 @@ def predict(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="URI_OR_PATH", help="MLflow model URI (runs:/<run_id>/model) or checkpoint directory")
+    parser.add_argument("--model", required=True, metavar="URI_OR_PATH",
+                        help="'pretrained' (the model shipped with daif), an MLflow model URI (runs:/<run_id>/model, "
+                             "models:/NAME/latest) or a checkpoint directory")
     parser.add_argument("--images", nargs="+", required=True, help="the stack's images, or one folder holding them and focus_distances.txt")
     parser.add_argument("--focus-distances", nargs="+", type=float, default=None, metavar="M", help="metres, one per image, in the same order")
     parser.add_argument("--camera", default=None, help="preset name or 'f,N,p' in metres (default: the model's camera)")
@@ -301,6 +306,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from daif import pretrained
+
+    if pretrained.is_pretrained(args.model):  # what the shipped model assumes, before it is used
+        print(pretrained.describe(pretrained.load(args.model)[1]))
     paths = predict(args.model, args.images, args.focus_distances, args.camera, args.out, args.tracking_uri, "cuda" if args.gpu else "cpu")
     for name, path in paths.items():
         print(f"{name}: {path}")

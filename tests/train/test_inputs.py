@@ -1,5 +1,6 @@
-"""`daif train` checks its tracking URI before Ray or a run starts."""
+"""`daif train` checks its inputs before Ray or a run starts: the tracking URI, the weights it starts from."""
 
+import numpy as np
 import pytest
 
 from daif.cli import main
@@ -17,3 +18,20 @@ def test_an_unknown_tracking_scheme_is_refused_before_ray(tiny_store, tmp_path, 
     assert code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("daif train: error: --tracking-uri 'foo://bar': MLflow has no tracking store for scheme 'foo'")
     assert starts == [] and not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.ray
+def test_train_init_from_pretrained_starts_from_its_weights(tiny_store, tmp_path):
+    from daif.config import load_config
+    from daif.train.driver import check_inputs
+
+    config = load_config(preset="quickstart", overrides=[f"data.path={tiny_store}", "train.init_from=pretrained",
+                                                         f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
+    assert config.train.init_from == "pretrained"  # the shipped model's name, not a path in this folder
+    state = check_inputs(config).init_state
+    from daif.pretrained import load
+
+    model, _ = load("pretrained")
+    expected = model.state_dict()
+    assert set(state) == set(expected)
+    assert all(np.array_equal(np.asarray(state[k]), expected[k].numpy()) for k in expected)
