@@ -161,6 +161,7 @@ def assert_predicts_with_its_own_daif(result: subprocess.CompletedProcess, folde
 
 
 @pytest.mark.slow
+@pytest.mark.install
 @pytest.mark.timeout(600)
 def test_a_logged_model_loads_in_a_fresh_venv_holding_only_its_requirements(checkpoint, logged, tmp_path):
     """The honest check: a new venv (no system site-packages), `pip install -r` the model's requirements.txt from
