@@ -46,6 +46,16 @@ def debug_wanted(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("DAIF_DEBUG", "").lower() in ("1", "true", "yes")
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default, where it has one and its text does not say it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_wanted(argv)
@@ -59,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     set_default_environment()
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"daif {name}", description=COMMANDS[name][1], epilog=EPILOG)
+    parser = argparse.ArgumentParser(prog=f"daif {name}", description=COMMANDS[name][1], epilog=EPILOG,
+                                     formatter_class=DefaultsHelpFormatter)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     try:

@@ -127,7 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
     parser.add_argument(
         "--num-workers", type=int,
-        help="Ray Train workers (default 1: on 2 cores, two DDP workers over gloo train 3.3x slower than one)",
+        help="Ray Train workers (default 1; more workers pay off with more cores or GPUs, not on a 2-core laptop)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds the synthetic scenes, the initialisation and the bins")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -68,6 +68,32 @@ def test_a_million_trial_grid_is_refused_before_ray(tmp_path, capsys, monkeypatc
     assert err.startswith(f"daif tune: error: --space: {space} with --num-samples 1 makes 1,000,000 trials; at most 1,000")
 
 
+@pytest.mark.ray
+def test_storage_is_a_path_and_a_uri_is_refused_rather_than_made_a_local_folder(tiny_store, tmp_path, monkeypatch):
+    import argparse
+
+    from daif.tune.cli import TuneInputError, add_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    def options(storage: str):
+        return options_from_args(parser.parse_args(["--data", tiny_store, "--space", "table4", "--storage", storage]))
+
+    with pytest.raises(TuneInputError, match=r"^--storage: s3://bucket/x: a search keeps its state .* not yet for `daif tune`"):
+        options("s3://bucket/x")  # it became the local folder ./s3:/bucket/x
+    assert options(f"file://{tmp_path}/runs").storage == str(tmp_path / "runs")
+    monkeypatch.chdir(tmp_path)
+    assert options("runs").storage == str(tmp_path / "runs")
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["tune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: grid)" in text and "(default: 2)" in text and "(default: [])" not in text
+
+
 def test_missing_space_file_and_missing_store_are_errors_naming_them(tmp_path, capsys):
     assert main(["tune", "--data", str(tmp_path), "--space", str(tmp_path / "nope.yaml")]) == 2
     assert f"space file {tmp_path / 'nope.yaml'}: cannot be read" in capsys.readouterr().err

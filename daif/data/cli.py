@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel-size", type=int, default=7)
     parser.add_argument(
         "--compression", default=DEFAULT_COMPRESSION,
-        help=f"none, lzf, gzip or gzip-<level> (default {DEFAULT_COMPRESSION}); gzip-1 keeps real stacks in 69%% of the bytes",
+        help=f"none, lzf, gzip or gzip-<level> (default {DEFAULT_COMPRESSION}); gzip-1 makes real stacks about a third smaller at some CPU cost",
     )
     parser.add_argument("--num-bins", type=int, default=5, help="bins of the dense stack (the input stack size K)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share of the training scenes")

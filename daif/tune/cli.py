@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers-per-trial", type=int, default=1,
                         help="1: the trial trains in its own process; more: a TorchTrainer of that many DDP workers")
     parser.add_argument("--name", default="daif-tune", help="the search's name: its folder under --storage and its MLflow run")
-    parser.add_argument("--storage", help="absolute path or URI shared by the cluster (default ./runs)")
+    parser.add_argument("--storage", help="folder of the search's state and trial checkpoints; on a cluster a path every "
+                        "node mounts (default ./runs)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--experiment", default="daif-tune", help="MLflow experiment of the parent and trial runs")
     parser.add_argument("--out", help="folder for table.csv/.md, heatmap.png, best.yaml (default <storage>/<name>/results)")
@@ -50,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "NAME (logged into that trial's run if --log-models did not); use it as --model models:/NAME/latest")
     parser.add_argument("--collapse-spread", type=float, default=None,
                         help="a trial whose validation depth varies less than this, mean std(D)/mean(D) per image, is "
-                             "'collapsed' (default daif.tune.trial.COLLAPSE_SPREAD; 0 turns the test off)")
+                             "'collapsed' (default 0.05; 0 turns the test off)")
     parser.add_argument("--seed", type=int, default=0, help="Optuna's sampler seed")
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray started here (default: all)")
 
@@ -111,10 +112,14 @@ def options_from_args(args: argparse.Namespace):
     missing = [s for s in needed if s not in store.splits]
     if missing:
         raise TuneInputError(f"--data: {args.data} holds splits {store.splits}; '{missing[0]}' is missing")
-    if args.storage and "://" not in args.storage and not args.storage.startswith("/"):
+    if args.storage and "://" in args.storage and not args.storage.startswith("file://"):
+        raise TuneInputError(f"--storage: {args.storage}: a search keeps its state and reads its trials' checkpoints as files, "
+                             "so it needs a path (on a cluster, one every node mounts, e.g. /shared/runs); URIs such as s3:// "
+                             "work for `daif train --storage`, not yet for `daif tune`")
+    if args.storage:
         from pathlib import Path
 
-        args.storage = str(Path(args.storage).resolve())  # Ray fails late on relative storage paths
+        args.storage = str(Path(args.storage.removeprefix("file://")).resolve())  # Ray fails late on relative paths
     options = SearchOptions(
         base=base, space=space, search=args.search, num_samples=args.num_samples, scheduler=args.scheduler,
         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
