@@ -114,3 +114,18 @@ def test_relative_paths_mean_the_folder_the_command_runs_in(tmp_path, monkeypatc
         str(tmp_path / "store"), str(tmp_path / "runs" / "ckpt"), str(tmp_path / "out"))
     uris = load_config(overrides=["data.path=/abs/store", "train.init_from=runs:/abc/model", "tracking.storage=s3://b/p"])
     assert (uris.data.path, uris.train.init_from, uris.tracking.storage) == ("/abs/store", "runs:/abc/model", "s3://b/p")
+
+
+def test_daif_train_flags_land_in_their_config_keys(tmp_path):
+    import argparse
+
+    from daif.train.cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from_args(parser.parse_args(["--data", str(tmp_path), "--preset", "quickstart", "--seed", "7", "--epochs", "3",
+                                                 "--init-from", "pretrained", "--storage", "s3://bucket/runs"]))
+    assert (config.train.seed, config.train.epochs, config.train.init_from) == (7, 3, "pretrained")
+    assert config.tracking.storage == "s3://bucket/runs" and config.data.path == str(tmp_path)
+    default = config_from_args(parser.parse_args(["--data", str(tmp_path), "--preset", "quickstart"]))
+    assert default.train.seed == 0  # the config's own default (daif.config.TrainConfig)

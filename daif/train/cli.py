@@ -29,12 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker; bf16 autocast for the network")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--experiment", help="MLflow experiment name")
-    parser.add_argument("--storage", help="checkpoint storage: absolute path or URI the cluster shares (default ./runs)")
+    parser.add_argument("--storage", help="checkpoint storage: a path, or a URI such as s3://bucket/runs; on a cluster one "
+                        "every node reaches (default ./runs)")
     parser.add_argument("--resume", metavar="CHECKPOINT_DIR", help="continue from a checkpoint directory")
-    parser.add_argument("--init-from", metavar="MODEL", help="fine-tune: start a new run from the weights of a checkpoint "
-                        "directory or MLflow model URI (train.init_from; same architecture)")
+    parser.add_argument("--init-from", metavar="MODEL", help="fine-tune: start a new run from the weights of 'pretrained', "
+                        "a checkpoint directory or an MLflow model URI (train.init_from; same architecture)")
     parser.add_argument("--register", metavar="NAME", help="register the best model in the MLflow model registry as NAME "
                         "(a new version each run); use it as --model models:/NAME/latest")
+    parser.add_argument("--seed", type=int, help="seeds the initialisation and the bins' draws (train.seed)")
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray started here (default: all)")
 
 
@@ -53,6 +55,7 @@ def config_from_args(args: argparse.Namespace):
         "data.path": args.data, "train.epochs": args.epochs, "optim.batch_size": args.batch_size,
         "scaling.num_workers": args.num_workers, "tracking.tracking_uri": args.tracking_uri,
         "tracking.experiment": args.experiment, "tracking.storage": args.storage, "train.init_from": args.init_from,
+        "train.seed": args.seed,
     }
     overrides += [f"{key}={value}" for key, value in flags.items() if value is not None]
     if args.gpu:
