@@ -87,6 +87,25 @@ def test_storage_is_a_path_and_a_uri_is_refused_rather_than_made_a_local_folder(
     assert options("runs").storage == str(tmp_path / "runs")
 
 
+@pytest.mark.ray
+def test_seed_seeds_every_trials_training_and_optuna(tiny_store):
+    import argparse
+
+    from daif.tune.cli import add_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    def options(*extra: str):
+        return options_from_args(parser.parse_args(["--data", tiny_store, "--space", "table4", *extra]))
+
+    seeded = options("--seed", "5")
+    assert (seeded.seed, seeded.base.train.seed) == (5, 5)
+    assert (options().seed, options().base.train.seed) == (0, 0)
+    from_config = options("--set", "train.seed=3")
+    assert (from_config.seed, from_config.base.train.seed) == (3, 3)
+
+
 def test_help_shows_the_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["tune", "--help"])

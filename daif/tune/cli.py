@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--collapse-spread", type=float, default=None,
                         help="a trial whose validation depth varies less than this, mean std(D)/mean(D) per image, is "
                              "'collapsed' (default 0.05; 0 turns the test off)")
-    parser.add_argument("--seed", type=int, default=0, help="Optuna's sampler seed")
+    parser.add_argument("--seed", type=int, help="seeds every trial's training (train.seed: the same initialisation and "
+                        "draws in every cell, so cells differ by their settings alone) and Optuna's sampler (default: "
+                        "train.seed of the config, 0)")
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray started here (default: all)")
 
 
@@ -92,6 +94,8 @@ def options_from_args(args: argparse.Namespace):
     overrides = [*args.overrides, f"data.path={args.data}"]
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
     if args.tracking_uri:
         overrides.append(f"tracking.tracking_uri={args.tracking_uri}")
     if args.gpus_per_trial > 0:
@@ -124,7 +128,7 @@ def options_from_args(args: argparse.Namespace):
         base=base, space=space, search=args.search, num_samples=args.num_samples, scheduler=args.scheduler,
         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         workers_per_trial=args.workers_per_trial, name=args.name, storage=args.storage or "", experiment=args.experiment,
-        out=args.out or "", resume=args.resume, retry_errored=args.retry_errored, log_models=args.log_models, seed=args.seed,
+        out=args.out or "", resume=args.resume, retry_errored=args.retry_errored, log_models=args.log_models, seed=base.train.seed,
         register=args.register or "",
         **({"collapse_spread": args.collapse_spread} if args.collapse_spread is not None else {}),
     )
