@@ -309,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
     from daif import pretrained
 
     if pretrained.is_pretrained(args.model):  # what the shipped model assumes, before it is used
-        print(pretrained.describe(pretrained.load(args.model)[1]))
+        print(pretrained.describe(pretrained.read_meta(args.model)))
     paths = predict(args.model, args.images, args.focus_distances, args.camera, args.out, args.tracking_uri, "cuda" if args.gpu else "cpu")
     for name, path in paths.items():
         print(f"{name}: {path}")

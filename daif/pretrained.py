@@ -44,17 +44,28 @@ def is_pretrained(source: str | os.PathLike) -> bool:
     return text == PREFIX or text.startswith(PREFIX + ":")
 
 
+def _files(source: str) -> tuple[Path, Path]:
+    """(NAME.safetensors, NAME.json) of "pretrained" or "pretrained:NAME"; UsageError when not shipped."""
+    name = str(source).partition(":")[2] or DEFAULT
+    weights, meta_path = DIRECTORY / f"{name}.safetensors", DIRECTORY / f"{name}.json"
+    if not weights.is_file() or not meta_path.is_file():
+        raise UsageError(f"--model: no pretrained model {name!r}; shipped: {', '.join(names()) or 'none'}")
+    return weights, meta_path
+
+
+def read_meta(source: str = PREFIX) -> dict[str, Any]:
+    """The json of "pretrained" or "pretrained:NAME" (module docstring), without building the network."""
+    return json.loads(_files(source)[1].read_text())
+
+
 def load(source: str = PREFIX):
     """(DAIFNet in eval mode, meta) of "pretrained" (the default model) or "pretrained:NAME"."""
     from safetensors.torch import load_file
 
     from daif.model import DAIFNet
 
-    name = str(source).partition(":")[2] or DEFAULT
-    weights, meta_path = DIRECTORY / f"{name}.safetensors", DIRECTORY / f"{name}.json"
-    if not weights.is_file() or not meta_path.is_file():
-        raise UsageError(f"--model: no pretrained model {name!r}; shipped: {', '.join(names()) or 'none'}")
-    meta = json.loads(meta_path.read_text())
+    weights, _ = _files(source)
+    meta = read_meta(source)
     model = DAIFNet.from_config(meta["model"])
     model.load_state_dict(load_file(str(weights)))
     return model.eval(), meta
