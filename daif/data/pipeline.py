@@ -32,6 +32,7 @@ from daif.data.captured import common_stack, prepare_captured
 from daif.data.registry import CAPTURED_SOURCES, SOURCES, get_source
 from daif.data.sources import MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE, DataError, Source, prepare_scene, train_val_split
 from daif.errors import UsageError
+from daif.files import check_output_folder
 from daif.images import to_float_chw
 from daif.optics import MAX_FOCUS_DISTANCE, ThinLensCamera, check_focus_distance, get_preset, render_focal_stack_uint8
 from daif.runtime import cpu_threads, ensure_ray
@@ -379,7 +380,7 @@ def check_render_config(config) -> None:
         store.check_local_path(config.out)
     except store.StoreError as error:
         raise UsageError(f"--out: {error}") from None
-    check_out_folder(config.out)
+    check_output_folder(config.out, ())  # a folder, or one that can be made, and writable
     if config.size is not None:
         height, width = config.size
         if min(height, width) < MIN_IMAGE_SIZE or height * width > MAX_IMAGE_PIXELS:
@@ -398,20 +399,6 @@ def check_render_config(config) -> None:
             raise UsageError(f"--input: source {config.source!r} needs --input PATH")
         if not os.path.exists(config.input):
             raise UsageError(f"--input: {config.input} does not exist")
-
-
-def check_out_folder(out: str) -> None:
-    """--out must be a folder, or a path where one can be made: not a file, not under a file, writable (UsageError)."""
-    path = os.path.abspath(out)
-    if os.path.lexists(path) and not os.path.isdir(path):
-        raise UsageError(f"--out: {out} exists and is not a folder; the store is a folder (choose another --out)")
-    existing = path
-    while not os.path.lexists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise UsageError(f"--out: {existing} is a file, so no folder can be made under it")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--out: {existing} is not writable")
 
 
 def render_store(config: RenderConfig | None = None, **overrides: Any) -> dict[str, Any]:

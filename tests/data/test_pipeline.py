@@ -138,9 +138,9 @@ def test_render_out_that_is_a_file_is_one_line_before_ray(tmp_path, capsys, monk
     existing = tmp_path / "notes.txt"
     existing.write_text("keep me")
     assert _render_error(["--size", "16x16", "--out", str(existing)], capsys, monkeypatch) == (
-        f"daif render: error: --out: {existing} exists and is not a folder; the store is a folder (choose another --out)")
+        f"daif render: error: --out: {existing} is a file; expected a folder (existing or new)")
     assert _render_error(["--size", "16x16", "--out", str(existing / "store")], capsys, monkeypatch) == (
-        f"daif render: error: --out: {existing} is a file, so no folder can be made under it")
+        f"daif render: error: --out: {existing / 'store'} lies under {existing}, which is a file; expected a folder (existing or new)")
     assert existing.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
