@@ -1,6 +1,8 @@
-"""Speed and memory of the defocus renderer: the fast path against the unfold reference.
+"""Speed and memory of the defocus renderers: the windowed PSF layer (fast path and unfold reference, K = 7
+and 11) beside the window-free ladder renderer (support max_sigma = 4, 8, 16 px), and the ladder's accuracy.
 
-Workload (issue 2): a 5-image 320x240 RGB stack, float32, K = 7 and 11, 2 torch threads.
+Workload (issue 2): a 5-image 320x240 RGB stack, float32, 2 torch threads; sigma uniform in [0, 8] px for
+the window, in [0, max_sigma] for the ladder.
 Throughput is in stack pixels per second (all 3 channels rendered), from the best of 3 rounds. Peak extra memory is the rise of
 the process's resident high-water mark over its level after the inputs were made, measured in a fresh
 subprocess per case, as a multiple of the input image tensor (N C H W x 4 bytes).
@@ -21,25 +23,36 @@ from pathlib import Path
 N, C, H, W = 5, 3, 240, 320
 
 
-def _time_case(impl: str, kernel_size: int, mode: str, device: str, repeats: int) -> float:
+CASES = [("fast", 7), ("reference", 7), ("fast", 11), ("reference", 11), ("ladder", 4), ("ladder", 8), ("ladder", 16)]
+
+
+def _renderer(impl: str, support: int):
+    """(render(image, sigma), the largest sigma drawn [px]) for a case: K = support for the window, else max_sigma."""
+    from daif.optics import render_defocus, render_defocus_ladder, render_defocus_reference
+
+    if impl == "ladder":
+        return (lambda image, sigma: render_defocus_ladder(image, sigma, support)), float(support)
+    window = render_defocus if impl == "fast" else render_defocus_reference
+    return (lambda image, sigma: window(image, sigma, support)), 8.0
+
+
+def _time_case(impl: str, support: int, mode: str, device: str, repeats: int) -> float:
     import torch
 
-    from daif.optics import render_defocus, render_defocus_reference
-
-    fn = render_defocus if impl == "fast" else render_defocus_reference
+    fn, largest = _renderer(impl, support)
     generator = torch.Generator().manual_seed(0)
     image = torch.rand(N, C, H, W, generator=generator).to(device)
-    sigma = (torch.rand(N, 1, H, W, generator=generator) * 8.0).to(device)  # 0..8 px, both branches
+    sigma = (torch.rand(N, 1, H, W, generator=generator) * largest).to(device)  # both branches (sigma <= 1 and above)
     grad = mode == "fwd+bwd"
     image.requires_grad_(grad)
     sigma.requires_grad_(grad)
 
     def step() -> None:
         if grad:
-            fn(image, sigma, kernel_size).sum().backward()
+            fn(image, sigma).sum().backward()
         else:
             with torch.no_grad():
-                fn(image, sigma, kernel_size)
+                fn(image, sigma)
 
     step()  # warm-up: numba compilation, allocator
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -54,21 +67,19 @@ def _time_case(impl: str, kernel_size: int, mode: str, device: str, repeats: int
     return best
 
 
-def _memory_case(impl: str, kernel_size: int, mode: str, device: str) -> float:
+def _memory_case(impl: str, support: int, mode: str, device: str) -> float:
     """Peak extra bytes of one call, measured in this (fresh) process."""
     import torch
 
-    from daif.optics import render_defocus, render_defocus_reference
-
-    fn = render_defocus if impl == "fast" else render_defocus_reference
+    fn, largest = _renderer(impl, support)
     grad = mode == "fwd+bwd"
     if impl == "fast":  # compile outside the measurement, on a tiny input
         tiny = torch.rand(1, C, 8, 8, device=device, requires_grad=grad)
-        out = fn(tiny, torch.full((1, 1, 8, 8), 3.0, device=device, requires_grad=grad), kernel_size)
+        out = fn(tiny, torch.full((1, 1, 8, 8), 3.0, device=device, requires_grad=grad))
         if grad:
             out.sum().backward()
     image = torch.rand(N, C, H, W, device=device, requires_grad=grad)
-    sigma = (torch.rand(N, 1, H, W, device=device) * 8.0).requires_grad_(grad)
+    sigma = (torch.rand(N, 1, H, W, device=device) * largest).requires_grad_(grad)
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -76,13 +87,48 @@ def _memory_case(impl: str, kernel_size: int, mode: str, device: str) -> float:
     else:
         _reset_peak_rss()
         before = _status_bytes("VmRSS")
-    out = fn(image, sigma, kernel_size)
+    out = fn(image, sigma)
     if grad:
         out.sum().backward()
     if device == "cuda":
         torch.cuda.synchronize()
         return float(torch.cuda.max_memory_allocated() - before)
     return float(_status_bytes("VmHWM") - before)
+
+
+def _ladder_accuracy() -> dict[str, float]:
+    """The ladder against the direct per-pixel Gaussian sum (render_ladder_reference) on a 24x32 image with
+    sigma up to 16 px: max |error| where every sigma is a rung (float32 and float64), and where sigma is drawn
+    uniformly (the blend between rungs); the point response's standard deviation at sigma = 16 px (sigma / 2 = 8
+    expected), beside the K = 7 window's."""
+    import torch
+
+    from daif.optics import render_defocus, render_defocus_ladder
+    from daif.optics.ladder import ladder_sigmas, render_ladder_reference
+
+    generator = torch.Generator().manual_seed(1)
+    image = torch.rand(2, 3, 24, 32, generator=generator, dtype=torch.float64)
+    rungs = torch.tensor(ladder_sigmas(16.0), dtype=torch.float64)
+    on_rungs = rungs[torch.randint(0, len(rungs), (2, 1, 24, 32), generator=generator)]
+    drawn = 16.0 * torch.rand(2, 1, 24, 32, generator=generator, dtype=torch.float64)
+    reference = render_ladder_reference(image, on_rungs)
+    point = torch.zeros(1, 1, 97, 97, dtype=torch.float64)
+    point[..., 48, 48] = 1.0
+    flat = torch.full_like(point, 16.0)
+
+    def spread(response: torch.Tensor) -> float:  # standard deviation along one axis of a point's response
+        profile = response[0, 0].sum(0)
+        offsets = torch.arange(97, dtype=torch.float64) - 48
+        return float(((profile * offsets**2).sum() / profile.sum()).sqrt())
+
+    return {
+        "max error on rungs, float64": float((render_defocus_ladder(image, on_rungs, 16.0) - reference).abs().max()),
+        "max error on rungs, float32": float((render_defocus_ladder(image.float(), on_rungs.float(), 16.0).double() - reference).abs().max()),
+        "max error between rungs (the blend)": float((render_defocus_ladder(image, drawn, 16.0) - render_ladder_reference(image, drawn)).abs().max()),
+        "mean error between rungs (the blend)": float((render_defocus_ladder(image, drawn, 16.0) - render_ladder_reference(image, drawn)).abs().mean()),
+        "point std at sigma 16, ladder (8 expected)": spread(render_defocus_ladder(point, flat, 16.0)),
+        "point std at sigma 16, K=7 window": spread(render_defocus(point, flat, 7)),
+    }
 
 
 def _reset_peak_rss() -> None:
@@ -112,46 +158,49 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     if args._memory:  # child process of a memory case
-        impl, kernel_size, mode = args._memory
-        print(_memory_case(impl, int(kernel_size), mode, args.device))
+        impl, support, mode = args._memory
+        print(_memory_case(impl, int(support), mode, args.device))
         return
 
     input_bytes = N * C * H * W * 4
     pixels = N * H * W
     rows = []
-    for kernel_size in (7, 11):
-        for impl in ("fast", "reference"):
-            for mode in ("fwd", "fwd+bwd"):
-                repeats = args.repeats if impl == "fast" else max(2, args.repeats // 5)
-                seconds = _time_case(impl, kernel_size, mode, args.device, repeats)
-                child = subprocess.run(
-                    [sys.executable, __file__, "--device", args.device, "--threads", str(args.threads),
-                     "--_memory", impl, str(kernel_size), mode],
-                    capture_output=True, text=True, check=True,
-                )
-                peak = float(child.stdout.strip().splitlines()[-1])
-                rows.append({
-                    "impl": impl, "kernel_size": kernel_size, "mode": mode, "ms": seconds * 1e3,
-                    "mpix_per_s": pixels / seconds / 1e6, "peak_extra_mib": peak / 2**20,
-                    "peak_extra_x_input": peak / input_bytes,
-                })
-                print(f"done {impl} K={kernel_size} {mode}", file=sys.stderr)
+    for impl, support in CASES:
+        for mode in ("fwd", "fwd+bwd"):
+            repeats = max(2, args.repeats // 5) if impl == "reference" else args.repeats
+            seconds = _time_case(impl, support, mode, args.device, repeats)
+            child = subprocess.run(
+                [sys.executable, __file__, "--device", args.device, "--threads", str(args.threads),
+                 "--_memory", impl, str(support), mode],
+                capture_output=True, text=True, check=True,
+            )
+            peak = float(child.stdout.strip().splitlines()[-1])
+            rows.append({
+                "impl": impl, "support": support, "mode": mode, "ms": seconds * 1e3,
+                "mpix_per_s": pixels / seconds / 1e6, "peak_extra_mib": peak / 2**20,
+                "peak_extra_x_input": peak / input_bytes,
+            })
+            print(f"done {impl} {support} {mode}", file=sys.stderr)
+    accuracy = _ladder_accuracy()
 
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)"
-    print(f"\nrender_defocus, {N}x{C}x{H}x{W} float32, {device_name}, {args.threads} torch threads, torch {torch.__version__}")
-    print("| impl | K | pass | ms | Mpix/s | peak extra MiB | x input |")
+    print(f"\nrenderers, {N}x{C}x{H}x{W} float32, {device_name}, {args.threads} torch threads, torch {torch.__version__}")
+    print("| impl | support (K, or max sigma px) | pass | ms | Mpix/s | peak extra MiB | x input |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['impl']} | {row['kernel_size']} | {row['mode']} | {row['ms']:.1f} | {row['mpix_per_s']:.2f} "
+        print(f"| {row['impl']} | {row['support']} | {row['mode']} | {row['ms']:.1f} | {row['mpix_per_s']:.2f} "
               f"| {row['peak_extra_mib']:.1f} | {row['peak_extra_x_input']:.2f} |")
     for kernel_size in (7, 11):
         for mode in ("fwd", "fwd+bwd"):
-            fast, ref = (next(r for r in rows if r["impl"] == i and r["kernel_size"] == kernel_size and r["mode"] == mode)
+            fast, ref = (next(r for r in rows if r["impl"] == i and r["support"] == kernel_size and r["mode"] == mode)
                          for i in ("fast", "reference"))
             print(f"speed-up K={kernel_size} {mode}: {ref['ms'] / fast['ms']:.0f}x")
+    for key, value in accuracy.items():
+        print(f"ladder accuracy, {key}: {value:.3g}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": device_name, "threads": args.threads, "shape": [N, C, H, W], "rows": rows}, indent=2))
+    out.write_text(json.dumps({"device": device_name, "threads": args.threads, "shape": [N, C, H, W], "rows": rows,
+                               "ladder_accuracy": accuracy}, indent=2))
     print(f"wrote {out}")
 
 

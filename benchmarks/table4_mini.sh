@@ -15,7 +15,7 @@ work=${1:-/tmp/daif-table4}
 daif=${DAIF:-$(dirname "$0")/../.venv/bin/daif}
 export RAY_USAGE_STATS_ENABLED=0
 mkdir -p "$work"
-[ -f "$work/store/manifest.json" ] || "$daif" render --source synthetic --scenes 320 --size 64x64 --preset nyuv2-5 \
+[ -f "$work/store/manifest.json" ] || "$daif" render --source synthetic --scenes 320 --size 64x64 --camera nyuv2-5 \
     --seed 0 --shard-size 32 --out "$work/store"
 load_before=$(cut -d' ' -f1 /proc/loadavg); started=$(date +%s)
 "$daif" tune --data "$work/store" --preset quickstart --space table4 --epochs 12 --cpus-per-trial 0.5 --max-concurrent 2 \

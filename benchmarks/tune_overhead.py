@@ -11,7 +11,7 @@ epoch, which also holds the start-up, is counted at the mean of the others. Per 
 - `fixed_s` = the search's wall time per trial (x the trials at once) - train_s: everything else too (actor start,
   Tune, the parent run, the outputs), the figure the target (< 5 s) is about.
 The load average (`os.getloadavg()`) is recorded before and after each search: other work on the machine moves
-every figure. A first measurement of TorchTrainer trials (`--workers-per-trial 2`) is in docs/experiments.md.
+every figure. A first measurement of TorchTrainer trials (`--num-workers 2`) is in docs/experiments.md.
 """
 
 from __future__ import annotations

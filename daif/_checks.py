@@ -54,14 +54,17 @@ def check_odd_size(name: str, value: object) -> int:
     return value
 
 
-def check_kernel_size(name: str, value: object) -> int:
-    """The PSF renderer's window K: an odd integer >= 3 (centred, and wide enough to blur at all).
+def check_kernel_size(name: str, value: object) -> int | None:
+    """The PSF renderer's window K: an odd integer >= 3 (centred, and wide enough to blur at all), or None for
+    no window (the ladder renderer, daif.optics.ladder, whose blur has no ceiling).
 
-    The one rule for a kernel size wherever it is set (config, model, renderer, `daif render`);
-    raises ValueError naming `name`.
+    The one rule for a kernel size wherever it is set (config, model, renderer, `daif render`, a store's
+    manifest); raises ValueError naming `name`.
     """
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 3 or value % 2 == 0:
-        raise ValueError(f"{name}: expected an odd integer >= 3 (the PSF window is centred), got {value!r}")
+        raise ValueError(f"{name}: expected an odd integer >= 3 (the PSF window is centred) or null (no window), got {value!r}")
     return value
 
 

@@ -117,7 +117,7 @@ class LossConfig:
     alpha: float = 0.85  # SSIM share of the photometric terms
     coarse_aif: str = "hard"  # "hard" | "soft"
     temperature: float = 1.0  # px of defocus, softmin temperature of the "soft" coarse AIF
-    kernel_size: int = 7  # renderer window
+    kernel_size: int | None = 7  # renderer window K (the paper's 7); null: no window (daif.optics.ladder, no blur ceiling)
     recon_trains_depth: bool = True  # False: the recon term's gradient reaches the AIF only
     search: float = 0.0  # weight of |log depth - log depth searched| (daif.search); not in the paper
     search_candidates: int = 24  # candidate depths of the search, log-spaced over the model's depth range
@@ -303,7 +303,10 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
             raise ValueError(f"config key '{key}': expected a string, got {value!r}")
         return value
     if isinstance(annotation, types.UnionType):
-        raise TypeError(f"config key '{key}': union fields are not supported")
+        members = [member for member in typing.get_args(annotation) if member is not type(None)]
+        if len(members) != 1 or len(typing.get_args(annotation)) != 2:
+            raise TypeError(f"config key '{key}': only 'X | None' unions are supported")
+        return None if value is None else _convert(key, value, members[0])
     return value
 
 

@@ -14,9 +14,9 @@ from daif.optics import defocus_sigma, get_preset
 from daif.viz import focal_stack_rows, grid_figure, save_figure
 
 
-def render_demo(out: str | Path, preset: str = "nyuv2-5", seed: int = 0, kernel_size: int = 7) -> Path:
-    """Render a textured synthetic scene with the preset's camera and focus distances; returns the PNG path."""
-    setting = get_preset(preset)
+def render_demo(out: str | Path, camera: str = "nyuv2-5", seed: int = 0, kernel_size: int | None = 7) -> Path:
+    """Render a textured synthetic scene with the camera preset's lens and focus distances; returns the PNG path."""
+    setting = get_preset(camera)
     near = max(setting.depth_range[0], setting.focus_distances[0] * 0.7)
     far = min(setting.depth_range[1], setting.focus_distances[-1] * 1.5)
     scene = make_scene(seed, size=setting.image_size, depth_range=(near, far))
@@ -31,18 +31,23 @@ def render_demo(out: str | Path, preset: str = "nyuv2-5", seed: int = 0, kernel_
         {"image": scene["aif"], "title": "all-in-focus"},
         {"map": scene["depth"], "vmin": near, "vmax": far, "label": "depth [m]", "title": "depth"},
     ])
-    figure = grid_figure(rows, title=f"preset {preset}: f={setting.camera.focal_length * 1e3:g} mm, N={setting.camera.f_number:g}")
+    figure = grid_figure(rows, title=f"camera {camera}: f={setting.camera.focal_length * 1e3:g} mm, N={setting.camera.f_number:g}")
     return save_figure(figure, Path(out) / "render_demo.png")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from daif.cli import KERNEL_SIZE_HELP, add_deprecated, window_size
+    from daif.optics import CAMERA_PRESETS
+
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--preset", default="nyuv2-5", help="camera preset (nyuv2-5, nyuv2-dense, defocusnet)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--kernel-size", type=int, default=7)
+    camera = parser.add_argument("--camera", choices=sorted(CAMERA_PRESETS), default="nyuv2-5",
+                                 help="camera preset: its camera, focus distances and image size")
+    add_deprecated(parser, "--preset", camera)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the synthetic scene")
+    parser.add_argument("--kernel-size", type=window_size, default=7, help=KERNEL_SIZE_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
-    path = render_demo(args.out, args.preset, args.seed, args.kernel_size)
+    path = render_demo(args.out, args.camera, args.seed, args.kernel_size)
     print(f"wrote {path}")
     return 0

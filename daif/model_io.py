@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from daif.checkpoint import CheckpointError, is_checkpoint, load_checkpoint_model
+from daif.checkpoint import STATE_FILE, CheckpointError, is_checkpoint, load_checkpoint_model
 from daif.errors import UsageError
 from daif.model import DAIFNet
 
@@ -33,7 +33,8 @@ CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
 
 def load_model(source: str | os.PathLike, tracking_uri: str = "") -> tuple[DAIFNet, dict[str, Any]]:
     """`source`: "pretrained" or "pretrained:NAME" (a model shipped with daif, `daif.pretrained`), a checkpoint
-    directory (state.pt and meta.json, as `daif train` prints), a local MLflow model folder, or an MLflow model
+    directory (state.pt and meta.json, as `daif train` prints: a path, or a storage URI such as
+    file:///runs/<run>/checkpoint_000003 or s3://...), a local MLflow model folder, or an MLflow model
     URI (runs:/<run_id>/model, models:/name/1, ...). URIs resolve against `tracking_uri` (default:
     MLFLOW_TRACKING_URI, else the local store in the working directory).
     Raises UsageError (CheckpointError) naming the source or the file that is refused."""
@@ -54,9 +55,34 @@ def load_model(source: str | os.PathLike, tracking_uri: str = "") -> tuple[DAIFN
             f"model: {text!r} is neither a checkpoint directory (with state.pt) nor an MLflow model URI "
             "such as runs:/<run_id>/model"
         )
+    if _is_stored_checkpoint(text):
+        return _load_stored_checkpoint(text)
     with tempfile.TemporaryDirectory(prefix="daif-model-") as directory:
         folder = download_model(text, tracking_uri, directory)
         return load_model_folder(folder, shown=text)
+
+
+def _is_stored_checkpoint(uri: str) -> bool:
+    """Whether `uri` is a checkpoint directory in a storage (`daif train --storage file://... | s3://...` prints
+    such URIs), rather than an MLflow model's location."""
+    from daif import storage
+
+    if "://" not in uri or uri.startswith(TRACKED_SCHEMES + ("http://", "https://")):
+        return False
+    try:
+        return (storage.resolve(uri, "model") / STATE_FILE).is_file()
+    except (UsageError, OSError):  # not a filesystem pyarrow opens: MLflow may still download it
+        return False
+
+
+def _load_stored_checkpoint(uri: str) -> tuple[DAIFNet, dict[str, Any]]:
+    from daif import storage
+
+    with storage.local_copy(uri) as directory:
+        try:
+            return load_checkpoint_model(directory)
+        except CheckpointError as error:
+            raise CheckpointError(str(error).replace(directory, uri)) from None
 
 
 def download_model(uri: str, tracking_uri: str, directory: str) -> Path:

@@ -294,15 +294,19 @@ def predict(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from daif.cli import ValuesAction
+
     parser.add_argument("--model", required=True, metavar="URI_OR_PATH",
                         help="'pretrained' (the model shipped with daif), an MLflow model URI (runs:/<run_id>/model, "
                              "models:/NAME/latest) or a checkpoint directory")
-    parser.add_argument("--images", nargs="+", required=True, help="the stack's images, or one folder holding them and focus_distances.txt")
-    parser.add_argument("--focus-distances", nargs="+", type=float, default=None, metavar="M", help="metres, one per image, in the same order")
-    parser.add_argument("--camera", default=None, help="preset name or 'f,N,p' in metres (default: the model's camera)")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--images", action=ValuesAction, commas=False, required=True, metavar="IMAGE",
+                        help="the stack's images, or one folder holding them and focus_distances.txt")
+    parser.add_argument("--focus-distances", action=ValuesAction, type=float, commas=False, default=None, metavar="M",
+                        help="metres, one per image, in the same order (default: the folder's focus_distances.txt)")
+    parser.add_argument("--camera", default=None, help="camera preset or lens 'f,N,p' in metres (default: the model's camera)")
+    parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--tracking-uri", default="", help="MLflow store for runs:/ URIs (default MLFLOW_TRACKING_URI, else ./mlflow.db)")
-    parser.add_argument("--gpu", action="store_true")
+    parser.add_argument("--gpu", action="store_true", help="predict on a GPU")
 
 
 def run(args: argparse.Namespace) -> int:

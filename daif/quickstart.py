@@ -115,6 +115,7 @@ def _print_summary(out_dir: Path, result, evaluation: dict, minutes: float, sele
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from daif.cli import ValuesAction
     from daif.config import QUICKSTART_DATA
     from daif.data.cli import parse_size
 
@@ -123,17 +124,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", type=int, help=f"synthetic scenes to render (default {QUICKSTART_DATA['scenes']})")
     parser.add_argument("--size", type=parse_size, help=f"WxH of the rendered images (default {width}x{height})")
     parser.add_argument("--preset", choices=PRESETS, default="quickstart",
-                        help="quickstart: the paper's DAIF-Net and objective; quickstart-search: the defocus-search recipe")
-    parser.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
+                        help="training recipe: quickstart, the paper's DAIF-Net and objective; quickstart-search, the "
+                             "defocus-search recipe")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
     parser.add_argument(
         "--num-workers", type=int,
-        help="Ray Train workers (default 1; more workers pay off with more cores or GPUs, not on a 2-core laptop)",
+        help="training workers (default 1; more workers pay off with more cores or GPUs, not on a 2-core laptop)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds the synthetic scenes, the initialisation and the bins")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a training config value of the quickstart preset (repeatable)")
+    parser.add_argument("--set", dest="overrides", action=ValuesAction, commas=False, default=[], metavar="KEY=VALUE",
+                        help="override training config values of the recipe, e.g. --set model.width=8 loss.recon=100")
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: ./mlflow.db)")
-    parser.add_argument("--smoke-test", action="store_true", help="a tiny run in about a minute (not meant to beat anything)")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="a tiny run that checks the pipeline (not meant to beat anything)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -274,7 +274,7 @@ def fail_run(uri: str, run_id: str, error: BaseException, status: str = "FAILED"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", default="", help="store to show (default: the local store here)")
-    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--port", type=int, default=5000, help="port of the UI on 127.0.0.1")
 
 
 def check_port_free(port: int, flag: str = "--port") -> None:

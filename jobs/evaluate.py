@@ -27,5 +27,5 @@ if __name__ == "__main__":
             argv += ["--model", untrained_checkpoint(f"{root}/ckpt", store.camera.to_dict(), store.focus_distances.tolist())]
         defaults = {"--out": f"{root}/eval", "--tracking-uri": f"sqlite:///{root}/mlflow.db"}
         argv += [arg for key, value in defaults.items() if key not in argv for arg in (key, value)]
-        argv = ["--data", store.path, "--stack-sizes", "2,3,5", "--backend", "ray", *argv]
+        argv = ["--data", store.path, "--stack-sizes", "2", "3", "5", "--backend", "ray", *argv]
     sys.exit(main(["evaluate", *argv]))

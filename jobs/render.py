@@ -11,7 +11,7 @@ import sys
 
 import daif.cli
 
-SMOKE_TEST = ["--source", "synthetic", "--scenes", "6", "--size", "64x48", "--shard-size", "2", "--preset", "nyuv2-5"]
+SMOKE_TEST = ["--source", "synthetic", "--scenes", "6", "--size", "64x48", "--shard-size", "2", "--camera", "nyuv2-5"]
 
 
 def main(argv: list[str]) -> int:

@@ -1,7 +1,7 @@
 """Ray job entrypoint: the loss-scale search (`daif tune`).
 
     ray job submit --working-dir . -- python jobs/tune.py --data /shared/nyuv2-dense --preset nyuv2-robust \
-        --space table4 --epochs 40 --gpus-per-trial 1 --cpus-per-trial 4 --max-concurrent 8 \
+        --space table4 --epochs 40 --gpu --cpus-per-trial 4 --max-concurrent 8 \
         --storage /shared/runs --tracking-uri http://mlflow:5000 --evaluate-best
     python jobs/tune.py --smoke-test     # a minute on a laptop: a tiny store, a 2x2 grid of 1-epoch trials
 """

@@ -77,7 +77,7 @@ def succeeded(result) -> None:
 def store(cluster, shared) -> Path:
     out = shared / "store"
     succeeded(cluster.submit("python", "jobs/render.py", "--source", "synthetic", "--scenes", "16", "--size", "32x32",
-                             "--shard-size", "4", "--preset", "nyuv2-5", "--out", str(out)))
+                             "--shard-size", "4", "--camera", "nyuv2-5", "--out", str(out)))
     return out
 
 
@@ -163,7 +163,7 @@ def test_tune_job_with_ddp_trials_records_a_parent_and_its_trials_and_evaluates_
     succeeded(cluster.submit(
         "python", "jobs/tune.py", "--data", str(store), "--space", str(space), "--epochs", "1", *TINY_NET,
         "--set", "optim.batch_size=4", "--set", "train.figures_every=0", "--collapse-spread", "0",
-        "--set", "scaling.placement_strategy=STRICT_SPREAD", "--workers-per-trial", "2", "--evaluate-best",
+        "--set", "scaling.placement_strategy=STRICT_SPREAD", "--num-workers", "2", "--evaluate-best",
         "--max-concurrent", "1", "--name", "cluster-tune", "--storage", str(shared / "runs"),
         "--tracking-uri", cluster.tracking_uri, "--experiment", "cluster-tune", "--out", str(out),
     ))

@@ -54,9 +54,9 @@ def ray_starts(monkeypatch) -> list:
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        (["--kernel-size", "4"], "--kernel-size: expected an odd integer >= 3 (the PSF window is centred), got 4"),
+        (["--kernel-size", "4"], "--kernel-size: expected an odd integer >= 3 (the PSF window is centred) or null (no window), got 4"),
         (["--compression", "zstd"], "--compression: expected lzf, gzip, gzip-<0..9> or none, got 'zstd'"),
-        (["--depth-range", "5,1"], "--depth-range: expected 0 < LOW < HIGH metres, got 5,1"),
+        (["--depth-range", "5", "1"], "--depth-range: expected 0 < LOW < HIGH metres, got 5 1"),
         (["--num-focus", "0"], "--num-focus: expected a positive integer, got 0"),
         (["--scenes", "0"], "--scenes: expected a positive integer, got 0"),
         (["--shard-size", "0"], "--shard-size: expected a positive integer, got 0"),
@@ -91,7 +91,7 @@ def test_a_store_uri_is_refused_by_render_and_train(tmp_path, capsys):
 
 def test_render_rejects_a_bad_option_in_a_fresh_process(tmp_path):
     result = run_daif("render", "--out", str(tmp_path / "store"), "--kernel-size", "6", cwd=tmp_path)
-    assert one_line(result).startswith("daif render: error: --kernel-size: expected an odd integer >= 3 (the PSF window is centred), got 6")
+    assert one_line(result).startswith("daif render: error: --kernel-size: expected an odd integer >= 3 (the PSF window is centred) or null (no window), got 6")
     assert not (tmp_path / "store").exists()
 
 
@@ -124,6 +124,7 @@ def bad_yaml(tmp_path) -> Path:
          "config section 'model': near, far: expected 0 < near < far metres, or both 0 (the store's range), got 5.0, 1.0"),
         (["--resume", "{tmp}/nockpt"], "--resume: {tmp}/nockpt is not a checkpoint directory"),
         (["--resume", "{tmp}"], "resume: checkpoint: {tmp}/state.pt not found"),
+        (["--storage", "{tmp}/runs", "--resume"], "--resume: no run with a checkpoint under {tmp}/runs; name one: --resume FOLDER"),
     ],
 )
 def test_bad_train_input_is_one_line_before_ray(options, expected, bad_yaml, tmp_path, capsys):

@@ -69,10 +69,11 @@ def test_a_million_trial_grid_is_refused_before_ray(tmp_path, capsys, monkeypatc
 
 
 @pytest.mark.ray
-def test_storage_is_a_path_and_a_uri_is_refused_rather_than_made_a_local_folder(tiny_store, tmp_path, monkeypatch):
+def test_storage_is_an_absolute_path_or_the_uri_as_given_and_one_pyarrow_cannot_open_is_an_error(tiny_store, tmp_path, monkeypatch):
     import argparse
 
-    from daif.tune.cli import TuneInputError, add_arguments, options_from_args
+    from daif.storage import StorageError
+    from daif.tune.cli import add_arguments, options_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -80,9 +81,9 @@ def test_storage_is_a_path_and_a_uri_is_refused_rather_than_made_a_local_folder(
     def options(storage: str):
         return options_from_args(parser.parse_args(["--data", tiny_store, "--space", "table4", "--storage", storage]))
 
-    with pytest.raises(TuneInputError, match=r"^--storage: s3://bucket/x: a search keeps its state .* not yet for `daif tune`"):
-        options("s3://bucket/x")  # it became the local folder ./s3:/bucket/x
-    assert options(f"file://{tmp_path}/runs").storage == str(tmp_path / "runs")
+    with pytest.raises(StorageError, match=r"^--storage: nosuchfs://bucket/x: pyarrow cannot open it \(Unrecognized filesystem"):
+        options("nosuchfs://bucket/x")
+    assert options(f"file://{tmp_path}/runs").storage == f"file://{tmp_path}/runs"
     monkeypatch.chdir(tmp_path)
     assert options("runs").storage == str(tmp_path / "runs")
 
@@ -459,6 +460,67 @@ def test_a_killed_search_resumes_and_every_trial_runs_once(ray_local, tiny_store
         finished_runs = [c for c in runs if c.info.status == "FINISHED"]
         assert len(finished_runs) == 1, trial_id
         assert sorted(m.step for m in client.get_metric_history(finished_runs[0].info.run_id, "val/delta1")) == [0, 1]
+
+
+def _another_filesystem(tmp_path: Path) -> Path:
+    """A fresh folder on another local filesystem than tmp_path's (/dev/shm, a tmpfs, where it is one), else in tmp_path."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != tmp_path.stat().st_dev:
+        import tempfile
+
+        return Path(tempfile.mkdtemp(prefix="daif-test-", dir=shm))
+    return tmp_path / "b"
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("given", ["file-uri", "another-filesystem"])
+def test_a_search_keeps_its_state_trials_and_results_in_the_storage_given(tiny_store, tmp_path, capsys, monkeypatch, given):
+    """--storage file://<tmp>/a, or a plain path on another filesystem: Tune's experiment state, every trial's
+    checkpoints and results, search.json, the tables and the best trial's evaluation land there (nothing in ./runs),
+    and a search stored under a file:// URI resumes into the same parent run."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "a" if given == "file-uri" else _another_filesystem(tmp_path)
+    given_storage = f"file://{folder}" if given == "file-uri" else str(folder)
+    space_path = tmp_path / "space.yaml"
+    space_path.write_text(yaml.safe_dump({"loss.recon": {"grid": [10.0]}}))
+    args = ["tune", "--data", tiny_store, "--space", str(space_path), "--name", "stored", "--storage", given_storage,
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--epochs", "1", "--collapse-spread", "0", *TINY]
+    try:
+        assert main([*args, "--evaluate-best"]) == 0
+        printed = capsys.readouterr().out
+        root = folder / "stored"
+        assert (root / "tuner.pkl").is_file() and list(root.glob("experiment_state-*.json"))  # what Tuner.restore reads
+        [trial_folder] = root.glob("trial_*")
+        assert (trial_folder / "result.json").is_file() and (trial_folder / "progress.csv").is_file()
+        with open(root / "results" / "table.csv") as file:
+            [row] = list(csv.DictReader(file))
+        assert row["status"] == "complete" and row["epochs"] == "1"
+        [checkpoint] = [p.parent for p in (root / "trials" / row["trial_id"] / "train").glob("daif-*/checkpoint_*/state.pt")]
+        assert load_checkpoint(checkpoint)[0]["epoch"] == 0
+        search = json.loads((root / "search.json").read_text())
+        evaluation = json.loads((root / "results" / "evaluate-best" / "metrics.json").read_text())
+        assert 0.0 <= evaluation["delta1"] <= 1.0
+        shown = f"{given_storage}/stored/results"  # the files as the storage names them
+        assert f"files:            {shown}/table.csv" in printed and f"({shown}/evaluate-best/metrics.md)" in printed
+        assert not (tmp_path / "runs").exists()
+        client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+        [child] = _children(f"sqlite:///{tmp_path}/mlflow.db", search["parent_run_id"])
+        assert child.data.params["tracking.storage"] == f"{given_storage}/stored/trials/{row['trial_id']}/train"
+        if given != "file-uri":
+            return
+        assert main([*args, "--resume"]) == 0  # Tuner.restore from file://...: the finished trial is not run again
+        assert json.loads((root / "search.json").read_text()) == search
+        assert [c.info.run_id for c in _children(f"sqlite:///{tmp_path}/mlflow.db", search["parent_run_id"])] == [child.info.run_id]
+        assert client.get_run(search["parent_run_id"]).info.status == "FINISHED"
+        with open(root / "results" / "table.csv") as file:
+            assert [r["trial_id"] for r in csv.DictReader(file)] == [row["trial_id"]]
+    finally:
+        if not folder.is_relative_to(tmp_path):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.ray

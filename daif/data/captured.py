@@ -15,7 +15,7 @@ above the focal length and at most `daif.optics.MAX_FOCUS_DISTANCE`.
 
 A store has one focus list and one camera (`daif.data.store`), so every scene must list the same focus
 distances (compared as float32 after sorting) and carry the same camera; a scene that differs is an error
-naming its stack.json and what was expected. The camera is --camera (or an explicitly chosen --preset)
+naming its stack.json and what was expected. The camera is --camera's (a lens f,N,p or a preset)
 or stack.json's; when both are given they must agree. Images are stored in ascending focus distance
 (the order the store's bins assume), each exactly as read, or resized to --size with `resize_rgb`'s box
 filter; without --size every scene must have the same native size.
@@ -202,7 +202,7 @@ def common_stack(
 ) -> tuple[np.ndarray, ThinLensCamera, tuple[int, int]]:
     """(focus distances (F,) float32 ascending, camera, native size (H, W)) shared by every scene of `refs`.
 
-    given_camera: the camera of --camera / --preset (`given_by` names which), or None; stack.json cameras
+    given_camera: the camera of --camera (`given_by` names it), or None; stack.json cameras
     must agree with it and with each other. The native size is the first scene's (the caller decides
     whether other sizes are an error). Raises DataError naming the stack.json that differs.
     """
@@ -224,7 +224,7 @@ def common_stack(
         elif not _close(scene_camera, camera):
             raise DataError(f"{ref['stack_json']}: camera {scene_camera.to_dict()} disagrees with {camera.to_dict()} of {camera_from}")
     if camera is None:
-        raise DataError(f"{first['stack_json']}: no camera: give --camera f,N,p or --preset NAME, or put 'camera' in stack.json")
+        raise DataError(f"{first['stack_json']}: no camera: give --camera f,N,p or --camera PRESET, or put 'camera' in stack.json")
     return focus, camera, (int(first["size"][0]), int(first["size"][1]))
 
 

@@ -34,7 +34,8 @@ from daif.data.sources import MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE, DataError, Sourc
 from daif.errors import UsageError
 from daif.files import check_output_folder
 from daif.images import to_float_chw
-from daif.optics import MAX_FOCUS_DISTANCE, ThinLensCamera, check_focus_distance, get_preset, render_focal_stack_uint8
+from daif.optics import MAX_FOCUS_DISTANCE, ThinLensCamera, check_focus_distance, get_preset, max_defocus_sigma, render_focal_stack_uint8, to_uint8
+from daif.optics.psf import PSF_MODELS, render_stack
 from daif.runtime import cpu_threads, ensure_ray
 
 DEFAULT_PRESET = "nyuv2-5"
@@ -57,7 +58,8 @@ class RenderConfig:
     num_focus: int | None = None
     focus_range: tuple[float, float] | None = None
     camera: str | None = None  # "f,N,p" in metres or a preset name; default the preset's camera
-    kernel_size: int = 7
+    kernel_size: int | None = 7  # the renderer window K; None: no window (the ladder renderer)
+    psf: str = "gaussian"  # daif.optics.psf.PSF_MODELS: "gaussian" (the renderer above), "disc" or "layered"
     compression: str = store.DEFAULT_COMPRESSION
     num_bins: int = 5
     val_fraction: float = 0.1
@@ -148,6 +150,7 @@ def plan_render(config: RenderConfig) -> RenderPlan:
         "image_size": list(size),
         "depth_clip": list(clip_range),
         "kernel_size": config.kernel_size,
+        **({"psf": config.psf} if config.psf != "gaussian" else {}),  # absent: gaussian (stores made before it resume)
         "compression": config.compression,
         "num_bins": config.num_bins,
         "val_fraction": config.val_fraction,
@@ -166,14 +169,14 @@ def plan_captured(
 ) -> tuple[ThinLensCamera, np.ndarray, tuple[int, int]]:
     """(camera, focus distances (F,) float32, size (H, W)) of a captured source's scenes (`daif.data.captured`).
 
-    The camera: --camera, else an explicitly chosen --preset's, else stack.json's; given and stack.json
+    The camera: --camera's lens or preset, else stack.json's; given and stack.json
     cameras must agree. The size: --size, else the scenes' common native size.
     """
     refs = [ref for split_refs in refs_by_split.values() for ref in split_refs]
     if config.camera:
         given, given_by = _parse_camera(config.camera), f"--camera {config.camera}"
     elif config.preset:
-        given, given_by = get_preset(config.preset).camera, f"--preset {config.preset}"
+        given, given_by = get_preset(config.preset).camera, f"--camera {config.preset}"
     else:
         given, given_by = None, ""
     focus, camera, native = common_stack(refs, given, given_by)
@@ -225,14 +228,19 @@ def render_scene_stack(
     scene: dict[str, Any],
     focus_distances: np.ndarray,
     camera: ThinLensCamera,
-    kernel_size: int = 7,
+    kernel_size: int | None = 7,
     device: str = "cpu",
+    psf: str = "gaussian",
 ) -> np.ndarray:
-    """(F, H, W, 3) uint8 focal stack of one prepared scene (`daif.optics.render_focal_stack_uint8`)."""
+    """(F, H, W, 3) uint8 focal stack of one prepared scene: the Gaussian renderer
+    (`daif.optics.render_focal_stack_uint8`), or a disc / layered-occlusion PSF (`daif.optics.psf.render_stack`)."""
     aif = to_float_chw(scene["aif"]).to(device)
     depth = torch.from_numpy(np.asarray(scene["depth"], dtype=np.float32))[None].to(device)
     focus = torch.as_tensor(np.asarray(focus_distances, dtype=np.float32), device=device)
-    return render_focal_stack_uint8(aif, depth, focus, camera, kernel_size).cpu().numpy()
+    if psf == "gaussian":
+        return render_focal_stack_uint8(aif, depth, focus, camera, kernel_size).cpu().numpy()
+    with torch.no_grad():
+        return to_uint8(render_stack(aif, depth, focus, camera, psf)).cpu().numpy()
 
 
 def render_shard(plan_job: dict[str, Any], shard: dict[str, Any], directory: str) -> dict[str, Any]:
@@ -251,7 +259,7 @@ def render_shard(plan_job: dict[str, Any], shard: dict[str, Any], directory: str
                 scene, stack = prepare_captured(source.load(ref), ref["scene_id"], size, tuple(plan_job["clip_range"]))
             else:
                 scene = prepare_scene(source.load(ref), ref["scene_id"], size, tuple(plan_job["clip_range"]))
-                stack = render_scene_stack(scene, focus, camera, plan_job["kernel_size"], device)
+                stack = render_scene_stack(scene, focus, camera, plan_job["kernel_size"], device, plan_job["psf"])
             writer.add(scene, stack)
         info = writer.close()
     return {**info, "split": shard["split"], "seconds": time.perf_counter() - started}
@@ -311,6 +319,8 @@ def _manifest(plan: RenderPlan, shard_infos: dict[str, dict[str, Any]], status: 
         "bins": [[int(b[0]), int(b[-1]) + 1] for b in split_bins(len(plan.focus_distances), plan.config.num_bins)],
         "image_size": list(plan.size),
         "kernel_size": plan.config.kernel_size,
+        "psf": plan.config.psf,
+        "max_sigma": _max_sigma(plan),
         "source": plan.source.name,
         "stacks": "captured" if plan.config.source in CAPTURED_SOURCES else "rendered",
         "compression": plan.config.compression,
@@ -320,6 +330,15 @@ def _manifest(plan: RenderPlan, shard_infos: dict[str, dict[str, Any]], status: 
         "splits": splits,
         "shards": {name: {k: v for k, v in info.items() if k != "name"} for name, info in sorted(shard_infos.items())},
     }
+
+
+def _max_sigma(plan: RenderPlan) -> float | None:
+    """The largest defocus sigma [px] of the data (daif.optics.max_defocus_sigma over the scenes' depth range:
+    a synthetic source's, else the preset's clip range); None for captured stacks, whose depth is not known."""
+    if plan.config.source in CAPTURED_SOURCES:
+        return None
+    depth_range = plan.content["source"].get("depth_range") or plan.clip_range
+    return max_defocus_sigma(plan.camera, plan.focus_distances, tuple(depth_range))
 
 
 def _check_existing(directory: str, plan: RenderPlan) -> dict[str, Any] | None:
@@ -357,7 +376,7 @@ def check_render_config(config) -> None:
         ordered = low < high if strict else low <= high
         if not (math.isfinite(low) and math.isfinite(high) and 0 < low and ordered):
             relation = "<" if strict else "<="
-            raise UsageError(f"{flag}: expected 0 < LOW {relation} HIGH metres, got {low:g},{high:g}")
+            raise UsageError(f"{flag}: expected 0 < LOW {relation} HIGH metres, got {low:g} {high:g}")
         if high > MAX_FOCUS_DISTANCE:
             raise UsageError(f"{flag}: {high:g} m is beyond the farthest plausible distance, {MAX_FOCUS_DISTANCE:g} m "
                              "(daif.optics.MAX_FOCUS_DISTANCE)")
@@ -366,6 +385,8 @@ def check_render_config(config) -> None:
         check_kernel_size("--kernel-size", config.kernel_size)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if config.psf not in PSF_MODELS:
+        raise UsageError(f"--psf: expected one of {list(PSF_MODELS)}, got {config.psf!r}")
     try:
         store._compression(config.compression)
     except ValueError as error:
@@ -463,6 +484,7 @@ def _run_pending(plan: RenderPlan, pending: list[dict[str, Any]], directory: str
         "size": list(plan.size),
         "clip_range": list(plan.clip_range),
         "kernel_size": plan.config.kernel_size,
+        "psf": plan.config.psf,
         "compression": plan.config.compression,
         "config_hash": plan.config_hash,
         "gpu": plan.config.gpu,

@@ -8,12 +8,15 @@ or lzf / gzip-<level>, which every HDF5 reader decodes):
     only; a shard written without the dataset has an AIF for every scene).
 A scene without ground-truth depth has `valid` all False (and depth 0).
 Shard attributes: format_version, camera (JSON) and camera_focal_length / camera_f_number /
-camera_pixel_size [m], kernel_size, source, split, config_hash.
+camera_pixel_size [m], kernel_size (0: no window), source, split, config_hash.
 
 manifest.json: format_version, status ("rendering" until every shard is written, then "complete"),
 camera, focus_distances, num_bins and bins ([start, stop) index ranges), image_size [H, W],
-kernel_size, source, stacks ("rendered" by our renderer, or "captured": photographs stored as given;
-absent means rendered), compression, config (what produced it) and config_hash, splits
+kernel_size (the renderer's window K, or null: no window, the ladder renderer), max_sigma (the data's largest defocus sigma [px] from the camera, the focus distances and the
+scenes' depth range, daif.optics.max_defocus_sigma; null for captured stacks; absent in older stores),
+psf (the PSF of rendered stacks, daif.optics.psf.PSF_MODELS: "gaussian", the renderer of kernel_size; "disc"; or
+"layered", discs with occlusion; absent means gaussian), source, stacks ("rendered" by our renderer, or
+"captured": photographs stored as given; absent means rendered), compression, config (what produced it) and config_hash, splits
 ({split: [shard names]}) and shards ({name: {split, scenes, bytes, sha256}}).
 
 Every file is written under a temporary name and renamed into place, so a file with a final name is
@@ -21,8 +24,8 @@ complete. Opening a store checks, before any pixel is read (StoreError naming ma
   - manifest.json: UTF-8 JSON of at most MAX_MANIFEST_BYTES, an object whose fields have the types and ranges
     above (`check_manifest`): a plausible camera and focus distances (`daif.optics`, ascending), 1 <= num_bins <= F
     with bins covering the F images, image_size of at least MIN_IMAGE_SIZE and at most MAX_IMAGE_PIXELS, an odd
-    kernel_size >= 3 (the one window rule) and no wider than the image can use, and shard names that are plain file names (SHARD_NAME), each
-    listed in one split;
+    kernel_size >= 3 (the one window rule) no wider than the image can use or null, max_sigma positive or null,
+    and shard names that are plain file names (SHARD_NAME), each listed in one split;
   - each shard: a regular file inside the store folder (links resolved) of the manifest's size in bytes, that
     HDF5 opens, with every dataset above in its shape and dtype and attributes that agree with the manifest.
 Readers also check each shard's SHA-256 against the manifest when they first open it (`verify`).
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +47,7 @@ import numpy as np
 from daif.data.sources import MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE
 from daif.files import atomic_path, temporary_sibling
 from daif.optics import ThinLensCamera, check_focus_distance
+from daif.optics.psf import PSF_MODELS
 
 FORMAT_VERSION = 1
 # Uncompressed: on real 320x240 100-image stacks lzf keeps 80 % of the bytes for 10x the CPU of writing
@@ -171,14 +176,14 @@ class ShardWriter:
             self.abort()
 
 
-def shard_attrs(camera: ThinLensCamera, kernel_size: int, source: str, split: str, config_hash: str) -> dict[str, Any]:
+def shard_attrs(camera: ThinLensCamera, kernel_size: int | None, source: str, split: str, config_hash: str) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "camera": json.dumps(camera.to_dict(), sort_keys=True),
         "camera_focal_length": camera.focal_length,
         "camera_f_number": camera.f_number,
         "camera_pixel_size": camera.pixel_size,
-        "kernel_size": kernel_size,
+        "kernel_size": kernel_size or 0,  # HDF5 attributes hold no null
         "source": source,
         "split": split,
         "config_hash": config_hash,
@@ -252,12 +257,17 @@ def check_manifest(path: str, manifest: dict[str, Any]) -> None:
         lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x >= MIN_IMAGE_SIZE for x in v)
         and v[0] * v[1] <= MAX_IMAGE_PIXELS)
     widest = 2 * max(height, width) - 1  # a wider window's outer taps never fall on the image
-    _field(path, manifest, "kernel_size", f"an odd integer in [3, {widest}] (daif._checks.check_kernel_size)",
-           lambda v: _is_int(v) and v % 2 == 1 and 3 <= v <= widest)
+    _field(path, manifest, "kernel_size", f"an odd integer in [3, {widest}] or null (daif._checks.check_kernel_size)",
+           lambda v: v is None or (_is_int(v) and v % 2 == 1 and 3 <= v <= widest))
+    if manifest.get("max_sigma") is not None:
+        _field(path, manifest, "max_sigma", "a positive number of pixels or null",
+               lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0)
     num_bins = _field(path, manifest, "num_bins", f"an integer in [1, {count}] (at most one bin per focus distance)",
                       lambda v: _is_int(v) and 1 <= v <= count)
     _field(path, manifest, "bins", f"{num_bins} consecutive [start, stop) ranges covering 0..{count}",
            lambda v: _covers(v, num_bins, count))
+    if manifest.get("psf", "gaussian") not in PSF_MODELS:
+        raise StoreError(f"{path}: 'psf': expected one of {list(PSF_MODELS)}, got {_short(manifest['psf'])}")
     if manifest.get("stacks", "rendered") not in STACKS:
         raise StoreError(f"{path}: 'stacks': expected one of {list(STACKS)}, got {_short(manifest['stacks'])}")
     _check_shard_lists(path, manifest)
@@ -336,7 +346,9 @@ class Store:
         self.num_bins = int(manifest["num_bins"])
         self.bins = [np.arange(start, stop) for start, stop in manifest["bins"]]
         self.image_size = tuple(manifest["image_size"])
-        self.kernel_size = int(manifest["kernel_size"])
+        self.kernel_size = manifest["kernel_size"]  # the renderer's window K; None: no window (the ladder renderer)
+        self.max_sigma = manifest.get("max_sigma")  # px; None: not recorded (captured stacks, older stores)
+        self.psf = manifest.get("psf", "gaussian")  # the rendered stacks' PSF (daif.optics.psf.PSF_MODELS)
         order = {"train": 0, "val": 1, "test": 2}
         self.splits = sorted(manifest["splits"], key=lambda split: (order.get(split, 3), split))
         self._verified: set[str] = set()
@@ -433,7 +445,7 @@ class Store:
                 raise StoreError(f"{path}: no attribute '{key}'; not a shard of this store")
         try:
             camera = ThinLensCamera.from_dict(json.loads(file.attrs["camera"]))
-            kernel_size = int(file.attrs["kernel_size"])
+            kernel_size = int(file.attrs["kernel_size"]) or None
         except (TypeError, ValueError) as error:
             raise StoreError(f"{path}: attribute 'camera' or 'kernel_size' unreadable ({error})") from None
         if camera != self.camera:

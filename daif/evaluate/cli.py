@@ -10,31 +10,33 @@ from daif.evaluate.plan import BATCH_SIZE, DEFAULT_STACK_SIZES, RAY_MIN_SCENES
 from daif.evaluate.track import EXPERIMENT
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 2,3,5, got {text!r}") from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", action="append", required=True, metavar="URI_OR_PATH",
-                        help="MLflow model URI (runs:/<run_id>/model) or checkpoint directory; repeat for several models")
-    parser.add_argument("--name", action="append", default=None, help="a name per --model, in order (default daif-net[-i])")
+    from daif.cli import ValuesAction, add_deprecated
+
+    parser.add_argument("--model", action=ValuesAction, commas=False, required=True, metavar="URI_OR_PATH",
+                        help="MLflow model URIs (runs:/<run_id>/model, models:/NAME/latest) or checkpoint directories")
+    parser.add_argument("--name", action=ValuesAction, commas=False, default=None,
+                        help="a name per --model, in order (default daif-net[-i])")
     parser.add_argument("--data", required=True, help="the rendered store (daif render --out DIR)")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--stack-sizes", type=_int_list, default=list(DEFAULT_STACK_SIZES), help="generalisation study, e.g. 2,3,5,8,10")
-    parser.add_argument("--focus-sets", nargs="+", default=[], metavar="F1,F2,...",
-                        help="focus-distance sets [m] to re-render the test stacks at, e.g. 1,1.5,2.5,4,6 1.2,2,3,5,7")
-    parser.add_argument("--max-depth", type=float, action="append", default=[], help="add metrics masked to ground truth < this [m]")
+    parser.add_argument("--split", default="test", help="the store's split to evaluate")
+    parser.add_argument("--stack-sizes", action=ValuesAction, type=int, default=list(DEFAULT_STACK_SIZES), metavar="K",
+                        help="generalisation study: stack sizes to evaluate")
+    focus_set = parser.add_argument(
+        "--focus-set", dest="focus_sets", action=ValuesAction, type=float, nested=True, default=[], metavar="F",
+        help="generalisation study: a focus-distance set [m] to re-render the test stacks at; repeat the flag for another "
+             "set, e.g. --focus-set 1 1.5 2.5 4 6 --focus-set 1.2 2 3 5 7",
+    )
+    add_deprecated(parser, "--focus-sets", focus_set, use="--focus-set F [F ...] once per set")
+    parser.add_argument("--max-depth", action=ValuesAction, type=float, default=[], metavar="M",
+                        help="add metrics masked to ground truth below each of these depths [m]")
     parser.add_argument("--out", required=True, help="directory for metrics.json/.csv/.md and the generalisation plot")
     parser.add_argument("--backend", choices=("auto", "local", "ray"), default="auto",
                         help=f"Ray Data actors or in-process (auto: Ray from {RAY_MIN_SCENES} scenes)")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    parser.add_argument("--gpu", action="store_true", help="one GPU per inference actor")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="stacks per inference batch")
+    parser.add_argument("--gpu", action="store_true", help="infer on GPUs, one per inference actor")
     parser.add_argument("--tracking-uri", default="", help="MLflow store (default MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--log-to-run", default=None, metavar="RUN_ID", help="log into this run (default: a new run)")
-    parser.add_argument("--experiment", default=EXPERIMENT)
+    parser.add_argument("--experiment", default=EXPERIMENT, help="MLflow experiment of a new run")
     parser.add_argument("--no-tracking", action="store_true", help="write the files only")
 
 

@@ -1,4 +1,4 @@
-"""Differentiable optics: thin-lens defocus and the Gaussian PSF renderer (method.md)."""
+"""Differentiable optics: thin-lens defocus, the Gaussian PSF renderer (method.md) and the window-free ladder renderer."""
 
 from daif.optics.camera import (
     CAMERA_PRESETS,
@@ -9,6 +9,7 @@ from daif.optics.camera import (
     check_focus_distance,
     get_preset,
 )
+from daif.optics.ladder import LADDER_RATIO, ladder_sigmas, render_defocus_ladder, render_ladder_reference
 from daif.optics.render import (
     render_defocus,
     render_defocus_reference,
@@ -17,13 +18,16 @@ from daif.optics.render import (
     render_uniform_defocus,
     sigma_for_variance,
     to_uint8,
+    window_support,
     window_variance,
 )
-from daif.optics.thin_lens import circle_of_confusion, defocus_sigma
+from daif.optics.thin_lens import circle_of_confusion, defocus_sigma, max_defocus_sigma
+from daif.optics.psf import LAYER_PSFS, PSF_MODELS, depth_layers, render_disc, render_layers, render_stack
 
 __all__ = [
     "CAMERA_PRESETS",
     "CAMERA_RANGES",
+    "LADDER_RATIO",
     "MAX_FOCUS_DISTANCE",
     "CameraPreset",
     "ThinLensCamera",
@@ -31,12 +35,23 @@ __all__ = [
     "circle_of_confusion",
     "defocus_sigma",
     "get_preset",
+    "max_defocus_sigma",
+    "ladder_sigmas",
     "render_defocus",
+    "render_defocus_ladder",
     "render_defocus_reference",
     "render_focal_stack",
     "render_focal_stack_uint8",
+    "render_ladder_reference",
     "render_uniform_defocus",
     "sigma_for_variance",
     "to_uint8",
+    "window_support",
     "window_variance",
+    "LAYER_PSFS",
+    "PSF_MODELS",
+    "depth_layers",
+    "render_disc",
+    "render_layers",
+    "render_stack",
 ]

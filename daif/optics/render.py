@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from daif._checks import check_kernel_size, check_tensor
 from daif.optics.camera import ThinLensCamera
+from daif.optics.ladder import render_defocus_ladder
 from daif.optics.thin_lens import IN_FOCUS_SIGMA, defocus_sigma
 
 
@@ -47,7 +48,10 @@ def _inverse_square_sigma(sigma: torch.Tensor) -> torch.Tensor:
 
 
 def render_defocus_reference(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
-    """Slow, obviously correct renderer (unfold + autograd). Same contract as `render_defocus`."""
+    """Slow, obviously correct windowed renderer (unfold + autograd). Same contract as `render_defocus` with a
+    window (daif.optics.ladder.render_ladder_reference is the window-free one's)."""
+    if kernel_size is None:
+        raise ValueError("kernel_size: the windowed reference needs a window (an odd integer >= 3)")
     _check_inputs(image, sigma, kernel_size)
     n, c, h, w = image.shape
     m = kernel_size // 2
@@ -152,14 +156,18 @@ class _RenderDefocus(torch.autograd.Function):
         return grad_image, grad_sigma, None
 
 
-def render_defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
+def render_defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | None = 7) -> torch.Tensor:
     """Blur `image` by the per-pixel defocus `sigma` (the PSF convolution layer of method.md).
 
     image: (N, C, H, W) float32/float64; sigma: (N, 1, H, W) pixels, same dtype and device.
-    kernel_size: odd window size K >= 3 (7 in the paper). Returns (N, C, H, W).
-    Differentiable w.r.t. image and sigma; memory O(N C H W) in forward and backward.
+    kernel_size: odd window size K >= 3 (7 in the paper), or None: no window, the ladder renderer
+    (daif.optics.ladder), whose blur has no ceiling. Returns (N, C, H, W).
+    Differentiable w.r.t. image and sigma; memory O(N C H W) in forward and backward (the ladder: one image
+    per rung).
     """
     _check_inputs(image, sigma, kernel_size)
+    if kernel_size is None:
+        return render_defocus_ladder(image, sigma)
     return _RenderDefocus.apply(image, sigma, kernel_size)
 
 
@@ -168,9 +176,9 @@ def render_focal_stack(
     depth: torch.Tensor,
     focus_distances: torch.Tensor | list[float] | tuple[float, ...],
     camera: ThinLensCamera,
-    kernel_size: int = 7,
+    kernel_size: int | None = 7,
 ) -> torch.Tensor:
-    """Render a focal stack from an all-in-focus image and its depth.
+    """Render a focal stack from an all-in-focus image and its depth (`render_defocus`'s kernel_size).
 
     aif: (B, 3, H, W); depth: (B, 1, H, W) metres; focus_distances: (B, S) or (S,) metres.
     Returns the stack (B, S, 3, H, W).
@@ -194,7 +202,7 @@ def render_focal_stack_uint8(
     depth: torch.Tensor,
     focus_distances: torch.Tensor | list[float] | tuple[float, ...],
     camera: ThinLensCamera,
-    kernel_size: int = 7,
+    kernel_size: int | None = 7,
     chunk: int = 25,
 ) -> torch.Tensor:
     """The focal stack of one scene as 8-bit images, the form a store holds. No gradient.
@@ -203,14 +211,15 @@ def render_focal_stack_uint8(
     Returns (S, H, W, 3) uint8 on aif's device: `to_uint8(render_focal_stack(...)[0])`. On CPU with numba,
     one fused kernel renders and rounds every image from the one AIF (no per-image copy of it, no float
     stack); its sums may be ordered differently from `render_defocus`'s, so a pixel can differ by one level
-    where the float value sits at a rounding boundary. Elsewhere `chunk` focus distances at a time.
+    where the float value sits at a rounding boundary. Elsewhere, and without a window, `chunk` focus
+    distances at a time.
     """
     check_tensor("aif", aif, (3, "H", "W"))
     check_tensor("depth", depth, (1, aif.shape[1], aif.shape[2]))
     check_kernel_size("kernel_size", kernel_size)
     focus = torch.as_tensor(focus_distances, dtype=aif.dtype, device=aif.device).reshape(-1)
     with torch.no_grad():
-        if aif.device.type == "cpu":
+        if aif.device.type == "cpu" and kernel_size is not None:
             from daif.optics import _cpu_kernels
 
             sigma = defocus_sigma(depth[None].to(aif.dtype), focus, camera)[0]  # (S, H, W)
@@ -233,25 +242,54 @@ def window_variance(sigma: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
     v(sigma) = sum_r r^2 exp(-2 r^2 / sigma^2) / sum_r exp(-2 r^2 / sigma^2) over r = -K//2 .. K//2, and 0
     where sigma <= 1 (passed through). Away from the image border, blurring by sigma_a then sigma_b adds the
     variances. Without the window v = sigma^2 / 4; the window caps it at the box's (K^2 - 1) / 12, which
-    it nears once sigma exceeds about K / 2. Any shape; same dtype and device.
+    it nears once sigma exceeds about K / 2. kernel_size None (no window): v = sigma^2 / 4. Any shape; same dtype
+    and device.
     """
     kernel_size = check_kernel_size("kernel_size", kernel_size)
+    blurred = sigma > IN_FOCUS_SIGMA
+    if kernel_size is None:
+        return torch.where(blurred, sigma.square() / 4, 0.0)
     m = kernel_size // 2
     offsets = torch.arange(-m, m + 1, dtype=sigma.dtype, device=sigma.device) ** 2
-    blurred = sigma > IN_FOCUS_SIGMA
     taps = torch.exp(-2.0 * offsets / sigma.clamp_min(IN_FOCUS_SIGMA)[..., None] ** 2)
     variance = (taps * offsets).sum(-1) / taps.sum(-1)
     return torch.where(blurred, variance, 0.0)
 
 
-def sigma_for_variance(variance: torch.Tensor, kernel_size: int = 7, steps: int = 40) -> torch.Tensor:
+WINDOW_SUPPORT_SHARE = 0.9  # share of the unclipped variance sigma^2 / 4 that counts as rendered
+
+
+def window_support(kernel_size: int | None) -> float:
+    """The largest sigma [px] the K x K window renders unclipped: where its kernel's variance per axis
+    `window_variance` still holds WINDOW_SUPPORT_SHARE of the unclipped Gaussian's sigma^2 / 4 (the share falls
+    as sigma grows). About 0.41 K: K = 7 gives 2.90 px. A blur larger than this is one the window caps.
+    None (no window): infinite."""
+    kernel_size = check_kernel_size("kernel_size", kernel_size)
+    if kernel_size is None:
+        return math.inf
+    low, high = torch.tensor(IN_FOCUS_SIGMA, dtype=torch.float64), torch.tensor(float(kernel_size), dtype=torch.float64)
+    for _ in range(50):
+        middle = 0.5 * (low + high)
+        if window_variance(middle, kernel_size) >= WINDOW_SUPPORT_SHARE * middle**2 / 4:
+            low = middle
+        else:
+            high = middle
+    return float(low)
+
+
+def sigma_for_variance(variance: torch.Tensor, kernel_size: int | None = 7, steps: int = 40) -> torch.Tensor:
     """The defocus sigma [px] whose window kernel has `variance` per axis: the inverse of `window_variance`.
 
     Bisection in log sigma over (1, 64 K] (v is increasing there). A variance below half of v just above
     sigma = 1 gives 0 (pass through), one between that and v(1) gives sigma just above 1, one at or above
-    v(64 K) (the box's, to within float precision) gives 64 K. Any shape; same dtype and device.
+    v(64 K) (the box's, to within float precision) gives 64 K. Without a window (None): 2 sqrt(v), with the
+    same pass-through rule. Any shape; same dtype and device.
     """
     kernel_size = check_kernel_size("kernel_size", kernel_size)
+    if kernel_size is None:
+        smallest = IN_FOCUS_SIGMA**2 / 4
+        unclipped = (2.0 * variance.clamp_min(0).sqrt()).clamp_min(IN_FOCUS_SIGMA * (1 + 1e-4))
+        return torch.where(variance < 0.5 * smallest, 0.0, unclipped)
     low = torch.full_like(variance, math.log(IN_FOCUS_SIGMA * (1 + 1e-4)))
     high = torch.full_like(variance, math.log(64.0 * kernel_size))
     for _ in range(steps):
@@ -262,7 +300,7 @@ def sigma_for_variance(variance: torch.Tensor, kernel_size: int = 7, steps: int 
     return torch.where(variance < 0.5 * smallest, 0.0, high.exp())
 
 
-def render_uniform_defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
+def render_uniform_defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | None = 7) -> torch.Tensor:
     """`render_defocus` for a defocus that is constant over each image, as two 1-D convolutions.
 
     image: (N, C, H, W); sigma: (N,) pixels, one value per image. Equal to `render_defocus(image, s)` with
@@ -270,13 +308,15 @@ def render_uniform_defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size
     is separable and its factor sigma^-2 cancels in the normalisation, so the output is the image filtered
     by the 1-D taps exp(-2 r^2 / sigma^2) along both axes, divided by the same filtering of ones (sources
     outside the image are left out); an image with sigma <= 1 passes through. O(N C H W K) work.
+    Without a window (None) the taps reach 2.5 sigma (where they are 3.7e-6 of the peak), as the ladder
+    renderer's do: its output for a uniform sigma that is one of its rungs.
     Differentiable w.r.t. the image (the searches that use it need no gradient to sigma).
     """
     kernel_size = check_kernel_size("kernel_size", kernel_size)
     check_tensor("image", image, ("N", "C", "H", "W"))
     check_tensor("sigma", sigma, (image.shape[0],))
     n, c, h, w = image.shape
-    m = kernel_size // 2
+    m = kernel_size // 2 if kernel_size is not None else max(1, math.ceil(2.5 * float(sigma.max()))) if sigma.numel() else 1
     offsets = torch.arange(-m, m + 1, dtype=image.dtype, device=image.device)
     blurred = sigma.to(image.dtype) > IN_FOCUS_SIGMA
     inverse_square = torch.where(blurred, sigma.to(image.dtype).clamp_min(IN_FOCUS_SIGMA) ** -2, 0.0)

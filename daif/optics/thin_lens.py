@@ -55,3 +55,16 @@ def defocus_sigma(
 ) -> torch.Tensor:
     """Renderer defocus sigma = c / (2 p) [pixels], broadcast to (B, S, H, W); see circle_of_confusion."""
     return circle_of_confusion(depth, focus_distance, camera) / (2.0 * camera.pixel_size)
+
+
+def max_defocus_sigma(camera: ThinLensCamera, focus_distances, depth_range: tuple[float, float]) -> float:
+    """The largest renderer sigma [px] of any depth in depth_range (metres, near < far) under any of the focus
+    distances (metres): sigma(d) grows as d leaves the focus distance on either side, so the largest is at
+    `near` or `far`. Pixels of the camera's pixel_size: an image resized without a matching pixel_size keeps
+    this figure, in its own pixels."""
+    near, far = (float(v) for v in depth_range)
+    if not 0 < near < far:
+        raise ValueError(f"depth_range: expected 0 < near < far metres, got {depth_range!r}")
+    focus = torch.as_tensor(focus_distances, dtype=torch.float64).reshape(-1)
+    depth = torch.tensor([near, far], dtype=torch.float64).reshape(1, 1, 1, 2)  # (B, 1, H, W)
+    return float(defocus_sigma(depth, focus, camera).max())

@@ -18,20 +18,23 @@ from daif.signals import exit_status, interrupts_raise, signal_number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from daif.cli import ValuesAction, add_resume_argument
+
     parser.add_argument("--data", help="rendered store directory (data.path)")
     parser.add_argument("--config", help="YAML config file")
-    parser.add_argument("--preset", choices=sorted(TRAINING_PRESETS), help="named training settings (daif.config.TRAINING_PRESETS): the paper's fixed 5-stacks or robust bins, or the quickstart's")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set loss.recon=100 (repeatable)")
-    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--preset", choices=sorted(TRAINING_PRESETS), help="a training recipe: the paper's fixed 5-stacks "
+                        "or robust bins, or the quickstart's")
+    parser.add_argument("--set", dest="overrides", action=ValuesAction, commas=False, default=[], metavar="KEY=VALUE",
+                        help="override config values, e.g. --set loss.recon=100 optim.lr=1e-3")
+    parser.add_argument("--epochs", type=int, help="training epochs (train.epochs)")
     parser.add_argument("--batch-size", type=int, help="global batch size, split across workers")
-    parser.add_argument("--num-workers", type=int, help="Ray Train workers")
-    parser.add_argument("--gpu", action="store_true", help="one GPU per worker; bf16 autocast for the network")
+    parser.add_argument("--num-workers", type=int, help="training workers, data-parallel on Ray Train (scaling.num_workers)")
+    parser.add_argument("--gpu", action="store_true", help="train on GPUs, one per worker, with bf16 autocast")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--experiment", help="MLflow experiment name")
-    parser.add_argument("--storage", help="checkpoint storage: a path, or a URI such as s3://bucket/runs; on a cluster one "
-                        "every node reaches (default ./runs)")
-    parser.add_argument("--resume", metavar="CHECKPOINT_DIR", help="continue from a checkpoint directory")
+    parser.add_argument("--storage", help="checkpoint storage: a path, or a URI pyarrow opens (file://, s3://bucket/runs, "
+                        "gs://...); on a cluster one every node reaches (default ./runs)")
+    add_resume_argument(parser)
     parser.add_argument("--init-from", metavar="MODEL", help="fine-tune: start a new run from the weights of 'pretrained', "
                         "a checkpoint directory or an MLflow model URI (train.init_from; same architecture)")
     parser.add_argument("--register", metavar="NAME", help="register the best model in the MLflow model registry as NAME "
@@ -66,6 +69,48 @@ def config_from_args(args: argparse.Namespace):
         raise UsageError(" ".join(str(error).split())) from None
 
 
+def resume_checkpoint(resume: str | None, storage_root: str) -> str | None:
+    """The checkpoint `--resume [FOLDER]` names (None without --resume): FOLDER itself when it is a checkpoint, the
+    latest checkpoint of FOLDER when it is a run folder, and with FOLDER left out the latest checkpoint of the run
+    under `storage_root` (default ./runs) whose last checkpoint is the newest. UsageError when there is none."""
+    from daif import storage
+    from daif.train.driver import default_storage, latest_checkpoint
+
+    if resume is None:
+        return None
+    if resume:
+        run_folder = storage.check(resume, "--resume")
+        if not run_folder.is_dir():
+            raise UsageError(f"--resume: {resume} is not a checkpoint directory (as `daif train` prints: best checkpoint ...)")
+        if not _checkpoints(run_folder):
+            return resume  # a checkpoint folder; check_inputs reads it
+    else:
+        root = storage.check(storage_root or default_storage(), "--storage")
+        runs = [(time, folder) for folder in root.subfolders() if (time := _last_checkpoint_time(folder)) is not None]
+        if not runs:
+            raise UsageError(f"--resume: no run with a checkpoint under {root.uri}; name one: --resume FOLDER")
+        run_folder = max(runs, key=lambda item: item[0])[1]
+    checkpoint = latest_checkpoint(run_folder)
+    if checkpoint is None:
+        raise UsageError(f"--resume: {run_folder.uri} holds no checkpoint that reads whole")
+    return checkpoint
+
+
+def _checkpoints(folder) -> list:
+    """The checkpoint_* folders of a run folder (a storage.Location), as Ray Train names them."""
+    return [checkpoint for checkpoint in folder.subfolders()
+            if checkpoint.path.rstrip("/").rsplit("/", 1)[-1].startswith("checkpoint_")]
+
+
+def _last_checkpoint_time(folder) -> int | None:
+    """When the newest checkpoint of a run folder was written (its meta.json, ns); None when it holds none."""
+    from daif.checkpoint import META_FILE
+
+    times = [folder.filesystem.get_file_info((checkpoint / META_FILE).path).mtime_ns for checkpoint in _checkpoints(folder)]
+    times = [t for t in times if t is not None]
+    return max(times) if times else None
+
+
 def run(args: argparse.Namespace) -> int:
     from daif.runtime import check_shared_defaults, check_training_cpus, ray_session
     from daif.tracking import ui_command
@@ -76,14 +121,13 @@ def run(args: argparse.Namespace) -> int:
         from daif.model_io import check_registered_name
 
         check_registered_name(args.register)
-    if args.resume and not Path(args.resume).is_dir():
-        raise UsageError(f"--resume: {args.resume} is not a checkpoint directory (as `daif train` prints: best checkpoint ...)")
+    resume = resume_checkpoint(args.resume, config.tracking.storage)
     check_training_cpus(config.scaling, args.num_cpus)
-    check_inputs(config, args.resume)  # bad input fails here, before Ray starts
+    check_inputs(config, resume)  # bad input fails here, before Ray starts
     try:
         with interrupts_raise(signal.SIGINT, signal.SIGTERM), ray_session(args.num_cpus):
             check_shared_defaults(config.tracking.storage, config.tracking.tracking_uri, "train")  # a cluster needs both
-            result = train(config, resume=args.resume, register=args.register)  # which handles the signals while a run is open
+            result = train(config, resume=resume, register=args.register)  # which handles the signals while a run is open
     except KeyboardInterrupt as interrupt:
         detail = getattr(interrupt, "detail", "") or "before a run started"
         print(f"daif train: interrupted by {signal.Signals(signal_number(interrupt)).name}; {detail}", file=sys.stderr)

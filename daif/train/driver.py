@@ -20,13 +20,13 @@ import dataclasses
 import functools
 import math
 import os
-import shutil
 import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from daif import storage
 from daif.checkpoint import CheckpointError, load_checkpoint, load_checkpoint_model
 from daif.config import Config, flatten, replace, to_dict, to_yaml
 from daif.data.store import StoreError, open_store
@@ -41,11 +41,11 @@ from daif.train.loop import build_model, train_loop_per_worker
 class TrainResult:
     run_id: str | None  # MLflow run
     model_uri: str | None  # runs:/<run_id>/model, the best checkpoint's model
-    best_checkpoint: str | None  # directory (or URI) of the best checkpoint
+    best_checkpoint: str | None  # directory of the best checkpoint (a URI when the storage is one)
     latest_checkpoint: str | None
     metrics: dict[str, Any]  # the last reported epoch
     best_metrics: dict[str, Any]
-    storage_path: str
+    storage_path: str  # the run's folder in the storage (path or URI)
     tracking_uri: str
     registered_uri: str | None = None  # models:/<name>/<version> of the best model, with `register`
 
@@ -95,10 +95,11 @@ class Inputs:
     store: Any
     camera: ThinLensCamera
     depth_range: tuple[float, float]
-    resume: str | None  # absolute
+    resume: str | None  # absolute path or URI
     resume_meta: dict[str, Any]
     rows_per_worker: int
     init_state: dict[str, Any] | None = None  # train.init_from's weights (numpy), for the workers
+    checkpoint_storage: storage.Location | None = None  # tracking.storage's filesystem and path
 
 
 def check_inputs(config: Config, resume: str | None = None) -> Inputs:
@@ -106,23 +107,24 @@ def check_inputs(config: Config, resume: str | None = None) -> Inputs:
     range, the checkpoint to resume from (or the weights to start from) and the tracking server. Raises UsageError
     naming what is wrong."""
     _check_counts(config)
-    resume = str(Path(resume).resolve()) if resume else None  # the workers' working directory is not ours
-    _check_resume(resume)
+    checkpoint_storage = storage.check(config.tracking.storage or default_storage(), "tracking.storage")
+    resume = storage.resolve(resume, "resume").uri if resume else None  # the workers' working directory is not ours
+    resume_meta = _check_resume(resume)
     store = _open_store(config)
     camera = check_camera(config, store)
     depth_range = _depth_range(config, store)
-    resume_meta = _resume_meta(resume, store)
+    _check_resume_store(resume, resume_meta, store)
     tracking_uri = resolve_tracking_uri(config.tracking.tracking_uri)
     check_reachable(tracking_uri)
     init_state = None if resume else _init_state(config, depth_range, camera, tracking_uri)  # a resume has its weights
-    config = replace(config, tracking={"tracking_uri": tracking_uri, "storage": _storage(config)})
+    config = replace(config, tracking={"tracking_uri": tracking_uri, "storage": checkpoint_storage.uri})
     rows_per_worker = store.num_scenes(config.data.train_split) // config.scaling.num_workers
     if rows_per_worker < 1:
         raise UsageError(
             f"scaling.num_workers: {config.scaling.num_workers} workers need at least as many training scenes; "
             f"{store.path} holds {store.num_scenes(config.data.train_split)} in split '{config.data.train_split}'"
         )
-    return Inputs(config, store, camera, depth_range, resume, resume_meta, rows_per_worker, init_state)
+    return Inputs(config, store, camera, depth_range, resume, resume_meta, rows_per_worker, init_state, checkpoint_storage)
 
 
 @interrupts_raise(signal.SIGINT, signal.SIGTERM)  # on every call: the run ends KILLED, not as Ray's SystemExit
@@ -172,17 +174,19 @@ def train(
         "init_state": inputs.init_state,
     }
     name = f"daif-{run_id[:8]}-{uuid.uuid4().hex[:6]}"
-    run_folder = Path(config.tracking.storage, name) if "://" not in config.tracking.storage else None
+    checkpoint_storage = inputs.checkpoint_storage
+    run_folder = checkpoint_storage / name
     trainer = None
     try:
         if in_process:
-            trainer = _in_process_trainer(config, store.path, name, train_loop, loop_config, on_report)
+            trainer = _in_process_trainer(config, store.path, run_folder, train_loop, loop_config, on_report)
         else:
-            trainer = _trainer(config, store.path, name, train_loop, loop_config, callbacks)
+            trainer = _trainer(config, store.path, checkpoint_storage, name, train_loop, loop_config, callbacks)
         result = trainer.fit()
         best = result.get_best_checkpoint(config.train.val_metric, config.train.val_mode) if result.best_checkpoints else None
         best_metrics = next((m for c, m in result.best_checkpoints if best is not None and c.path == best.path), {})
-        model_uri, registered_uri = _log_models(tracking_uri, run_id, best, result.checkpoint, register) if log_models else (None, None)
+        model_uri, registered_uri = (_log_models(tracking_uri, run_id, best, result.checkpoint, run_folder, register) if log_models
+                                     else (None, None))
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM: the run must not stay RUNNING
         raise _interrupted(interrupt, trainer, tracking_uri, run_id, run_folder, resume) from None
     except BaseException as error:
@@ -199,17 +203,17 @@ def train(
     return TrainResult(
         run_id=run_id,
         model_uri=model_uri,
-        best_checkpoint=best.path if best else None,
-        latest_checkpoint=result.checkpoint.path if result.checkpoint else None,
+        best_checkpoint=run_folder.at(best.path).uri if best else None,
+        latest_checkpoint=run_folder.at(result.checkpoint.path).uri if result.checkpoint else None,
         metrics=dict(result.metrics or {}),
         best_metrics=dict(best_metrics),
-        storage_path=str(Path(config.tracking.storage) / name),
+        storage_path=run_folder.uri,
         tracking_uri=tracking_uri,
         registered_uri=registered_uri,
     )
 
 
-def _interrupted(interrupt: KeyboardInterrupt, trainer, tracking_uri: str, run_id: str, run_folder: Path | None,
+def _interrupted(interrupt: KeyboardInterrupt, trainer, tracking_uri: str, run_id: str, run_folder: storage.Location,
                  resume: str | None) -> Interrupted:
     """Stop the workers, end the run KILLED (a resumed one too: it has moved on) and say where to continue."""
     signum = signal_number(interrupt)
@@ -217,23 +221,26 @@ def _interrupted(interrupt: KeyboardInterrupt, trainer, tracking_uri: str, run_i
     if abort is not None:
         abort()
     fail_run(tracking_uri, run_id, Interrupted(signum), "KILLED")
-    checkpoint = latest_checkpoint(run_folder) if run_folder is not None else None
-    if checkpoint is None and resume and run_folder is not None:
+    checkpoint = latest_checkpoint(run_folder)
+    if checkpoint is None and resume:
         _remove_if_no_checkpoint(run_folder)
         checkpoint = resume  # no epoch finished since: the checkpoint it resumed from is still the latest
     where = f"continue with: daif train --resume {checkpoint} (same options)" if checkpoint else "no checkpoint was written"
     return Interrupted(signum, f"MLflow run {run_id} ended KILLED; {where}")
 
 
-def latest_checkpoint(run_folder: Path) -> str | None:
-    """The checkpoint of the latest epoch in a Ray run folder that reads whole (a kill may cut one short)."""
+def latest_checkpoint(run_folder: str | os.PathLike | storage.Location) -> str | None:
+    """The checkpoint (path or URI) of the latest epoch in a Ray run folder that reads whole (a kill may cut one short)."""
     found = []
-    for directory in run_folder.glob("checkpoint_*"):
-        try:
-            state, meta = load_checkpoint(directory)
-        except CheckpointError:
+    for folder in storage.resolve(run_folder).subfolders():
+        if not os.path.basename(folder.path).startswith("checkpoint_"):
             continue
-        found.append((int(meta.get("epoch", state.get("epoch", -1))), str(directory)))
+        try:
+            with storage.local_copy(folder) as directory:
+                state, meta = load_checkpoint(directory)
+        except (CheckpointError, OSError):  # OSError: a copy in the storage that is not whole either
+            continue
+        found.append((int(meta.get("epoch", state.get("epoch", -1))), folder.uri))
     return max(found)[1] if found else None
 
 
@@ -270,6 +277,7 @@ def _open_store(config: Config):
     for split in (config.data.train_split, config.data.val_split):
         if split not in store.splits:
             raise UsageError(f"data: {store.path} holds splits {store.splits}; '{split}' is missing")
+    _check_renderer_support(config.loss.kernel_size, store)
     return store
 
 
@@ -294,26 +302,47 @@ def _init_state(config: Config, depth_range: tuple[float, float], camera, tracki
     return {name: tensor.detach().cpu().numpy() for name, tensor in loaded.state_dict().items()}
 
 
-def _check_resume(resume: str | None) -> None:
-    """The checkpoint to resume from reads and fits its network (UsageError naming the file), before any run is touched."""
-    if not resume:
+def _check_renderer_support(kernel_size: int | None, store) -> None:
+    """The model must render as the data was made (UsageError otherwise): with stacks our Gaussian renderer made,
+    the model's renderer is the store's (loss.kernel_size = the manifest's kernel_size, a window or null); with
+    other optics (captured stacks, or the disc and layered PSFs), the model's window must not cap the data's
+    largest blur (daif.optics.window_support against the manifest's max_sigma, when it records one)."""
+    from daif.optics import window_support
+
+    def name(size: int | None) -> str:
+        return f"a {size}x{size} window" if size is not None else "no window (the ladder renderer)"
+
+    if not store.captured and store.psf == "gaussian":
+        if kernel_size != store.kernel_size:
+            clipped = "" if store.max_sigma is None else f"; the data's blur reaches sigma {float(store.max_sigma):.2f} px"
+            raise UsageError(f"loss.kernel_size: the model renders with {name(kernel_size)}, the data in {store.path} was rendered "
+                             f"with {name(store.kernel_size)}{clipped}: set loss.kernel_size={store.kernel_size if store.kernel_size else 'null'}")
         return
-    if not Path(resume).is_dir():
-        raise UsageError(f"resume: {resume} is not a checkpoint directory (state.pt and meta.json, as `daif train` prints)")
-    try:
-        load_checkpoint_model(resume)
-    except CheckpointError as error:
-        raise CheckpointError(f"resume: {error}") from None
+    if store.max_sigma is not None and window_support(kernel_size) < float(store.max_sigma):
+        raise UsageError(f"loss.kernel_size: the model renders with {name(kernel_size)}, which caps blur near sigma {window_support(kernel_size):.2f} px; "
+                         f"the stacks in {store.path} ({store.psf if not store.captured else 'captured'}) hold blur up to "
+                         f"{float(store.max_sigma):.2f} px: set loss.kernel_size=null (no window)")
 
 
-def _resume_meta(resume: str | None, store) -> dict[str, Any]:
-    """The meta of the checkpoint to resume from; a warning when it was trained on another store."""
+def _check_resume(resume: str | None) -> dict[str, Any]:
+    """The meta of the checkpoint to resume from, which must read and fit its network (UsageError naming the file),
+    before any run is touched."""
     if not resume:
         return {}
-    _, meta = load_checkpoint(resume)
-    if meta.get("manifest_hash") != store.manifest_hash:
-        print(f"WARNING: {resume} was trained on a store with another manifest than {store.path}")
+    if not storage.check(resume, "resume").is_dir():
+        raise UsageError(f"resume: {resume} is not a checkpoint directory (state.pt and meta.json, as `daif train` prints)")
+    with storage.local_copy(resume) as directory:
+        try:
+            _, meta = load_checkpoint_model(directory)
+        except CheckpointError as error:
+            raise CheckpointError(f"resume: {str(error).replace(directory, resume)}") from None
     return meta
+
+
+def _check_resume_store(resume: str | None, meta: dict[str, Any], store) -> None:
+    """A warning when the checkpoint to resume from was trained on another store."""
+    if resume and meta.get("manifest_hash") != store.manifest_hash:
+        print(f"WARNING: {resume} was trained on a store with another manifest than {store.path}")
 
 
 def _resume_run(tracking_uri: str, run_id: str, resume: str, meta: dict[str, Any]) -> str:
@@ -334,16 +363,13 @@ def _resume_run(tracking_uri: str, run_id: str, resume: str, meta: dict[str, Any
     return status
 
 
-def _remove_if_no_checkpoint(folder: Path | None) -> None:
+def _remove_if_no_checkpoint(folder: storage.Location) -> None:
     """Remove the Ray run folder a failed attempt created, unless a checkpoint made it there."""
-    if folder is not None and folder.is_dir() and not any(folder.glob("checkpoint*")):
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _storage(config: Config) -> str:
-    """tracking.storage as Ray Train needs it: a URI, or an absolute path (a relative one fails inside pyarrow)."""
-    storage = config.tracking.storage or default_storage()
-    return storage if "://" in storage else str(Path(storage).resolve())
+    try:
+        if folder.is_dir() and not any(os.path.basename(f.path).startswith("checkpoint") for f in folder.subfolders()):
+            folder.delete()
+    except OSError:  # the storage itself may be the failure: the folder stays
+        pass
 
 
 def _datasets(config: Config, store_path: str) -> dict[str, Any]:
@@ -353,18 +379,20 @@ def _datasets(config: Config, store_path: str) -> dict[str, Any]:
     return {"train": _read(store_path, config.data.train_split), "val": _read(store_path, config.data.val_split)}
 
 
-def _in_process_trainer(config: Config, store_path: str, name: str, train_loop, loop_config: dict[str, Any], on_report):
+def _in_process_trainer(config: Config, store_path: str, run_folder: storage.Location, train_loop, loop_config: dict[str, Any],
+                        on_report):
     from daif.train.local import InProcessTrainer
 
     if config.scaling.num_workers != 1:
         raise UsageError(f"scaling.num_workers: in-process training runs one worker, got {config.scaling.num_workers}")
     return InProcessTrainer(
-        train_loop, loop_config, _datasets(config, store_path), str(Path(config.tracking.storage) / name),
-        config.train.val_metric, config.train.val_mode, on_report=on_report, experiment_name=name,
+        train_loop, loop_config, _datasets(config, store_path), run_folder,
+        config.train.val_metric, config.train.val_mode, on_report=on_report, experiment_name=os.path.basename(run_folder.path),
     )
 
 
-def _trainer(config: Config, store_path: str, name: str, train_loop: Callable[[dict], None], loop_config: dict[str, Any], callbacks=None):
+def _trainer(config: Config, store_path: str, checkpoint_storage: storage.Location, name: str, train_loop: Callable[[dict], None],
+             loop_config: dict[str, Any], callbacks=None):
     import ray.train
 
     from daif.train.rendezvous import TorchConfig
@@ -381,7 +409,8 @@ def _trainer(config: Config, store_path: str, name: str, train_loop: Callable[[d
         ),
         run_config=ray.train.RunConfig(
             name=name,
-            storage_path=config.tracking.storage,
+            storage_path=checkpoint_storage.path,  # with its filesystem: Ray writes where daif reads
+            storage_filesystem=checkpoint_storage.filesystem,
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=1,  # the best by the validation metric; Ray always keeps the latest too
                 checkpoint_score_attribute=config.train.val_metric,
@@ -436,9 +465,11 @@ def _read(path: str, split: str):
     return dataset
 
 
-def _log_models(tracking_uri: str, run_id: str | None, best, latest, register: str | None = None) -> tuple[str | None, str | None]:
+def _log_models(tracking_uri: str, run_id: str | None, best, latest, run_folder: storage.Location,
+                register: str | None = None) -> tuple[str | None, str | None]:
     """Log the best model (loadable by `daif predict`), registered as `register`, and the final one when it is another
-    checkpoint (the same weights are not logged twice); return the best's runs:/ URI and its models:/<register>/<version>."""
+    checkpoint (the same weights are not logged twice); return the best's runs:/ URI and its models:/<register>/<version>.
+    `run_folder` names the checkpoints as the storage shows them (a URI when it is one)."""
     if not run_id or latest is None:
         return None, None
     from daif.tracking import RunLogger
@@ -449,18 +480,20 @@ def _log_models(tracking_uri: str, run_id: str | None, best, latest, register: s
     registered_uri = None
     for checkpoint, name, registered_name in models:
         with checkpoint.as_directory() as directory:
-            registered_uri = log_checkpoint_model(logger, name, directory, registered_name, source=checkpoint.path) or registered_uri
+            source = run_folder.at(checkpoint.path).uri
+            registered_uri = log_checkpoint_model(logger, name, directory, registered_name, source=source) or registered_uri
     return (f"runs:/{run_id}/model" if logger.ok else None), registered_uri
 
 
 def log_checkpoint_model(logger, name: str, checkpoint_dir: str, register: str | None = None, source: str | None = None) -> str | None:
-    """Log `checkpoint_dir` (from `source`, default itself) as the model `name` of the logger's run
-    (daif.tracking.RunLogger), its metadata read from the checkpoint; with `register`, a new version of that registered
-    model, whose models:/ URI is returned."""
+    """Log `checkpoint_dir` (a path or a storage URI; from `source`, default itself) as the model `name` of the logger's
+    run (daif.tracking.RunLogger), its metadata read from the checkpoint; with `register`, a new version of that
+    registered model, whose models:/ URI is returned."""
     from daif.model_io import load_model
 
-    _, meta = load_model(checkpoint_dir)
-    metadata = {k: meta[k] for k in ("camera", "focus_distances", "depth_range", "epoch")}
-    info = logger.model(name, checkpoint_dir, metadata, register, source=source)
+    with storage.local_copy(checkpoint_dir) as directory:  # MLflow logs local files
+        _, meta = load_model(directory)
+        metadata = {k: meta[k] for k in ("camera", "focus_distances", "depth_range", "epoch")}
+        info = logger.model(name, directory, metadata, register, source=source or str(checkpoint_dir))
     version = getattr(info, "registered_model_version", None) if register else None
     return f"models:/{register}/{version}" if version is not None else None

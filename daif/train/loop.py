@@ -9,7 +9,6 @@ patience counter.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import tempfile
@@ -28,6 +27,7 @@ from daif.metrics import AIF_METRIC_NAMES, DEPTH_METRIC_NAMES, aif_metrics, dept
 from daif.model import DAIFNet
 from daif.optics import ThinLensCamera, defocus_sigma
 from daif.runtime import cpu_threads
+from daif.storage import local_copy
 
 
 def build_model(config: Config, near: float, far: float, camera: ThinLensCamera | None = None) -> DAIFNet:
@@ -172,13 +172,13 @@ def _setup(loop_config: dict[str, Any]) -> Worker:
 
 
 def _restore(worker: Worker, checkpoint, resume_dir: str | None) -> None:
-    """Continue from Ray Train's latest checkpoint (a restart) or else `resume_dir` (`--resume`); else start from
-    `train.init_from`'s weights (the driver's "init_state") when given."""
+    """Continue from Ray Train's latest checkpoint (a restart) or else `resume_dir` (`--resume`, a path or a storage
+    URI); else start from `train.init_from`'s weights (the driver's "init_state") when given."""
     if checkpoint is None and not resume_dir:
         if worker.loop_config.get("init_state"):
             worker.net.load_state_dict({name: torch.tensor(array) for name, array in worker.loop_config["init_state"].items()})
         return
-    with (checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext(resume_dir)) as directory:
+    with (checkpoint.as_directory() if checkpoint is not None else local_copy(resume_dir)) as directory:
         state, meta = load_checkpoint(directory)
     worker.net.load_state_dict(state["model"])
     worker.optimizer.load_state_dict(state["optimizer"])

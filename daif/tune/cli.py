@@ -21,11 +21,13 @@ from daif.signals import exit_status, signal_number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from daif.cli import ValuesAction, add_deprecated, add_resume_argument
+
     parser.add_argument("--data", required=True, help="rendered store directory (data.path)")
-    parser.add_argument("--preset", choices=sorted(TRAINING_PRESETS), help="a named training preset (daif.config.TRAINING_PRESETS)")
+    parser.add_argument("--preset", choices=sorted(TRAINING_PRESETS), help="a training recipe, every trial's starting point")
     parser.add_argument("--config", help="YAML config file: every trial's starting point")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value of every trial, e.g. --set model.width=8 (repeatable)")
+    parser.add_argument("--set", dest="overrides", action=ValuesAction, commas=False, default=[], metavar="KEY=VALUE",
+                        help="override config values of every trial, e.g. --set model.width=8 loss.recon=100")
     parser.add_argument("--space", required=True, help="'table4' (the paper's grid) or a SPACE.yaml of {grid|choice|uniform|loguniform}")
     parser.add_argument("--search", choices=("grid", "optuna"), default="grid", help="Tune's grid, or Optuna's TPE (seeded)")
     parser.add_argument("--num-samples", type=int, default=1, help="grid: repeats of the grid; optuna: number of trials")
@@ -33,20 +35,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-concurrent", type=int, default=2, help="trials at once")
     parser.add_argument("--epochs", type=int, help="epochs of every trial (train.epochs)")
     parser.add_argument("--cpus-per-trial", type=float, default=0.5,
-                        help="CPUs Ray reserves per trial (default 0.5: two trials side by side on 2 cores, Ray Data keeps a CPU)")
-    parser.add_argument("--gpus-per-trial", type=float, default=0.0)
-    parser.add_argument("--workers-per-trial", type=int, default=1,
-                        help="1: the trial trains in its own process; more: a TorchTrainer of that many DDP workers")
-    parser.add_argument("--name", default="daif-tune", help="the search's name: its folder under --storage and its MLflow run")
-    parser.add_argument("--storage", help="folder of the search's state and trial checkpoints; on a cluster a path every "
-                        "node mounts (default ./runs)")
+                        help="CPUs Ray reserves per trial of one worker (0.5 fits two trials and Ray Data's reads on 2 cores)")
+    gpu = parser.add_argument("--gpu", nargs="?", type=float, const=1.0, default=0.0, metavar="SHARE",
+                              help="train every trial on GPUs, one per worker; a trial of one worker may take a share "
+                                   "of one instead, e.g. --gpu 0.5 (two trials per GPU)")
+    add_deprecated(parser, "--gpus-per-trial", gpu, nargs=None)
+    workers = parser.add_argument("--num-workers", type=int, default=1,
+                                  help="training workers of every trial: 1 trains in the trial's own process, more are "
+                                       "data-parallel workers on Ray Train")
+    add_deprecated(parser, "--workers-per-trial", workers)
+    parser.add_argument("--name", default=DEFAULT_NAME, help="the search's name: its folder under --storage and its MLflow run")
+    parser.add_argument("--storage", help="folder of the search's state and trial checkpoints: a path, or a URI pyarrow "
+                        "opens (file://, s3://bucket/runs, gs://...); on a cluster one every node reaches (default ./runs)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--experiment", default="daif-tune", help="MLflow experiment of the parent and trial runs")
     parser.add_argument("--out", help="folder for table.csv/.md, heatmap.png, best.yaml (default <storage>/<name>/results)")
-    parser.add_argument("--resume", action="store_true", help="continue the search <storage>/<name> (Tuner.restore)")
+    add_resume_argument(parser)
     parser.add_argument("--retry-errored", action="store_true", help="with --resume: run the trials that errored again")
     parser.add_argument("--evaluate-best", action="store_true", help="evaluate the best trial's model on the test split")
-    parser.add_argument("--log-models", action="store_true", help="log every trial's model to MLflow (seconds per trial)")
+    parser.add_argument("--log-models", action="store_true", help="log every trial's model to MLflow")
     parser.add_argument("--register", metavar="NAME", help="register the best trial's model in the MLflow model registry as "
                         "NAME (logged into that trial's run if --log-models did not); use it as --model models:/NAME/latest")
     parser.add_argument("--collapse-spread", type=float, default=None,
@@ -58,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray started here (default: all)")
 
 
+DEFAULT_NAME = "daif-tune"
 MAX_TRIALS = 1000  # trials one search may make (grid cells x samples): a typo of a grid is not a week of compute
 
 
@@ -70,18 +78,19 @@ def options_from_args(args: argparse.Namespace):
     from daif.config import load_config
     from daif.data.store import open_store
     from daif.runtime import check_cpu_request
+    from daif.storage import check as check_storage
     from daif.tune.runner import SearchOptions
     from daif.tune.space import load_space
 
     for flag, value, low in (("--num-samples", args.num_samples, 1), ("--max-concurrent", args.max_concurrent, 1),
-                             ("--workers-per-trial", args.workers_per_trial, 1), ("--epochs", args.epochs, 1)):
+                             ("--num-workers", args.num_workers, 1), ("--epochs", args.epochs, 1)):
         if value is not None and value < low:
             raise TuneInputError(f"{flag}: expected at least {low}, got {value}")
     if not args.cpus_per_trial > 0:
         raise TuneInputError(f"--cpus-per-trial: expected > 0 (Ray rejects 0), got {args.cpus_per_trial}")
-    if args.gpus_per_trial < 0:
-        raise TuneInputError(f"--gpus-per-trial: expected >= 0, got {args.gpus_per_trial}")
-    if args.retry_errored and not args.resume:
+    if args.gpu < 0:
+        raise TuneInputError(f"--gpu: expected a share >= 0, got {args.gpu:g}")
+    if args.retry_errored and args.resume is None:
         raise TuneInputError("--retry-errored: only with --resume")
     if args.collapse_spread is not None and not 0 <= args.collapse_spread < 1:
         raise TuneInputError(f"--collapse-spread: expected a value in [0, 1), got {args.collapse_spread}")
@@ -89,6 +98,8 @@ def options_from_args(args: argparse.Namespace):
         from daif.model_io import check_registered_name
 
         check_registered_name(args.register)
+    if args.resume:
+        args.storage, args.name = _search_folder(args.resume, args.storage, args.name)
     if not args.name or "/" in args.name:
         raise TuneInputError(f"--name: expected a plain folder name, got {args.name!r}")
     overrides = [*args.overrides, f"data.path={args.data}"]
@@ -98,12 +109,12 @@ def options_from_args(args: argparse.Namespace):
         overrides.append(f"train.seed={args.seed}")
     if args.tracking_uri:
         overrides.append(f"tracking.tracking_uri={args.tracking_uri}")
-    if args.gpus_per_trial > 0:
+    if args.gpu > 0:
         overrides.append("scaling.use_gpu=true")
-    if args.workers_per_trial > 1:
-        overrides.append(f"scaling.num_workers={args.workers_per_trial}")
+    if args.num_workers > 1:
+        overrides.append(f"scaling.num_workers={args.num_workers}")
     base = load_config(args.config, overrides, args.preset)
-    per_trial = args.cpus_per_trial if args.workers_per_trial == 1 else 0.1 + args.workers_per_trial * base.scaling.cpus_per_worker
+    per_trial = args.cpus_per_trial if args.num_workers == 1 else 0.1 + args.num_workers * base.scaling.cpus_per_worker
     check_cpu_request(per_trial, args.max_concurrent, f"--max-concurrent {args.max_concurrent} trials of {per_trial:g} CPUs",
                       "lower --max-concurrent or --cpus-per-trial, or give Ray more CPUs (--num-cpus)", args.num_cpus)
     space = load_space(args.space, base)
@@ -116,28 +127,45 @@ def options_from_args(args: argparse.Namespace):
     missing = [s for s in needed if s not in store.splits]
     if missing:
         raise TuneInputError(f"--data: {args.data} holds splits {store.splits}; '{missing[0]}' is missing")
-    if args.storage and "://" in args.storage and not args.storage.startswith("file://"):
-        raise TuneInputError(f"--storage: {args.storage}: a search keeps its state and reads its trials' checkpoints as files, "
-                             "so it needs a path (on a cluster, one every node mounts, e.g. /shared/runs); URIs such as s3:// "
-                             "work for `daif train --storage`, not yet for `daif tune`")
-    if args.storage:
-        from pathlib import Path
-
-        args.storage = str(Path(args.storage.removeprefix("file://")).resolve())  # Ray fails late on relative paths
+    if args.storage:  # an absolute path (Ray fails late on a relative one) or the URI; StorageError if it cannot be read
+        args.storage = check_storage(args.storage).uri
     options = SearchOptions(
         base=base, space=space, search=args.search, num_samples=args.num_samples, scheduler=args.scheduler,
-        max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        workers_per_trial=args.workers_per_trial, name=args.name, storage=args.storage or "", experiment=args.experiment,
-        out=args.out or "", resume=args.resume, retry_errored=args.retry_errored, log_models=args.log_models, seed=base.train.seed,
+        max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpu,
+        workers_per_trial=args.num_workers, name=args.name, storage=args.storage or "", experiment=args.experiment,
+        out=args.out or "", resume=args.resume is not None, retry_errored=args.retry_errored, log_models=args.log_models, seed=base.train.seed,
         register=args.register or "",
         **({"collapse_spread": args.collapse_spread} if args.collapse_spread is not None else {}),
     )
-    if args.resume:
+    if args.resume is not None:
         from daif.tune.runner import SEARCH_FILE, search_root
 
         if not (search_root(options) / SEARCH_FILE).exists():
-            raise TuneInputError(f"--resume: no search to resume in {search_root(options)} (run it once without --resume)")
+            raise TuneInputError(f"--resume: no search to resume in {search_root(options).uri} (run it once without --resume)")
     return options
+
+
+def _search_folder(folder: str, storage: str | None, name: str) -> tuple[str, str]:
+    """(storage, name) of `--resume FOLDER`: its parent and its own name; TuneInputError if --storage or --name
+    say otherwise."""
+    if "://" in folder:
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(folder)  # a query (s3://bucket/runs/x?region=...) belongs to the storage, not the name
+        parent_path, _, own = parts.path.rstrip("/").rpartition("/")
+        parent = urlunsplit((parts.scheme, parts.netloc, parent_path, parts.query, ""))
+        same_storage = storage is None or storage.rstrip("/") == parent.rstrip("/")
+    else:
+        from pathlib import Path
+
+        path = Path(folder).resolve()
+        parent, own = str(path.parent), path.name
+        same_storage = storage is None or "://" not in storage and Path(storage).resolve() == path.parent
+    if not same_storage:
+        raise TuneInputError(f"--resume: {folder} is not in --storage {storage}; give one of them")
+    if name not in (DEFAULT_NAME, own):
+        raise TuneInputError(f"--resume: {folder} is not the search --name {name}; give one of them")
+    return parent, own
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     from daif.runtime import check_shared_defaults, ray_session
+    from daif.storage import resolve
     from daif.tracking import ui_command
     from daif.tune.runner import run_search
 
@@ -165,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"daif tune: interrupted by {signal.Signals(signal_number(interrupt)).name}; the search's MLflow runs ended KILLED; "
               f"continue with: daif tune --resume (same options)", file=sys.stderr)
         return exit_status(interrupt)
-    print(result.paths["table_md"].read_text())
+    print(resolve(result.paths["table_md"]).read_text())
     counts = {}
     for row in result.rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
@@ -191,10 +220,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_best(options, result) -> dict:
+    """The best trial's best checkpoint on the test split, into <out>/evaluate-best (uploaded there when the
+    output folder is a URI); its `paths` name the files there."""
     from pathlib import Path
 
     from daif.evaluate import evaluate
+    from daif.storage import staged
 
-    out = Path(result.paths["table_csv"]).parent / "evaluate-best"
-    return evaluate([result.best["best_checkpoint"]], options.base.data.path, "test", str(out),
-                    tracking_uri=result.tracking_uri, log_to_run=result.parent_run_id)
+    out = result.out / "evaluate-best"
+    with staged(out) as folder:
+        evaluation = evaluate([result.best["best_checkpoint"]], options.base.data.path, "test", str(folder),
+                              tracking_uri=result.tracking_uri, log_to_run=result.parent_run_id)
+    evaluation["paths"] = {key: (out / str(Path(path).relative_to(folder))).uri for key, path in evaluation["paths"].items()}
+    return evaluation

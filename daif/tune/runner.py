@@ -3,9 +3,11 @@
     result = run_search(SearchOptions(base=config, space=load_space("table4"), epochs=20, ...))
     result.rows, result.best, result.paths, result.parent_run_id
 
-Ray must be initialised by the caller (`daif tune` does it). The search's folder is `<storage>/<name>`;
-Tune's experiment state lives there (so `resume=True` is `Tuner.restore`), every trial's checkpoints under
-`trials/<trial_id>/train`, and `search.json` holds the parent run's id, so a resumed search logs into it.
+Ray must be initialised by the caller (`daif tune` does it). The search's folder is `<storage>/<name>`, a path or a
+URI (`daif.storage`: Tune, the trials and this module all go through the same pyarrow filesystem); Tune's experiment
+state lives there (so `resume=True` is `Tuner.restore`), every trial's checkpoints under `trials/<trial_id>/train`,
+`search.json` holds the parent run's id, so a resumed search logs into it, and `results/` the outputs (written here,
+then uploaded when the storage is not on this machine).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import posixpath
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
+from daif import storage
 from daif.signals import interrupts_raise
 from daif.tune.space import Space, overrides_of, to_param_space
 from daif.tune.trial import COLLAPSE_SPREAD, STATUS, STATUS_TAG, TRIAL_ID_TAG, TrialSettings
@@ -42,7 +46,7 @@ class SearchOptions:
     name: str = "daif-tune"
     storage: str = ""  # absolute path or URI; empty: ./runs
     experiment: str = EXPERIMENT
-    out: str = ""  # empty: <storage>/<name>/results
+    out: str = ""  # path or URI; empty: <storage>/<name>/results
     resume: bool = False
     retry_errored: bool = False  # with resume: errored trials run again from scratch
     log_models: bool = False
@@ -56,18 +60,19 @@ class SearchOptions:
 class SearchResult:
     rows: list[dict[str, Any]]
     best: dict[str, Any] | None
-    paths: dict[str, Path]
+    paths: dict[str, str]  # table_csv, table_md, heatmap, best_yaml: paths, or URIs when the output folder is one
     parent_run_id: str
     tracking_uri: str
-    root: Path
+    root: storage.Location
     seconds: float
     registered_uri: str | None = None  # models:/<register>/<version> of the best trial's model
+    out: storage.Location | None = None  # the folder of `paths`
 
 
-def search_root(options: SearchOptions) -> Path:
+def search_root(options: SearchOptions) -> storage.Location:
     from daif.train.driver import default_storage
 
-    return Path(options.storage or default_storage()).resolve() / options.name
+    return storage.resolve(options.storage or default_storage()) / options.name
 
 
 def run_search(options: SearchOptions) -> SearchResult:
@@ -81,7 +86,7 @@ def run_search(options: SearchOptions) -> SearchResult:
     base = replace(options.base, tracking={"tracking_uri": tracking_uri, "experiment": options.experiment})
     metric, mode = base.train.val_metric, base.train.val_mode
     parent_run_id = _parent_run(options, base, root, tracking_uri)
-    settings = TrialSettings(base=to_dict(base), root=str(root), parent_run_id=parent_run_id,
+    settings = TrialSettings(base=to_dict(base), root=root.uri, parent_run_id=parent_run_id,
                              log_models=options.log_models, cpus_per_trial=options.cpus_per_trial,
                              collapse_spread=options.collapse_spread)
 
@@ -92,18 +97,20 @@ def run_search(options: SearchOptions) -> SearchResult:
             _finish_child_runs(tracking_uri, parent_run_id, rows)
             best = _best(rows, mode)
             best_yaml = to_yaml(replace(base, **overrides_of({k: best[k] for k in options.space.keys}))) if best else None
-            out = Path(options.out).resolve() if options.out else root / "results"
+            out = storage.resolve(options.out, "--out") if options.out else root / "results"
             from daif.tune.report import write_outputs
 
             title = f"{options.name}: {options.space.name}, {options.search}, {options.scheduler}, {base.train.epochs} epochs"
-            paths = write_outputs(rows, options.space.keys, metric, mode, out, best_yaml, title)
-            _log_parent(tracking_uri, parent_run_id, rows, best, paths, metric)
+            with storage.staged(out) as folder:  # MLflow logs the local files
+                written = write_outputs(rows, options.space.keys, metric, mode, folder, best_yaml, title)
+                _log_parent(tracking_uri, parent_run_id, rows, best, written, metric)
+            paths = {key: (out / path.name).uri for key, path in written.items()}
             registered_uri = _register_best(tracking_uri, best, options) if options.register and best else None
     except BaseException as error:  # an interrupt or a failure: no run of the search is left RUNNING
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
         _end_open_runs(tracking_uri, parent_run_id, error, status)
         raise
-    return SearchResult(rows, best, paths, parent_run_id, tracking_uri, root, time.perf_counter() - started, registered_uri)
+    return SearchResult(rows, best, paths, parent_run_id, tracking_uri, root, time.perf_counter() - started, registered_uri, out)
 
 
 def _register_best(tracking_uri: str, best: dict[str, Any], options: SearchOptions) -> str | None:
@@ -139,7 +146,7 @@ def _end_open_runs(tracking_uri: str, parent_run_id: str, error: BaseException, 
     fail_run(tracking_uri, parent_run_id, error, status)
 
 
-def _parent_run(options: SearchOptions, base, root: Path, tracking_uri: str) -> str:
+def _parent_run(options: SearchOptions, base, root: storage.Location, tracking_uri: str) -> str:
     """The search's MLflow run: created for a new search, reused (from search.json) by a resumed one."""
     from daif.config import flatten, to_yaml
     from daif.tracking import start_run
@@ -154,12 +161,11 @@ def _parent_run(options: SearchOptions, base, root: Path, tracking_uri: str) -> 
 
     client = mlflow.MlflowClient(tracking_uri)
     client.log_text(parent, json.dumps(options.space.to_dict(), indent=1), "space.json")
-    root.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"parent_run_id": parent, "space": options.space.to_dict()}, indent=1))
     return parent
 
 
-def _tuner(options: SearchOptions, settings: TrialSettings, root: Path, mode: str):
+def _tuner(options: SearchOptions, settings: TrialSettings, root: storage.Location, mode: str):
     from ray import tune
 
     from daif.tune.trainables import InProcessTrial, trainer_trial
@@ -169,11 +175,11 @@ def _tuner(options: SearchOptions, settings: TrialSettings, root: Path, mode: st
                                         {"CPU": options.cpus_per_trial, "GPU": options.gpus_per_trial})
     else:  # the trial's function holds a sliver of a CPU; its TorchTrainer's workers ask for their own
         trainable = tune.with_resources(tune.with_parameters(trainer_trial, settings=settings), {"CPU": 0.1})
-    if options.resume:
-        if not tune.Tuner.can_restore(str(root)):
-            raise ValueError(f"--resume: no search to resume in {root} (run it once without --resume)")
-        return tune.Tuner.restore(str(root), trainable, resume_unfinished=True, resume_errored=False,
-                                  restart_errored=options.retry_errored)
+    if options.resume:  # Tune takes the filesystem and its path, as daif resolved them
+        if not tune.Tuner.can_restore(root.path, storage_filesystem=root.filesystem):
+            raise ValueError(f"--resume: no search to resume in {root.uri} (run it once without --resume)")
+        return tune.Tuner.restore(root.path, trainable, resume_unfinished=True, resume_errored=False,
+                                  restart_errored=options.retry_errored, storage_filesystem=root.filesystem)
     return tune.Tuner(
         trainable,
         param_space=to_param_space(options.space, options.search),
@@ -185,7 +191,8 @@ def _tuner(options: SearchOptions, settings: TrialSettings, root: Path, mode: st
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
         ),
         run_config=tune.RunConfig(
-            name=options.name, storage_path=str(root.parent), verbose=options.verbose,
+            name=options.name, storage_path=posixpath.dirname(root.path), storage_filesystem=root.filesystem,
+            verbose=options.verbose,
             stop=lambda trial_id, result: result.get(STATUS) == "diverged",  # the TorchTrainer path's stop
             failure_config=tune.FailureConfig(max_failures=0),  # a crashing trial is recorded, the search goes on
             checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=0),  # trials keep their own (daif.tune.trial)
@@ -301,6 +308,7 @@ def _finish_child_runs(tracking_uri: str, parent_run_id: str, rows: list[dict[st
 
 
 def _log_parent(tracking_uri: str, parent_run_id: str, rows, best, paths: dict[str, Path], metric: str) -> None:
+    """The parent run gets the search's files (`paths`: local), the trial counts, the best trial; it ends FINISHED."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri)

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import time
-from pathlib import Path
 from typing import Any
+
+from daif import storage
 
 COLLAPSE_SPREAD = 0.05  # mean relative spread std(D)/mean(D) of the predicted validation depth below this = collapsed
 FAILED_SCORE = {"max": -1.0, "min": 1e9}  # the score of a diverged epoch: worse than any real value of delta/error metrics
@@ -44,7 +46,7 @@ class TrialSettings:
     """What every trial of a search shares (passed with tune.with_parameters)."""
 
     base: dict[str, Any]  # the base config, daif.config.to_dict
-    root: str  # the search's folder; trial storage under root/trials/<trial_id>
+    root: str  # the search's folder (path or URI, daif.storage); trial storage under root/trials/<trial_id>
     parent_run_id: str  # MLflow parent run
     log_models: bool = False
     cpus_per_trial: float = 0.5
@@ -61,27 +63,29 @@ def trial_config(settings: TrialSettings, params: dict[str, Any], trial_id: str)
     from daif.tune.space import overrides_of
 
     config = replace(from_dict(settings.base), **overrides_of(params))
-    return replace(config, tracking={"run_name": f"trial-{trial_id}", "storage": str(trial_dir(settings, trial_id) / "train")})
+    return replace(config, tracking={"run_name": f"trial-{trial_id}", "storage": (trial_dir(settings, trial_id) / "train").uri})
 
 
-def trial_dir(settings: TrialSettings, trial_id: str) -> Path:
-    return Path(settings.root) / "trials" / trial_id
+def trial_dir(settings: TrialSettings, trial_id: str) -> storage.Location:
+    return storage.resolve(settings.root) / "trials" / trial_id
 
 
-def latest_checkpoint(storage: str | Path) -> str | None:
-    """The checkpoint folder (meta.json + state.pt) of the highest epoch under `storage`, for resuming."""
+def latest_checkpoint(runs: str | os.PathLike | storage.Location) -> str | None:
+    """The checkpoint folder (meta.json + state.pt; path or URI) of the highest epoch in the run folders under
+    `runs`, for resuming."""
     import json
 
     best: tuple[int, str] | None = None
-    for meta_path in Path(storage).glob("*/*/meta.json"):
-        if not (meta_path.parent / "state.pt").exists():
-            continue
-        try:
-            epoch = int(json.loads(meta_path.read_text()).get("epoch", -1))
-        except (OSError, ValueError):
-            continue
-        if best is None or epoch > best[0]:
-            best = (epoch, str(meta_path.parent))
+    for run in storage.resolve(runs).subfolders():
+        for checkpoint in run.subfolders():
+            if not (checkpoint / "state.pt").is_file():
+                continue
+            try:
+                epoch = int(json.loads((checkpoint / "meta.json").read_text()).get("epoch", -1))
+            except (OSError, ValueError, AttributeError):
+                continue
+            if best is None or epoch > best[0]:
+                best = (epoch, checkpoint.uri)
     return best[1] if best else None
 
 

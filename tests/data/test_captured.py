@@ -96,7 +96,7 @@ def test_depth_from_focus_finds_the_cards_within_the_focus_spacing(captured_stor
 @pytest.fixture(scope="module")
 def partial_store(ray_local, tmp_path_factory):
     """A store of 4 train scenes without depth or AIF (1 becomes val) and 2 test scenes: "full" (depth.npy and
-    aif.png, the centre view) and "bare" (neither); the camera given by --preset, not in stack.json."""
+    aif.png, the centre view) and "bare" (neither); the camera given by --camera, not in stack.json."""
     root = tmp_path_factory.mktemp("partial")
     for seed in range(4):
         stack = light_field_stack(scene(seed + 1), FOCUS, FOCAL_LENGTH, PIXEL_SIZE, BASELINE)
@@ -218,12 +218,12 @@ def _wrong_field(root: Path) -> str:
 
 
 def _camera_conflict(root: Path) -> str:
-    return f"{root / 'test' / 'a' / 'stack.json'}: camera {NYU5} disagrees with {ThinLensCamera.preset('defocusnet').to_dict()} of --preset defocusnet"
+    return f"{root / 'test' / 'a' / 'stack.json'}: camera {NYU5} disagrees with {ThinLensCamera.preset('defocusnet').to_dict()} of --camera defocusnet"
 
 
 def _no_camera(root: Path) -> str:
     (root / "test" / "a" / "stack.json").write_text(json.dumps({"images": ["0.png", "1.png", "2.png"], "focus_distances": [1, 2, 3]}))
-    return f"{root / 'test' / 'a' / 'stack.json'}: no camera: give --camera f,N,p or --preset NAME, or put 'camera' in stack.json"
+    return f"{root / 'test' / 'a' / 'stack.json'}: no camera: give --camera f,N,p or --camera PRESET, or put 'camera' in stack.json"
 
 
 def _depth_linked_outside(root: Path) -> str:
@@ -282,7 +282,7 @@ def _implausible_camera(root: Path) -> str:
 @pytest.mark.parametrize(
     ("breaker", "options"),
     [(_break_focus, []), (_missing_image, []), (_not_json, []), (_wrong_field, []),
-     (_camera_conflict, ["--preset", "defocusnet"]), (_no_camera, []), (None, ["--num-focus", "3"]),
+     (_camera_conflict, ["--camera", "defocusnet"]), (_no_camera, []), (None, ["--num-focus", "3"]),
      (_depth_linked_outside, []), (_decompression_bomb, []), (_large_image, []), (_tiny_images, []), (_deep_json, []),
      (_nan_focus, []), (_far_focus, []), (_focus_at_focal_length, []), (_implausible_camera, [])],
     ids=["focus-differs", "missing-image", "not-json", "wrong-field", "camera-conflict", "no-camera", "num-focus",

@@ -148,8 +148,8 @@ def test_render_out_that_is_a_file_is_one_line_before_ray(tmp_path, capsys, monk
     ("options", "expected"),
     [(["--camera", "0.05,1e-300,1e-300"], "--camera: ThinLensCamera.f_number: expected a plausible value in [0.5, 1000], got 1e-300"),
      (["--camera", "1e-300,8,12e-6"], "--camera: ThinLensCamera.focal_length: expected a plausible value in [0.0001, 10] m, got 1e-300"),
-     (["--focus-range", "1,1e301"], "--focus-range: 1e+301 m is beyond the farthest plausible distance, 10000 m (daif.optics.MAX_FOCUS_DISTANCE)"),
-     (["--focus-range", "nan,2"], "--focus-range: expected 0 < LOW <= HIGH metres, got nan,2"),
+     (["--focus-range", "1", "1e301"], "--focus-range: 1e+301 m is beyond the farthest plausible distance, 10000 m (daif.optics.MAX_FOCUS_DISTANCE)"),
+     (["--focus-range", "nan", "2"], "--focus-range: expected 0 < LOW <= HIGH metres, got nan 2"),
      (["--camera", "2,8,12e-6"], "focus distances: 1 m must be above the focal length 2 m")],
     ids=["f-number-1e-300", "focal-length-1e-300", "focus-1e301", "focus-nan", "focus-inside-the-lens"],
 )
@@ -191,7 +191,7 @@ def test_cli_renders_nyuv2_mat_split_all(ray_local, nyuv2_mat, tmp_path):
     mat, splits, images, _ = nyuv2_mat
     out = tmp_path / "nyu"
     argv = ["render", "--source", "nyuv2-mat", "--input", str(mat), "--splits-mat", str(splits), "--split", "all"]
-    argv += ["--preset", "nyuv2-5", "--size", "13x9", "--out", str(out), "--shard-size", "4", "--val-fraction", "0.2"]
+    argv += ["--camera", "nyuv2-5", "--size", "13x9", "--out", str(out), "--shard-size", "4", "--val-fraction", "0.2"]
     assert daif.cli.main(argv) == 0
     store = open_store(str(out))
     ids = {split: [s["scene_id"] for s in store.iter_scenes(split, ["scene_id"])] for split in store.splits}
@@ -245,3 +245,37 @@ def test_defocusnet_folder_uses_its_preset(ray_local, defocusnet_folder, tmp_pat
     assert summary["splits"] == {"train": 1, "val": 1, "test": 1}
     assert store.camera == get_preset("defocusnet").camera
     np.testing.assert_allclose(store.focus_distances, [0.3, 0.45, 0.75, 1.2, 1.8], rtol=1e-6)
+
+
+def test_a_store_without_a_window_holds_the_ladder_renderers_stacks_and_the_datas_blur(ray_local, tmp_path):
+    out = tmp_path / "ladder"
+    render_store(RenderConfig(out=str(out), source="synthetic", preset="nyuv2-5", size=(24, 32), scenes=3, shard_size=3,
+                              seed=5, kernel_size=None, depth_range=(0.75, 7.5)))
+    store = open_store(str(out))
+    # nyuv2-5: f 50 mm, N 8, p 12 um, focus 1..6 m; the blur of depths 0.75..7.5 m peaks at d = 0.75 under s = 6 m
+    assert store.kernel_size is None and store.max_sigma == pytest.approx(0.05 / 8 * 0.05 * 5.25 / (0.75 * 5.95) / 24e-6)
+    with h5py.File(out / "shard-00000.h5", "r") as shard:
+        assert shard.attrs["kernel_size"] == 0  # HDF5 holds no null
+    scene = next(iter(store.iter_scenes("train")))
+    aif = torch.from_numpy(scene["aif"]).permute(2, 0, 1)[None].double() / 255.0
+    depth = torch.from_numpy(scene["depth"])[None, None].double()
+    stack = render_focal_stack(aif, depth, torch.from_numpy(store.focus_distances).double(), store.camera, None)[0]
+    stack = (stack.clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()
+    assert np.abs(scene["stack"].astype(np.float64) - stack).max() <= 1.0
+
+
+@pytest.mark.parametrize("psf", ["disc", "layered"])
+def test_a_store_of_another_psf_holds_that_psfs_stacks(ray_local, tmp_path, psf):
+    from daif.optics.psf import render_stack
+
+    out = tmp_path / psf
+    render_store(RenderConfig(out=str(out), source="synthetic", preset="nyuv2-5", size=(24, 32), scenes=3, shard_size=3,
+                              seed=6, psf=psf, depth_range=(0.75, 7.5)))
+    store = open_store(str(out))
+    assert store.psf == psf and store.manifest["content"]["psf"] == psf
+    scene = next(iter(store.iter_scenes("train")))
+    aif = torch.from_numpy(scene["aif"]).permute(2, 0, 1).double() / 255.0
+    depth = torch.from_numpy(scene["depth"])[None].double()
+    stack = render_stack(aif, depth, torch.from_numpy(store.focus_distances).double(), store.camera, psf)
+    stack = (stack.clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()
+    assert np.abs(scene["stack"].astype(np.float64) - stack).max() <= 1.0

@@ -186,3 +186,251 @@ def write_captured_scene(folder: Path, stack: CapturedStack, depth: bool = True,
     if aif:
         Image.fromarray(stack.aif).save(folder / "aif.png")
     return folder
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scenes of slanted planes, rendered by casting each view's rays (benchmarks/lightfield.py)
+
+WEAK_CONTRAST = 0.05  # a barely textured region keeps this share of its texture's deviation from its mean colour
+SCENE_DEPTH_RANGE = (1.0, 8.0)  # metres: every scene family stays inside it
+
+
+@dataclasses.dataclass(frozen=True)
+class Surface:
+    """One plane of a `SurfaceScene`, painted as the centre view sees it.
+
+    inverse_depth (a, b_x, b_y): 1/z = a + b_x x + b_y y [1/m] at the centre view's pixel (x column, y row,
+    image coordinates); every plane the camera centre does not lie in is one. texture (Hc, Wc, 3) and
+    coverage (Hc, Wc) in [0, 1], weak (Hc, Wc) bool (barely textured), all over the centre view's canvas:
+    image pixel (y, x) is canvas pixel (y + pad, x + pad).
+    """
+
+    inverse_depth: tuple[float, float, float]
+    texture: np.ndarray
+    coverage: np.ndarray
+    weak: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class SurfaceScene:
+    """Planes in any order (occlusion is decided per ray), over an (H, W) image with a canvas border of `pad` px."""
+
+    name: str
+    size: tuple[int, int]
+    pad: int
+    surfaces: tuple[Surface, ...]
+
+    def inverse_depths(self) -> np.ndarray:
+        """(K, H, W) 1/z [1/m] of every surface at the centre view's pixels."""
+        rows, cols = np.mgrid[0 : self.size[0], 0 : self.size[1]].astype(np.float64)
+        return np.stack([a + b_x * cols + b_y * rows for a, b_x, b_y in (s.inverse_depth for s in self.surfaces)])
+
+    def front(self) -> np.ndarray:
+        """(H, W) int64: index of the nearest surface covering each pixel of the centre view."""
+        window = (slice(self.pad, self.pad + self.size[0]), slice(self.pad, self.pad + self.size[1]))
+        covered = np.stack([s.coverage[window] >= 0.5 for s in self.surfaces])
+        inverse = np.where(covered, self.inverse_depths(), -np.inf)
+        if not np.isfinite(inverse.max(axis=0)).all():
+            raise ValueError(f"scene {self.name!r}: some pixel of the centre view is covered by no surface")
+        return inverse.argmax(axis=0)
+
+    def depth_map(self) -> np.ndarray:
+        """(H, W) float32 metres: the centre view's depth (z), the nearest covering surface's."""
+        return (1.0 / np.take_along_axis(self.inverse_depths(), self.front()[None], 0)[0]).astype(np.float32)
+
+    def weak_map(self) -> np.ndarray:
+        """(H, W) bool: pixels of the centre view whose nearest surface is barely textured there."""
+        window = (slice(self.pad, self.pad + self.size[0]), slice(self.pad, self.pad + self.size[1]))
+        weak = np.stack([s.weak[window] for s in self.surfaces])
+        return np.take_along_axis(weak, self.front()[None], 0)[0]
+
+
+def cast_rays(scene: SurfaceScene, x, y, view_cols, view_rows, focal_baseline: float):
+    """Colour (B, H', W', 3) float64 seen by pinhole views (i, j) = (view_cols, view_rows) (B,) at their pixels
+    (x, y) (B, H', W') (image coordinates, any real values; all views share the centre view's intrinsics).
+
+    View (i, j) sits at (i b, j b, 0); its ray through pixel (x, y) meets surface (a, b_x, b_y) at
+    1/z = (a + b_x x + b_y y) / (1 - F b (b_x i + b_y j)), where the centre view sees it at
+    (x + F b i / z, y + F b j / z): the texture and coverage are sampled there (bilinear). Along each ray the
+    surfaces are composited front to back with their coverage as alpha; focal_baseline: F b [px m].
+    """
+    import torch
+    import torch.nn.functional as F
+
+    x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    view_cols = torch.as_tensor(view_cols, dtype=torch.float64)[:, None, None]
+    view_rows = torch.as_tensor(view_rows, dtype=torch.float64)[:, None, None]
+    canvas_height, canvas_width = scene.surfaces[0].coverage.shape
+    inverse, colour, alpha = [], [], []
+    for surface in scene.surfaces:
+        a, b_x, b_y = surface.inverse_depth
+        inverse_z = (a + b_x * x + b_y * y) / (1.0 - focal_baseline * (b_x * view_cols + b_y * view_rows))
+        u = x + focal_baseline * view_cols * inverse_z + scene.pad  # canvas column, row
+        v = y + focal_baseline * view_rows * inverse_z + scene.pad
+        seen = inverse_z > 0
+        if bool(((u[seen] < 0) | (u[seen] > canvas_width - 1) | (v[seen] < 0) | (v[seen] > canvas_height - 1)).any()):
+            raise ValueError(f"scene {scene.name!r}: a ray leaves the canvas; pad {scene.pad} px is too small for this blur")
+        planes = np.concatenate([surface.texture, surface.coverage[..., None]], axis=2)
+        planes = torch.from_numpy(np.ascontiguousarray(planes.transpose(2, 0, 1)))[None].double()  # (1, 4, Hc, Wc)
+        grid = torch.stack([u / (canvas_width - 1) * 2 - 1, v / (canvas_height - 1) * 2 - 1], dim=-1)  # (B, H', W', 2)
+        batch, height, width = x.shape
+        sampled = F.grid_sample(planes, grid.reshape(1, batch * height, width, 2), align_corners=True)[0]  # (4, B*H', W')
+        sampled = sampled.reshape(4, batch, height, width)
+        inverse.append(torch.where(seen, inverse_z, -1.0))
+        colour.append(sampled[:3].permute(1, 2, 3, 0))
+        alpha.append(torch.where(seen, sampled[3], 0.0))
+    total = torch.zeros_like(colour[0])
+    for k in range(len(inverse)):  # transmittance of surface k: (1 - alpha) of every surface nearer along the ray
+        transmittance = torch.ones_like(alpha[k])
+        for other in range(len(inverse)):
+            nearer = (inverse[other] > inverse[k]) | ((inverse[other] == inverse[k]) & (other > k))
+            if other != k:
+                transmittance = transmittance * torch.where(nearer, 1.0 - alpha[other], 1.0)
+        total += (alpha[k] * transmittance)[..., None] * colour[k]
+    return total
+
+
+def surface_light_field_stack(
+    scene: SurfaceScene, focus_distances, focal_length: float, pixel_size: float, baseline: float,
+    views: int = VIEWS, aperture: str = "square", chunk: int = 48,
+) -> CapturedStack:
+    """`light_field_stack` for a `SurfaceScene`: the same n x n views (or their disc), refocused by shift-and-add
+    at delta = F b / s, but each refocused pixel x is the mean of the views' rays through x - (i, j) delta,
+    cast directly (`cast_rays`): no intermediate view images, so a surface at the focus distance comes out exactly
+    as the centre view sees it. `chunk` (focus distance, view) pairs are cast at once (memory)."""
+    import torch
+
+    focal_px = focal_length / pixel_size
+    focal_baseline = focal_px * baseline
+    offsets = aperture_views(views, aperture)  # (j, i)
+    height, width = scene.size
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij")
+    pairs = [(delta, j, i) for delta in (focal_baseline / s for s in focus_distances) for j, i in offsets]
+    sums = torch.zeros(len(focus_distances), height, width, 3, dtype=torch.float64)
+    for start in range(0, len(pairs), chunk):
+        deltas, view_rows, view_cols = (torch.tensor(v, dtype=torch.float64) for v in zip(*pairs[start : start + chunk]))
+        x = cols[None] - (view_cols * deltas)[:, None, None]
+        y = rows[None] - (view_rows * deltas)[:, None, None]
+        colour = cast_rays(scene, x, y, view_cols, view_rows, focal_baseline)  # (chunk, H, W, 3)
+        index = torch.arange(start, start + len(deltas)) // len(offsets)  # the focus distance of each pair
+        sums.index_add_(0, index, colour)
+    images = (sums / len(offsets)).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+    centre = cast_rays(scene, cols[None], rows[None], [0.0], [0.0], focal_baseline)[0]
+    aif = centre.clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+    camera = {"focal_length": focal_length, "f_number": focal_length / ((views - 1) * baseline), "pixel_size": pixel_size}
+    return CapturedStack(images, tuple(float(s) for s in focus_distances), camera, scene.depth_map(), aif, scene)
+
+
+def _canvas_grid(size: tuple[int, int], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """(Hc, Wc) rows and columns of the canvas in image coordinates (-pad .. H + pad - 1)."""
+    rows, cols = np.mgrid[-pad : size[0] + pad, -pad : size[1] + pad]
+    return rows.astype(np.float64), cols.astype(np.float64)
+
+
+def _rect(size, pad, row0, row1, col0, col1) -> np.ndarray:
+    """(Hc, Wc) float coverage of image rows row0..row1 - 1, columns col0..col1 - 1."""
+    rows, cols = _canvas_grid(size, pad)
+    return ((rows >= row0) & (rows < row1) & (cols >= col0) & (cols < col1)).astype(np.float64)
+
+
+def _ellipse(size, pad, row, col, radius_rows, radius_cols) -> np.ndarray:
+    """(Hc, Wc) float coverage of an axis-aligned ellipse centred at image (row, col)."""
+    rows, cols = _canvas_grid(size, pad)
+    return ((((rows - row) / radius_rows) ** 2 + ((cols - col) / radius_cols) ** 2) <= 1).astype(np.float64)
+
+
+def _fronto(depth: float) -> tuple[float, float, float]:
+    return (1.0 / depth, 0.0, 0.0)
+
+
+def _surface(rng, size, pad, inverse_depth, coverage, weak=None) -> Surface:
+    """A surface with its own `make_texture`, flattened to WEAK_CONTRAST of its contrast where `weak`."""
+    canvas = (size[0] + 2 * pad, size[1] + 2 * pad)
+    texture = make_texture(rng, canvas).astype(np.float64)
+    weak = np.zeros(canvas, bool) if weak is None else weak
+    mean = texture.reshape(-1, 3).mean(axis=0)
+    texture = np.where(weak[..., None], mean + WEAK_CONTRAST * (texture - mean), texture)
+    return Surface(inverse_depth, texture, coverage, weak)
+
+
+def planes_scene(seed: int, size: tuple[int, int], pad: int) -> SurfaceScene:
+    """benchmarks/lightfield.py's first scene, scaled to `size`: a back plane at 7 m and overlapping cards at 3.2,
+    2.0 and 1.2 m (`RECTS` of a 240 x 320 image); the seed draws the textures."""
+    rng = np.random.default_rng([0, seed])
+    scale_rows, scale_cols = size[0] / 240, size[1] / 320
+    rects = (None, (20, 130, 170, 300), (90, 210, 30, 170), (140, 225, 200, 305))
+    surfaces = []
+    for depth, rect in zip((7.0, 3.2, 2.0, 1.2), rects):
+        if rect is None:
+            coverage = np.ones((size[0] + 2 * pad, size[1] + 2 * pad))
+        else:
+            row0, row1, col0, col1 = rect
+            coverage = _rect(size, pad, round(row0 * scale_rows), round(row1 * scale_rows), round(col0 * scale_cols), round(col1 * scale_cols))
+        surfaces.append(_surface(rng, size, pad, _fronto(depth), coverage))
+    return SurfaceScene("planes", size, pad, tuple(surfaces))
+
+
+def receding_scene(seed: int, size: tuple[int, int], pad: int) -> SurfaceScene:
+    """A floor (far at the top) or a wall (far at the left or right) receding from about 1 m to about 8 m over the
+    whole image, linear in inverse depth across it; part of it barely textured (one side of a line through
+    the bust); in front of it a bust (a head and shoulders, fronto-parallel, 1.6..3 m) and a post (1.2..2 m).
+    Where the receding surface is nearer than the bust it hides the bust's lower part (a contact, not an edge)."""
+    rng = np.random.default_rng([1, seed])
+    height, width = size
+    near, far = rng.uniform(1.0, 1.15), rng.uniform(7.0, 8.0)
+    slope = 1.0 / near - 1.0 / far
+    orientation = rng.choice(["floor", "wall left", "wall right"])
+    if orientation == "floor":  # far at row 0, near at row H - 1
+        plane = (1.0 / far, 0.0, slope / (height - 1))
+    elif orientation == "wall left":  # far at column 0
+        plane = (1.0 / far, slope / (width - 1), 0.0)
+    else:
+        plane = (1.0 / near, -slope / (width - 1), 0.0)
+    rows, cols = _canvas_grid(size, pad)
+    head_row, head_col = rng.uniform(0.25, 0.45) * height, rng.uniform(0.3, 0.7) * width
+    head_radius = rng.uniform(0.11, 0.16) * height
+    angle = rng.uniform(0, 2 * np.pi)
+    weak = np.cos(angle) * (cols - head_col) + np.sin(angle) * (rows - head_row) > 0
+    canvas = (height + 2 * pad, width + 2 * pad)
+    background = _surface(rng, size, pad, plane, np.ones(canvas), weak)
+    bust = np.maximum(
+        _ellipse(size, pad, head_row, head_col, 1.25 * head_radius, head_radius),
+        _ellipse(size, pad, head_row + 2.6 * head_radius, head_col, 1.5 * head_radius, 2.4 * head_radius),
+    )
+    bust_surface = _surface(rng, size, pad, _fronto(rng.uniform(1.6, 3.0)), bust)
+    post_col = (head_col + rng.choice([-1, 1]) * rng.uniform(0.3, 0.4) * width) % width
+    post_width = rng.uniform(0.04, 0.08) * width
+    post = _rect(size, pad, -pad, height + pad, post_col - post_width / 2, post_col + post_width / 2)
+    post_surface = _surface(rng, size, pad, _fronto(rng.uniform(1.2, 2.0)), post)
+    return SurfaceScene("receding", size, pad, (background, bust_surface, post_surface))
+
+
+def occluders_scene(seed: int, size: tuple[int, int], pad: int, count: int = 6) -> SurfaceScene:
+    """A textured background (5.5..8 m, tilted a little) behind `count` occluders at depths log-uniform over
+    1..3.5 m: cards, discs and thin bars (2..6 % of the width: narrower than the largest blur)."""
+    rng = np.random.default_rng([2, seed])
+    height, width = size
+    depth = rng.uniform(5.5, 8.0)
+    tilt = rng.uniform(-0.1, 0.1) / depth / width  # 1/z changes by up to 10 % across the image
+    canvas = (height + 2 * pad, width + 2 * pad)
+    surfaces = [_surface(rng, size, pad, (1.0 / depth - tilt * width / 2, tilt, 0.0), np.ones(canvas))]
+    for shape in rng.permutation(["card", "card", "disc", "disc", "bar", "bar"] * (count // 6 + 1))[:count]:
+        row, col = rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width
+        if shape == "card":
+            half_rows, half_cols = rng.uniform(0.08, 0.2, size=2) * height
+            coverage = _rect(size, pad, row - half_rows, row + half_rows, col - half_cols, col + half_cols)
+        elif shape == "disc":
+            radius = rng.uniform(0.08, 0.18) * height
+            coverage = _ellipse(size, pad, row, col, radius, radius)
+        else:  # a thin bar, vertical or horizontal, across much of the image
+            half = rng.uniform(0.01, 0.03) * width
+            length = rng.uniform(0.3, 0.5) * max(height, width)
+            if rng.random() < 0.5:
+                coverage = _rect(size, pad, row - length, row + length, col - half, col + half)
+            else:
+                coverage = _rect(size, pad, row - half, row + half, col - length, col + length)
+        surfaces.append(_surface(rng, size, pad, _fronto(float(np.exp(rng.uniform(0.0, np.log(3.5))))), coverage))
+    return SurfaceScene("occluders", size, pad, tuple(surfaces))
+
+
+SCENE_FAMILIES = {"planes": planes_scene, "receding": receding_scene, "occluders": occluders_scene}

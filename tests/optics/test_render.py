@@ -11,6 +11,7 @@ from daif.optics import (
     render_uniform_defocus,
     sigma_for_variance,
     to_uint8,
+    window_support,
     window_variance,
 )
 from daif.optics import render as render_module
@@ -286,3 +287,21 @@ def test_a_one_thread_render_never_starts_numbas_thread_pool(tmp_path):
 
     assert run(2) == "pool started"  # two threads: the threaded kernels (and their cache entries)
     assert run(1) == "no pool"
+
+
+@pytest.mark.parametrize("kernel_size", [3, 7, 15])
+def test_window_support_is_where_the_window_keeps_nine_tenths_of_the_blurs_variance(kernel_size):
+    # the variance of a point's response through render_defocus itself, against sigma^2 / 4 unclipped
+    point = torch.zeros(1, 1, 4 * kernel_size + 1, 4 * kernel_size + 1, dtype=torch.float64)
+    centre = 2 * kernel_size
+    point[..., centre, centre] = 1.0
+
+    def share(sigma: float) -> float:
+        profile = render_defocus(point, torch.full_like(point, sigma), kernel_size)[0, 0].sum(0)
+        offsets = torch.arange(profile.numel(), dtype=torch.float64) - centre
+        return float((profile * offsets**2).sum() / profile.sum()) / (sigma**2 / 4)
+
+    support = window_support(kernel_size)
+    assert share(support) == pytest.approx(0.9, abs=1e-6)
+    assert share(support * 0.9) > 0.9 > share(support * 1.1)
+    assert 0.38 * kernel_size < support < 0.44 * kernel_size

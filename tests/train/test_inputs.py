@@ -1,5 +1,7 @@
 """`daif train` checks its inputs before Ray or a run starts: the tracking URI, the weights it starts from."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -35,3 +37,40 @@ def test_train_init_from_pretrained_starts_from_its_weights(tiny_store, tmp_path
     expected = model.state_dict()
     assert set(state) == set(expected)
     assert all(np.array_equal(np.asarray(state[k]), expected[k].numpy()) for k in expected)
+
+
+def test_a_model_that_renders_otherwise_than_its_data_is_refused(tiny_store, tmp_path, capsys, monkeypatch):
+    import json
+
+    import ray
+
+    manifest = json.loads((Path(tiny_store) / "manifest.json").read_text())
+    # nyuv2-5 (f 50 mm, N 8, p 12 um), focus 1..6 m, synthetic depths 0.75..7.5 m: the blur peaks at d = 0.75, s = 6
+    aperture, focal = 0.05 / 8, 0.05
+    assert manifest["max_sigma"] == pytest.approx(aperture * focal * (6 - 0.75) / (0.75 * (6 - focal)) / (2 * 12e-6), rel=1e-6)
+    starts: list = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: starts.append(a))
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "--data", tiny_store, "--num-cpus", "2", "--set", "loss.kernel_size=5"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.endswith(f"loss.kernel_size: the model renders with a 5x5 window, the data in {tiny_store} was rendered with "
+                        "a 7x7 window; the data's blur reaches sigma 15.32 px: set loss.kernel_size=7")
+    assert starts == [] and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.ray
+def test_a_window_that_caps_the_blur_of_other_optics_is_refused(ray_local, tmp_path, capsys):
+    from daif.data.pipeline import RenderConfig, render_store
+
+    store = tmp_path / "disc"
+    render_store(RenderConfig(out=str(store), source="synthetic", preset="nyuv2-5", size=(16, 16), scenes=6, shard_size=3,
+                              psf="disc", depth_range=(0.75, 7.5)))
+    capsys.readouterr()
+    code = main(["train", "--data", str(store), "--num-cpus", "2", "--storage", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.endswith(f"loss.kernel_size: the model renders with a 7x7 window, which caps blur near sigma 2.90 px; the stacks in {store} (disc) "
+                        "hold blur up to 15.32 px: set loss.kernel_size=null (no window)")
+    assert not (tmp_path / "runs").exists()

@@ -102,6 +102,32 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_store, tmp_path
     assert sorted(m.step for m in history) == [0, 1, 2]
 
 
+def test_a_file_uri_storage_holds_the_checkpoints_and_daif_train_resumes_from_one_named_by_uri(tiny_store, tmp_path, capsys):
+    """--storage file://...: the in-process trainer and Ray Train write their checkpoints there, name them by URI,
+    and `daif train --resume <checkpoint URI>` continues the same MLflow run on Ray Train."""
+    from daif.cli import main
+
+    storage = f"file://{tmp_path}/uri-runs"
+    first = train(_config(tiny_store, tmp_path, tracking={"storage": storage}, train={"epochs": 2, "stop_after": 1, "figures_every": 0}),
+                  in_process=True)
+    assert first.storage_path.startswith(f"{storage}/daif-") and first.latest_checkpoint.startswith(f"{first.storage_path}/checkpoint_")
+    assert load_checkpoint(first.latest_checkpoint.removeprefix("file://"))[0]["epoch"] == 0
+    client = mlflow.MlflowClient(first.tracking_uri)
+    assert client.get_run(first.run_id).data.tags["daif.model.model.checkpoint"] == first.best_checkpoint  # named by its URI
+    code = main(["train", "--data", tiny_store, "--set", "model.width=4", "--set", "model.levels=2", "--set", "optim.batch_size=4",
+                 "--set", "train.epochs=2", "--set", "train.figures_every=0", "--set", "scaling.num_workers=1",
+                 "--set", "scaling.cpus_per_worker=0.5", "--tracking-uri", first.tracking_uri, "--storage", storage,
+                 "--resume", first.latest_checkpoint])
+    out = capsys.readouterr().out
+    assert code == 0 and f"resuming MLflow run {first.run_id}" in out and f"MLflow run:       {first.run_id}" in out
+    resumed = [line.split()[-1] for line in out.splitlines() if line.startswith("best checkpoint:")][0]
+    assert resumed.startswith(f"{storage}/daif-") and not resumed.startswith(first.storage_path)  # the resume's own run folder
+    assert load_checkpoint(resumed.removeprefix("file://"))[0]["epoch"] in (0, 1)
+    assert sorted(m.step for m in client.get_metric_history(first.run_id, "train/total")) == [0, 1]
+    run_folders = sorted(p.name for p in (tmp_path / "uri-runs").iterdir())
+    assert len(run_folders) == 2 and not (tmp_path / "runs").exists()
+
+
 def _loop_failing_once_at_epoch_1(loop_config):
     """`train_loop_per_worker` whose report of epoch 1 raises, once (a marker file in the storage says so)."""
     import ray.train
