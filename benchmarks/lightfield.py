@@ -1,36 +1,48 @@
-"""Depth from a captured-like focal stack that our renderer did not make: a 9x9 light field refocused by shift-and-add.
+"""A real-optics benchmark with strong blur: light fields of procedural scenes refocused by shift-and-add (issue 27).
 
-Builds one 320x240 scene of fronto-parallel textured planes (a back plane at 7 m, cards at 1.2, 2.0 and
-3.2 m; tests/helpers/lightfield.py), refocuses it at NYUv2-5's focus distances (1, 1.5, 2.5, 4, 6 m),
-writes it as a `focal-stack-folder` input (depth.npy, the centre pinhole view as aif.png), stores it with
-`render_store` (local Ray) and prints the depth metrics (`daif.metrics.depth_metrics`, all pixels) of the
-analytic baseline (`daif.baseline.depth_from_focus`) and the defocus search (`daif.search.defocus_search`,
-near/far 0.75 / 7.5 m) on the stored stack; then the same two on the stack our Gaussian renderer makes
-from the same AIF and depth with the same camera, for comparison.
+Scenes (tests/helpers/lightfield.py, each drawn from a seed, nothing downloaded), all inside 1..8 m:
+- "planes": fronto-parallel cards at 3.2, 2.0 and 1.2 m over a back plane at 7 m (entry 12's layout, scaled);
+- "receding": a floor or wall receding from about 1 m to about 8 m (continuous depth), part of it barely
+  textured, with a bust and a post in front of it (occluding edges);
+- "occluders": cards, discs and thin bars at 1..3.5 m over a textured background at 5.5..8 m.
+Each is seen by an n x n grid of pinhole views (n = VIEWS) with a "square" aperture (all of them) or a "disc"
+(those inside the inscribed circle), each view's rays cast against the scene's planes and composited front to
+back, so occlusion is the light field's own: a blurred near edge spreads over the background behind it.
+A refocused image is the mean of the views' rays at shift delta = F b / s, so a point's blur is the aperture's
+shape, (n - 1) F b |1/s - 1/d| px wide (tests/helpers/lightfield.py).
 
-The light field is chosen to blur like the nyuv2-5 camera (f = 50 mm, N = 8, p = 12 um): F = f / p =
-4167 px and b = A / (n - 1) = 6.25 mm / 8 = 0.781 mm, so the synthetic aperture's width (n - 1) F b
-|1/s - 1/d| px equals the thin lens's c / p up to s / (s - f) (<= 5 %) and the equivalent camera is
-exactly nyuv2-5's. Its PSF is a 9x9 grid of points, not a Gaussian.
+Camera: nyuv2-5's lens (f = 50 mm, p = 12 um) at half its resolution, 160 x 120 (p = 24 um), opened from
+f/8 to f/4.8 so that the largest blur of the depth range at NYUv2-5's focus distances (1, 1.5, 2.5, 4, 6 m)
+is sigma = c / (2 p) = 10 px (8 m seen at 1 m; 1 m seen at 6 m gives 9.1 px). The light field's aperture
+(n - 1) b = f / N is that camera's (the side of the square, the diameter of the disc); with n = 17 its views
+are at most 20 / 16 = 1.25 px apart in the image, so the blur is a near-continuous spread, not ghosts.
 
-`--views N --aperture disc` makes the light field of a round aperture sampled densely enough (N = 25: points
-at most 0.9 px apart in this scene) that its blur is a smooth spread like a lens's, not the 9x9 grid's ghosts.
-`--model M` (repeatable: a checkpoint folder or an MLflow model URI) adds each DAIF-Net model's row;
-`--kernel-size K` sets the window of the search and of the models' cost volume (default: the store's, 7);
-`--intensity-weight W` the search's error (`daif.search`, step 3; default the search's; a model keeps its own).
-Besides each plane's delta1, the back plane's is split into the pixels within EDGE px of a card (where a
-blurred card spreads over the sharp background in the far-focused images: occlusion) and the rest.
+Methods, each on every stack: the analytic baseline (`daif.baseline.depth_from_focus`, whose depth stays
+inside the focus distances, 1..6 m), the defocus search (`daif.search.defocus_search`, 24 candidates over
+0.8..10 m) with the renderer's window K = 7 and without a window (kernel_size None), and each `--model`
+(a checkpoint folder, an MLflow model URI or "pretrained"; its own window). Metrics (`daif.metrics`, all
+pixels): delta1, AbsRel, RMSE; besides, delta1 on the pixels within EDGE px of a depth edge, on the barely
+textured ones, and on those up to and beyond the last focus distance (6 m; the baseline, its depth confined to
+the focus distances, reads at most 6 m).
 
-    python benchmarks/lightfield.py [--out benchmarks/results/lightfield.json] [--work DIR] [--seed S]
-        [--views N] [--aperture square|disc] [--kernel-size K] [--intensity-weight W] [--model M ...]
+`--controls` adds, for the disc, the same methods on the stacks that `daif.optics.render_stack` makes from the
+light field's centre view and depth ("renderer gaussian": the search's own PSF model without a window;
+"renderer layered disc": a round aperture with partial occlusion, daif's independent model of this light field).
+
+Seeds: DEV_SEEDS are the ones to look at while building or tuning anything; REPORTED_SEEDS, disjoint, are
+the default and the only ones whose figures are reported. The output is one JSON (rows per scene x aperture
+x seed x method, and the means over seeds) and markdown tables of the means.
+
+    python benchmarks/lightfield.py [--seeds reported|dev|S,S,...] [--scenes planes,receding,occluders]
+        [--apertures square,disc] [--views N] [--model M ...] [--controls] [--out FILE] [--smoke-test]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,127 +52,234 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers.lightfield
 
-FOCUS = (1.0, 1.5, 2.5, 4.0, 6.0)
-FOCAL_LENGTH, F_NUMBER, PIXEL_SIZE = 50e-3, 8.0, 12e-6  # nyuv2-5
-SIZE = (240, 320)
-DEPTHS = (7.0, 3.2, 2.0, 1.2)  # far to near: back plane, then cards
-RECTS = (None, (20, 130, 170, 300), (90, 210, 30, 170), (140, 225, 200, 305))
-SEARCH_RANGE = (0.75, 7.5)
-EDGE = 10  # px: the back plane's band around the cards
+from tests.helpers.lightfield import SCENE_DEPTH_RANGE, SCENE_FAMILIES, aperture_views, surface_light_field_stack  # noqa: E402
+
+from daif.optics import ThinLensCamera, defocus_sigma, max_defocus_sigma  # noqa: E402
+
+SIZE = (120, 160)  # (H, W)
+FOCUS = (1.0, 1.5, 2.5, 4.0, 6.0)  # NYUv2-5's focus distances, metres
+FOCAL_LENGTH, F_NUMBER, PIXEL_SIZE = 50e-3, 4.8, 24e-6  # module docstring: the largest sigma is 10 px
+VIEWS = 17
+APERTURES = ("square", "disc")
+SEARCH_RANGE = (0.8, 10.0)  # metres: the candidates cover SCENE_DEPTH_RANGE with a margin
+SEARCH_WINDOWS = {"search K=7": 7, "search no window": None}
+EDGE = 4  # px: the band around depth edges (neighbours whose depths differ by more than EDGE_RATIO)
+EDGE_RATIO = 1.1
+DEV_SEEDS = (0, 1, 2)
+REPORTED_SEEDS = (100, 101, 102, 103, 104)
+METRICS = ("delta1", "abs_rel", "rmse")
+MASKS = ("edges", "weak", "within_focus", "beyond_focus")  # delta1 is also reported on these pixels (run_stack)
+SMOKE_SIZE, SMOKE_VIEWS = (40, 56), 5
+CONTROLS = {"renderer gaussian": {"psf": "gaussian", "kernel_size": None}, "renderer layered disc": {"psf": "layered"}}
 
 
-def methods(
-    stack: np.ndarray, focus: np.ndarray, camera, depth: np.ndarray, kernel_size: int, models: dict | None = None,
-    intensity_weight: float | None = None,
-) -> dict[str, dict[str, float]]:
-    """Depth metrics of the baseline, the search and `models` ({name: DAIFNet}) on one (F, H, W, 3) uint8 stack
-    against `depth` (H, W)."""
+def light_field_baseline(views: int) -> float:
+    """View spacing b [m]: the n x n grid spans the camera's aperture f / N."""
+    return FOCAL_LENGTH / F_NUMBER / (views - 1)
+
+
+def canvas_pad(views: int) -> int:
+    """Canvas border [px] that holds every ray of the scenes: the largest half-width of the blur, plus a margin."""
+    focal_baseline = FOCAL_LENGTH / PIXEL_SIZE * light_field_baseline(views)
+    worst = max(abs(1 / d - 1 / s) for d in SCENE_DEPTH_RANGE for s in FOCUS)
+    return math.ceil(views // 2 * focal_baseline * worst) + 4
+
+
+def edge_band(depth: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels within EDGE px of a pair of neighbours whose depths differ by more than EDGE_RATIO."""
+    log_depth = np.log(depth)
+    jump = np.zeros(depth.shape, bool)
+    for axis in (0, 1):
+        step = np.abs(np.diff(log_depth, axis=axis)) > math.log(EDGE_RATIO)
+        before = [(0, 1) if a == axis else (0, 0) for a in (0, 1)]
+        after = [(1, 0) if a == axis else (0, 0) for a in (0, 1)]
+        jump |= np.pad(step, before) | np.pad(step, after)
+    band = F.max_pool2d(torch.from_numpy(jump).float()[None, None], 2 * EDGE + 1, stride=1, padding=EDGE)[0, 0] > 0
+    return band.numpy()
+
+
+def predictors(camera: ThinLensCamera, models: dict) -> dict:
+    """{method name: function (stack (1, S, 3, H, W), focus (S,)) -> depth (1, 1, H, W) metres}."""
     from daif.baseline import depth_from_focus
-    from daif.metrics import depth_metrics
     from daif.search import defocus_search
 
-    images = torch.from_numpy(stack).permute(0, 3, 1, 2)[None].float() / 255  # (1, F, 3, H, W)
-    focus_t = torch.from_numpy(focus)
+    methods = {"baseline": lambda stack, focus: depth_from_focus(stack, focus, camera)[0]}
+    for name, window in SEARCH_WINDOWS.items():
+        methods[name] = lambda stack, focus, window=window: defocus_search(stack, focus, camera, *SEARCH_RANGE, kernel_size=window)
+    for name, model in models.items():
+        methods[name] = lambda stack, focus, model=model: model(stack, focus, camera)[1]
+    return methods
+
+
+def scores(predicted: torch.Tensor, depth: np.ndarray, masks: dict[str, np.ndarray]) -> dict:
+    """METRICS over all pixels and delta1 over each mask (None where a mask is empty)."""
+    from daif.metrics import depth_metrics
+
     truth = torch.from_numpy(depth)[None, None]
-    back = truth == np.float32(DEPTHS[0])
-    near_card = F.max_pool2d((~back).float(), 2 * EDGE + 1, stride=1, padding=EDGE) > 0
-    bands = {f"within {EDGE} px of a card": back & near_card, "beyond": back & ~near_card}
-    rows = {}
-    weight = {} if intensity_weight is None else {"intensity_weight": intensity_weight}
-    predictors = {"baseline": lambda: depth_from_focus(images, focus_t, camera)[0],
-                  "search": lambda: defocus_search(images, focus_t, camera, *SEARCH_RANGE, kernel_size=kernel_size, **weight)}
-    for name, model in (models or {}).items():
-        predictors[name] = lambda model=model: model(images, focus_t.float(), camera)[1]
-    for name, predict in predictors.items():
-        started = time.perf_counter()
-        with torch.no_grad():
-            predicted = predict()
-        seconds = time.perf_counter() - started
-        by_plane = {f"{d:g} m": depth_metrics(predicted, truth, truth == np.float32(d))["delta1"] for d in DEPTHS}
-        median = {f"{d:g} m": float(predicted[truth == np.float32(d)].median()) for d in DEPTHS}
-        back_plane = {band: depth_metrics(predicted, truth, mask)["delta1"] for band, mask in bands.items()}
-        rows[name] = {**depth_metrics(predicted, truth), "seconds": seconds, "delta1_by_plane": by_plane,
-                      "median_by_plane": median, "back_plane_delta1": back_plane}
+    row = {key: value for key, value in depth_metrics(predicted, truth).items() if key in METRICS}
+    for name, mask in masks.items():
+        row[f"delta1_{name}"] = depth_metrics(predicted, truth, torch.from_numpy(mask)[None, None])["delta1"] if mask.any() else None
+    return row
+
+
+def control_stacks(captured, camera: ThinLensCamera) -> dict[str, torch.Tensor]:
+    """{label: (S, 3, H, W) uint8-quantised float stack} that `daif.optics.render_stack` makes from the light
+    field's centre view and depth: the controls of the disc aperture (module docstring)."""
+    from daif.optics import render_stack
+
+    aif = torch.from_numpy(captured.aif).permute(2, 0, 1).float() / 255
+    depth = torch.from_numpy(captured.depth)[None]
+    return {label: (render_stack(aif, depth, FOCUS, camera, **options) * 255).round() / 255 for label, options in CONTROLS.items()}
+
+
+def run_stack(
+    scene_name: str, seed: int, aperture: str, size, views: int, methods: dict, camera: ThinLensCamera, controls: bool = False,
+) -> list[dict]:
+    """The rows of one scene x aperture x seed: one per method (and per control stack, with `controls`, for the
+    disc: the method's name followed by the control's in brackets)."""
+    started = time.perf_counter()
+    scene = SCENE_FAMILIES[scene_name](seed, size, canvas_pad(views))
+    captured = surface_light_field_stack(scene, FOCUS, FOCAL_LENGTH, PIXEL_SIZE, light_field_baseline(views), views, aperture)
+    render_seconds = time.perf_counter() - started
+    depth = captured.depth
+    largest = float(defocus_sigma(torch.from_numpy(depth).double()[None, None], FOCUS, camera).max())
+    setting = {
+        "scene": scene_name, "aperture": aperture, "seed": seed, "render_seconds": render_seconds,
+        "depth_range": [float(depth.min()), float(depth.max())], "largest_sigma": largest,
+        "max_defocus_sigma": max_defocus_sigma(camera, FOCUS, (float(depth.min()), float(depth.max()))),
+    }
+    masks = {"edges": edge_band(depth), "weak": scene.weak_map(), "within_focus": depth <= max(FOCUS), "beyond_focus": depth > max(FOCUS)}
+    stacks = {"light field": torch.from_numpy(captured.images).permute(0, 3, 1, 2).float() / 255}  # (S, 3, H, W)
+    if controls and aperture == "disc":
+        stacks.update(control_stacks(captured, camera))
+    focus = torch.tensor(FOCUS)
+    rows = []
+    for label, stack in stacks.items():
+        for method, predict in methods.items():
+            started = time.perf_counter()
+            with torch.no_grad():
+                predicted = predict(stack[None], focus)
+            name = method if label == "light field" else f"{method} [{label}]"
+            rows.append({**setting, "stack": label, "method": name, "seconds": time.perf_counter() - started, **scores(predicted, depth, masks)})
     return rows
 
 
+def means(rows: list[dict], keys=("scene", "method", "aperture")) -> list[dict]:
+    """Mean over seeds (and over whatever else `keys` leaves out) of every figure, per `keys`; None ignored."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    summary = []
+    for key, members in groups.items():
+        entry = dict(zip(keys, key), count=len(members))
+        for figure in (*METRICS, *(f"delta1_{mask}" for mask in MASKS)):
+            values = [m[figure] for m in members if m[figure] is not None]
+            entry[figure] = float(np.mean(values)) if values else None
+        summary.append(entry)
+    return summary
+
+
+def markdown(summary: list[dict], apertures, figures=METRICS, by_scene: bool = True) -> str:
+    """One row per (scene,) method, the figures of each aperture side by side."""
+    lookup = {(e.get("scene"), e["method"], e["aperture"]): e for e in summary}
+    lines = ["| " + ("scene | " if by_scene else "") + "method | "
+             + " | ".join(f"{a} {f}" for a in apertures for f in figures) + " |"]
+    lines.append("|---" * (len(figures) * len(apertures) + 1 + by_scene) + "|")
+    seen = []
+    for entry in summary:
+        key = (entry.get("scene"), entry["method"])
+        if key in seen:
+            continue
+        seen.append(key)
+        cells = [f"{lookup[(*key, a)][f]:.3f}" if lookup.get((*key, a), {}).get(f) is not None else "-" for a in apertures for f in figures]
+        lines.append("| " + (f"{key[0]} | " if by_scene else "") + f"{key[1]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_seeds(text: str) -> tuple[str, tuple[int, ...]]:
+    if text in ("reported", "dev"):
+        return text, REPORTED_SEEDS if text == "reported" else DEV_SEEDS
+    try:
+        return "custom", tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds: expected 'reported', 'dev' or integers separated by commas, got {text!r}") from None
+
+
+def parse_names(choices):
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(text.split(","))
+        if not names or any(n not in choices for n in names):
+            raise argparse.ArgumentTypeError(f"expected names of {choices} separated by commas, got {text!r}")
+        return names
+    return parse
+
+
 def main() -> None:
-    from tests.helpers.lightfield import LightFieldScene, light_field_stack, write_captured_scene
-
-    from daif.data.pipeline import render_store
-    from daif.data.store import open_store
-    from daif.images import to_float_chw
-    from daif.optics import ThinLensCamera, render_focal_stack_uint8
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="benchmarks/results/lightfield.json")
-    parser.add_argument("--work", help="folder for the input and the store (default a temporary one)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--views", type=int, default=9, help="views per side, odd (default 9)")
-    parser.add_argument("--aperture", choices=("square", "disc"), default="square")
-    parser.add_argument("--model", action="append", default=[], help="a DAIF-Net model to evaluate as well")
-    parser.add_argument("--kernel-size", type=int, help="window of the search and the models' cost volume (default the store's)")
-    parser.add_argument("--intensity-weight", type=float, help="w of the search's error w |r| + (1 - w) |grad r| (default the search's)")
+    parser.add_argument("--seeds", type=parse_seeds, default=("reported", REPORTED_SEEDS),
+                        help=f"'reported' {REPORTED_SEEDS} (default), 'dev' {DEV_SEEDS}, or S,S,...")
+    parser.add_argument("--scenes", type=parse_names(tuple(SCENE_FAMILIES)), default=tuple(SCENE_FAMILIES))
+    parser.add_argument("--apertures", type=parse_names(APERTURES), default=APERTURES)
+    parser.add_argument("--views", type=int, default=VIEWS, help=f"views per side, odd (default {VIEWS})")
+    parser.add_argument("--model", action="append", default=[], help="a DAIF-Net model to evaluate as well (repeatable)")
+    parser.add_argument("--controls", action="store_true",
+                        help="also the disc's control stacks: daif's renderer (gaussian without a window, layered disc) on the centre view and depth")
+    parser.add_argument("--out", help="the JSON (default benchmarks/results/lightfield-suite.json; -dev / -custom for other seeds)")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help=f"seconds: the first dev seed, {SMOKE_SIZE[1]}x{SMOKE_SIZE[0]}, {SMOKE_VIEWS} views; writes only --out")
     args = parser.parse_args()
+    seeds_name, seeds = ("dev", DEV_SEEDS[:1]) if args.smoke_test else args.seeds
+    size, views = (SMOKE_SIZE, SMOKE_VIEWS) if args.smoke_test else (SIZE, args.views)
+    out = args.out or (None if args.smoke_test else f"benchmarks/results/lightfield-suite{'' if seeds_name == 'reported' else '-' + seeds_name}.json")
+    if seeds_name == "custom" and set(seeds) & set(REPORTED_SEEDS):
+        print(f"note: seeds {sorted(set(seeds) & set(REPORTED_SEEDS))} are reported seeds; tune nothing on them")
+    torch.set_num_threads(2)
     from daif.model_io import load_model
 
-    models = {f"daif-net {k} (w {net.cost_intensity_weight:g})": net for k, source in enumerate(args.model) for net in [load_model(source)[0].eval()]}
-    baseline = FOCAL_LENGTH / F_NUMBER / (args.views - 1)  # b = A / (n - 1)
-    torch.set_num_threads(2)
+    camera = ThinLensCamera(FOCAL_LENGTH, F_NUMBER, PIXEL_SIZE)
+    models = {f"daif-net {k}": load_model(source)[0].eval() for k, source in enumerate(args.model)}
+    methods = predictors(camera, models)
+    largest = max_defocus_sigma(camera, FOCUS, SCENE_DEPTH_RANGE)
+    print(f"camera f = {FOCAL_LENGTH * 1e3:g} mm, N = {F_NUMBER:g}, p = {PIXEL_SIZE * 1e6:g} um; {size[1]}x{size[0]}; focus {FOCUS} m; "
+          f"max_defocus_sigma over {SCENE_DEPTH_RANGE} m: {largest:.2f} px")
+    for aperture in args.apertures:
+        count = len(aperture_views(views, aperture))
+        print(f"aperture {aperture}: {count} views of a {views}x{views} grid, b = {light_field_baseline(views) * 1e3:.3f} mm; "
+              f"views at most {2 * largest / (views - 1):.2f} px apart in the image")
+    print(f"development seeds {DEV_SEEDS}; reported seeds {REPORTED_SEEDS}; this run: {seeds_name} {seeds}")
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="daif-lightfield-"))
     started = time.perf_counter()
-    scene = LightFieldScene(SIZE, DEPTHS, RECTS, seed=args.seed)
-    captured = light_field_stack(scene, FOCUS, FOCAL_LENGTH, PIXEL_SIZE, baseline, args.views, args.aperture)
-    build_seconds = time.perf_counter() - started
-    write_captured_scene(work / "input" / "test" / "planes", captured, aif=True)
-
-    import ray
-
-    ray.init(num_cpus=2, object_store_memory=400 << 20, include_dashboard=False)
-    summary = render_store(out=str(work / "store"), source="focal-stack-folder", input=str(work / "input"), split="test")
-    ray.shutdown()
-    store = open_store(str(work / "store"))
-    stored = next(store.iter_scenes("test"))
-    assert np.array_equal(stored["stack"], captured.images), "the store must hold the refocused images as given"
-    camera = store.camera
-    assert np.allclose(list(camera.to_dict().values()), list(ThinLensCamera(FOCAL_LENGTH, F_NUMBER, PIXEL_SIZE).to_dict().values()))
-
-    window = args.kernel_size or store.kernel_size
-    for model in models.values():
-        model.kernel_size = window  # the window of the "search" head's cost volume (DAIFNet.kernel_size)
-    rendered = render_focal_stack_uint8(
-        to_float_chw(captured.aif), torch.from_numpy(captured.depth)[None],
-        torch.tensor(FOCUS, dtype=torch.float32), camera, store.kernel_size,
-    ).numpy()
-    results = {
-        "light_field": methods(stored["stack"], store.focus_distances, camera, stored["depth"], window, models, args.intensity_weight),
-        "gaussian_renderer": methods(rendered, store.focus_distances, camera, stored["depth"], window, models, args.intensity_weight),
-    }
-    share = {f"{d:g} m": float((captured.depth == np.float32(d)).mean()) for d in DEPTHS}
-    record = {
-        "size": list(SIZE), "views": args.views, "aperture": args.aperture, "models": args.model, "seed": args.seed,
-        "focal_px": FOCAL_LENGTH / PIXEL_SIZE, "baseline_m": baseline,
-        "focus_distances": list(FOCUS), "depths": list(DEPTHS), "pixel_share": share, "camera": camera.to_dict(),
-        "kernel_size": store.kernel_size, "search_kernel_size": window, "search_intensity_weight": args.intensity_weight, "search_range": list(SEARCH_RANGE), "build_seconds": build_seconds,
-        "store_seconds": summary["seconds"], "results": results,
-    }
-    print(f"light field {args.views}x{args.views} ({args.aperture}), {SIZE[1]}x{SIZE[0]}, F = {FOCAL_LENGTH / PIXEL_SIZE:.0f} px, "
-          f"b = {baseline * 1e3:.3f} mm; "
-          f"built in {build_seconds:.1f} s, stored in {summary['seconds']:.1f} s; pixel share {share}")
-    keys = ("delta1", "delta2", "delta3", "abs_rel", "rmse", "rmse_log10")
-    print("| stack | method | " + " | ".join(keys) + " | seconds |")
-    print("|---|---|" + "---|" * (len(keys) + 1))
-    for stack_name, rows in results.items():
-        for method, values in rows.items():
-            print(f"| {stack_name} | {method} | " + " | ".join(f"{values[k]:.3f}" for k in keys) + f" | {values['seconds']:.2f} |")
-    for stack_name, rows in results.items():
-        for method, values in rows.items():
-            planes = ", ".join(f"{d}: delta1 {values['delta1_by_plane'][d]:.3f}, median {values['median_by_plane'][d]:.2f} m" for d in share)
-            bands = ", ".join(f"{band} {value:.3f}" for band, value in values["back_plane_delta1"].items())
-            print(f"{stack_name} {method} by plane: {planes}; back plane {bands}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2))
+    rows = []
+    for scene_name in args.scenes:
+        for seed in seeds:
+            for aperture in args.apertures:
+                new = run_stack(scene_name, seed, aperture, size, views, methods, camera, args.controls)
+                rows.extend(new)
+                print(f"{scene_name} seed {seed} {aperture}: depth {new[0]['depth_range'][0]:.2f}..{new[0]['depth_range'][1]:.2f} m, "
+                      f"largest sigma {new[0]['largest_sigma']:.2f} px (max_defocus_sigma {new[0]['max_defocus_sigma']:.2f}); "
+                      f"rendered in {new[0]['render_seconds']:.1f} s; delta1 "
+                      + ", ".join(f"{r['method']} {r['delta1']:.3f}" for r in new), flush=True)
+    wall = time.perf_counter() - started
+    by_scene, overall = means(rows), means(rows, ("method", "aperture"))
+    sigmas = {name: max(r["largest_sigma"] for r in rows if r["scene"] == name) for name in args.scenes}
+    print(f"\nlargest sigma per scene family (over its seeds): " + ", ".join(f"{k} {v:.2f} px" for k, v in sigmas.items()))
+    print(f"\nmeans over {len(seeds)} {seeds_name} seeds, per scene:\n" + markdown(by_scene, args.apertures))
+    print(f"\ndelta1 near depth edges (within {EDGE} px), on barely textured pixels, up to and beyond the last focus distance:\n"
+          + markdown(by_scene, args.apertures, tuple(f"delta1_{mask}" for mask in MASKS)))
+    print(f"\nmeans over all scenes and {seeds_name} seeds:\n" + markdown(overall, args.apertures, by_scene=False))
+    print(f"\nwall time {wall:.0f} s ({wall / 60:.1f} min) for {len(args.scenes) * len(seeds) * len(args.apertures)} light fields")
+    if out:
+        record = {
+            "size": list(size), "views": views, "apertures": list(args.apertures), "scenes": list(args.scenes),
+            "seeds": seeds_name, "seed_list": list(seeds), "dev_seeds": list(DEV_SEEDS), "reported_seeds": list(REPORTED_SEEDS),
+            "camera": camera.to_dict(), "focus_distances": list(FOCUS), "scene_depth_range": list(SCENE_DEPTH_RANGE),
+            "max_defocus_sigma": largest, "largest_sigma_by_scene": sigmas, "search_range": list(SEARCH_RANGE),
+            "search_windows": SEARCH_WINDOWS, "models": args.model, "controls": CONTROLS if args.controls else {}, "edge_px": EDGE, "wall_seconds": wall,
+            "torch_threads": torch.get_num_threads(), "rows": rows, "means_by_scene": by_scene, "means": overall,
+        }
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(record, indent=1))
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,32 @@
 Inputs: S images of one size (any order; PNG, JPEG, TIFF, ... 8- or 16-bit, grey or colour) and
 their S focus distances in metres, or a folder of images (sorted by name) with `focus_distances.txt`
 (one number per line, blank lines and # comments ignored). Each focus distance must exceed the
-camera's focal length: the camera is `camera` (a preset name or "f,N,p"), else the one the model was
-trained with.
+camera's focal length.
+
+The camera describes the image files. It is `camera` (a preset name or "f,N,p") when given; else the
+images' EXIF (`daif.exif`: FocalLength, FNumber and FocalLengthIn35mmFilm for the pixel pitch; every image
+must agree, and a partial set is an error naming the tags missing); else, for images without any of those
+tags, the camera the model was trained with. Which one, and from what, is printed.
+
+Full-resolution photographs in bounded memory: each image is resized on reading (box filter) so that its
+long side is at most `max_side` px (MAX_SIDE by default; None keeps the size), and only one full-size image
+is decoded at a time. Resizing by r = W / W' makes the effective pixel pitch r p (and every blur radius 1 / r
+as many pixels), so the camera the model sees is (f, N, r p). MAX_SIDE = 1024 keeps five 4000x3000 JPEGs with
+the shipped model's architecture on the CPU at a peak resident memory (VmHWM) of 2.0 GiB, alignment included
+(0.87 GiB at 512); the slow test in tests/test_predict.py holds it under 3 GiB.
+
+Focus breathing (`align="scale"`, the default; `daif.align`): the images are aligned to the one of narrowest
+field of view by a scale about the centre and a shift each, estimated from the images; the transforms are
+printed and recorded, and every output is cropped to the overlap that all images cover (`crop` in
+prediction.json, pixels of the resized images). An alignment that fails is refused (one line naming the
+file); images under `daif.align.MIN_ALIGN_SIDE` px a side are not aligned (printed). `align="none"` uses the
+images as they are.
 
 Outputs in `out` (OUTPUT_FILES): depth.png (16-bit, millimetres), depth.npy (float32 metres, (H, W)),
 depth_color.png (colour-mapped, near is bright), aif.png (8-bit RGB) and prediction.json (inputs,
-camera, depth range). `out` is checked before the model is loaded; the files are written under
-temporary names and renamed into place together, so a failure leaves none of them.
+camera and where it came from, resize, alignment, crop, depth range). `out` is checked before the model
+is loaded; the files are written under temporary names and renamed into place together, so a failure
+leaves none of them.
 """
 
 from __future__ import annotations
@@ -21,7 +40,7 @@ import argparse
 import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +53,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 FOCUS_FILE = "focus_distances.txt"
 MAX_DEPTH_MM = 65535  # the 16-bit PNG's ceiling, 65.535 m
 MIN_IMAGES = 2  # depth from defocus compares images focused at different distances
+MAX_SIDE = 1024  # px, the long side images are resized to at most (module docstring: memory)
 
 
 class PredictionInputError(UsageError):
@@ -85,22 +105,49 @@ def read_focus_file(path: str | os.PathLike) -> list[float]:
     return values
 
 
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) float32 in [0, 1] from an 8- or 16-bit grey, RGB or RGBA image (or a float one, taken as is).
-    The size is read from the header first (`daif.data.sources.open_image`, at most MAX_IMAGE_PIXELS)."""
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image from its header (`daif.data.sources.open_image`, at most MAX_IMAGE_PIXELS)."""
     from daif.data.sources import DataError, open_image
 
     if not path.is_file():
         raise PredictionInputError(f"images: {path} does not exist")
     try:
         with open_image(path) as image:
+            return image.size[1], image.size[0]
+    except DataError as error:
+        raise PredictionInputError(f"images: {error}") from None
+
+
+def working_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """(H', W'): (height, width) shrunk so that the long side is at most max_side (aspect kept, rounded)."""
+    if max_side is None or max(height, width) <= max_side:
+        return height, width
+    ratio = max_side / max(height, width)
+    return max(1, round(height * ratio)), max(1, round(width * ratio))
+
+
+def read_image(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1] from an 8- or 16-bit grey, RGB or RGBA image (or a float one, taken as is),
+    resized to size (H, W) with a box filter when given. The size is read from the header first
+    (`daif.data.sources.open_image`, at most MAX_IMAGE_PIXELS)."""
+    from PIL import Image
+
+    from daif.data.sources import DataError, open_image
+
+    if not path.is_file():
+        raise PredictionInputError(f"images: {path} does not exist")
+    box = Image.Resampling.BOX
+    try:
+        with open_image(path) as image:
             image.load()
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(image, dtype=np.float32) / 65535.0
-            elif image.mode == "F":
-                array = np.asarray(image, dtype=np.float32)
+            resize = size is not None and (image.size[1], image.size[0]) != tuple(size)
+            if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                scale = 1.0 if image.mode == "F" else 1 / 65535.0
+                values = Image.fromarray(np.asarray(image, dtype=np.float32) * np.float32(scale), mode="F")
+                array = np.asarray(values.resize((size[1], size[0]), box) if resize else values, dtype=np.float32)
             else:
-                array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+                rgb = image.convert("RGB")
+                array = np.asarray(rgb.resize((size[1], size[0]), box) if resize else rgb, dtype=np.float32) / 255.0
     except DataError as error:
         raise PredictionInputError(f"images: {error}") from None
     bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
@@ -111,23 +158,37 @@ def read_image(path: Path) -> np.ndarray:
     return np.clip(array, 0.0, 1.0)
 
 
-def load_stack(images: Sequence[Path]) -> np.ndarray:
-    """(S, H, W, 3) float32 in [0, 1]; every image must have the first one's size, at least MIN_IMAGE_SIZE a side."""
+def check_sizes(images: Sequence[Path]) -> tuple[int, int]:
+    """(H, W) shared by every image (read from the headers), at least MIN_IMAGE_SIZE a side."""
     from daif.data.sources import DataError, check_image_size
 
-    arrays = [read_image(path) for path in images]
-    height, width = arrays[0].shape[:2]
+    sizes = [image_size(path) for path in images]
+    height, width = sizes[0]
+    for path, size in zip(images, sizes):
+        if size != (height, width):
+            raise PredictionInputError(
+                f"images: {path} is {size[1]}x{size[0]} (WxH) but {images[0]} is {width}x{height}; "
+                "all images of a focal stack must have the same size"
+            )
     try:
         check_image_size(images[0], height, width)
     except DataError as error:
         raise PredictionInputError(f"images: {error}") from None
-    for path, array in zip(images, arrays):
-        if array.shape[:2] != (height, width):
-            raise PredictionInputError(
-                f"images: {path} is {array.shape[1]}x{array.shape[0]} (WxH) but {images[0]} is {width}x{height}; "
-                "all images of a focal stack must have the same size"
-            )
-    return np.stack(arrays)
+    return height, width
+
+
+def load_stack(images: Sequence[Path], size: tuple[int, int] | None = None) -> np.ndarray:
+    """(S, H, W, 3) float32 in [0, 1], each image resized to size (H, W) on reading when given; every image
+    must have the first one's size, at least MIN_IMAGE_SIZE a side."""
+    native = check_sizes(images)
+    size = tuple(size) if size is not None else native
+    stack = np.empty((len(images), *size, 3), np.float32)
+    for k, path in enumerate(images):  # one full-size image decoded at a time
+        array = read_image(path, size)
+        if array.shape[:2] != size:  # the file changed since its header was read
+            raise PredictionInputError(f"images: {path} is {array.shape[1]}x{array.shape[0]} (WxH), not {native[1]}x{native[0]} as its header said")
+        stack[k] = array
+    return stack
 
 
 def check_focus_distances(focus_distances: Sequence[float], images: Sequence[Path], camera) -> np.ndarray:
@@ -155,11 +216,9 @@ def check_focus_distances(focus_distances: Sequence[float], images: Sequence[Pat
     return values
 
 
-def _camera(camera, meta: dict[str, Any]):
+def _given_camera(camera):
     from daif.optics import ThinLensCamera
 
-    if camera is None:
-        return ThinLensCamera.from_dict(meta["camera"]) if meta.get("camera") else None
     if isinstance(camera, ThinLensCamera):
         return camera
     if isinstance(camera, dict):
@@ -168,6 +227,99 @@ def _camera(camera, meta: dict[str, Any]):
         return ThinLensCamera.parse(str(camera))
     except (TypeError, ValueError) as error:
         raise PredictionInputError(f"camera: {error}") from None
+
+
+def exif_camera(images: Sequence[Path]):
+    """(camera, the phrase it came from) from the images' EXIF (`daif.exif`), or (None, why) when no image holds
+    any camera tag. Raises PredictionInputError naming the file whose tags are partial or disagree."""
+    from daif import exif
+    from daif.data.sources import DataError
+
+    found = []
+    for path in images:
+        try:
+            tags = exif.read_camera_tags(path)
+        except DataError as error:
+            raise PredictionInputError(f"images: {error}") from None
+        if exif.has_camera_tags(tags):
+            try:
+                found.append((path, exif.camera_from_tags(tags), tags))
+            except ValueError as error:
+                raise PredictionInputError(f"camera: {path}: {error}; give --camera f,N,p (metres) instead") from None
+    if not found:
+        return None, f"no EXIF camera tags ({', '.join(exif.TAGS)}) in {images[0].name} or the other images"
+    first_path, first, tags = found[0]
+    if len(found) < len(images):
+        lacking = next(path for path in images if path not in [f[0] for f in found])
+        raise PredictionInputError(f"camera: {lacking} has no EXIF camera tags but {first_path.name} has; give --camera f,N,p "
+                                   "(metres) or images from one camera")
+    for path, other, _ in found[1:]:
+        if other != first:
+            raise PredictionInputError(f"camera: {path}: EXIF camera {other.to_dict()} differs from {first.to_dict()} of "
+                                       f"{first_path.name}; give --camera f,N,p (metres)")
+    return first, f"EXIF of {first_path.name}: {exif.describe(tags)}"
+
+
+def resolve_camera(camera, images: Sequence[Path], meta: dict[str, Any]):
+    """(camera of the image files or None, the phrase saying where it came from): `camera` when given, else the
+    images' EXIF, else (images without camera tags) the model's (module docstring)."""
+    from daif.optics import ThinLensCamera
+
+    if camera is not None:
+        return _given_camera(camera), "--camera"
+    found, source = exif_camera(images)
+    if found is not None:
+        return found, source
+    if meta.get("camera"):
+        return ThinLensCamera.from_dict(meta["camera"]), f"the model's ({source}; assumed to describe the images as given)"
+    return None, f"none ({source}, and the model records none)"
+
+
+def _camera_line(lens, source: str) -> str:
+    if lens is None:
+        return f"camera: {source}"
+    return (f"camera: f={lens.focal_length * 1e3:g} mm, N={lens.f_number:g}, p={lens.pixel_size * 1e6:.4g} um per pixel "
+            f"of the files; from {source}")
+
+
+def scaled_camera(lens, factor: float):
+    """The camera of images resized by 1 / factor: pixel pitch x factor (module docstring)."""
+    import dataclasses
+
+    if lens is None or factor == 1.0:
+        return lens
+    try:
+        return dataclasses.replace(lens, pixel_size=lens.pixel_size * factor)
+    except ValueError as error:
+        raise PredictionInputError(f"--max-size: resizing by {factor:.3g} makes the camera implausible: {error}") from None
+
+
+def align_and_crop(stack: np.ndarray, focus: np.ndarray, files: Sequence[Path], mode: str,
+                   echo: Callable[[str], None]) -> tuple[np.ndarray, dict[str, Any], list[int]]:
+    """(stack (S, h, w, 3) aligned and cropped to the overlap, the alignment record, crop [top, left, h, w])."""
+    import torch
+
+    from daif import align
+    from daif.data.sources import MIN_IMAGE_SIZE
+
+    _, height, width, _ = stack.shape
+    full = [0, 0, height, width]
+    if mode not in align.ALIGN_MODES:
+        raise PredictionInputError(f"--align: expected one of {', '.join(align.ALIGN_MODES)}, got {mode!r}")
+    if mode == "none":
+        return stack, {"mode": "none"}, full
+    if min(height, width) < align.MIN_ALIGN_SIDE:
+        echo(f"align: skipped: {width}x{height} images are under {align.MIN_ALIGN_SIDE} px a side, too small to measure a scale")
+        return stack, {"mode": "skipped", "reason": f"under {align.MIN_ALIGN_SIDE} px a side"}, full
+    tensor = torch.from_numpy(stack).permute(0, 3, 1, 2)  # (S, 3, H, W)
+    aligned, alignment = align.align_stack(tensor, focus.tolist(), [str(p) for p in files])
+    for line in alignment.describe([p.name for p in files]):
+        echo(line)
+    top, left, crop_h, crop_w = alignment.overlap
+    if min(crop_h, crop_w) < MIN_IMAGE_SIZE:
+        raise PredictionInputError(f"--align: the images overlap in {crop_w}x{crop_h} px only; give --align none")
+    cropped = aligned.permute(0, 2, 3, 1)[:, top : top + crop_h, left : left + crop_w]
+    return np.ascontiguousarray(cropped.numpy()), alignment.to_dict([str(p.resolve()) for p in files]), [top, left, crop_h, crop_w]
 
 
 # ------------------------------------------------------------------ writing
@@ -228,13 +380,19 @@ def predict(
     out: str | os.PathLike = "prediction",
     tracking_uri: str = "",
     device: str = "cpu",
+    align: str = "scale",
+    max_side: int | None = MAX_SIDE,
+    echo: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
     """Predict depth and AIF for one focal stack; write the files of the module docstring.
 
     model_source: MLflow model URI or checkpoint directory. images: image files, or one folder
     (images sorted by name, focus distances from its focus_distances.txt unless given).
-    focus_distances: metres, one per image. camera: preset name, "f,N,p", dict or ThinLensCamera;
-    default the model's. Returns {"depth_png", "depth_npy", "depth_color", "aif", "json"}: paths.
+    focus_distances: metres, one per image. camera: preset name, "f,N,p", dict or ThinLensCamera of the
+    image files; default their EXIF, else the model's. align: "scale" or "none" (`daif.align`). max_side:
+    the long side [px] images are resized to at most (None: as they are). echo: called with each line of
+    what was assumed (camera, resize, alignment); `daif predict` prints them.
+    Returns {"depth_png", "depth_npy", "depth_color", "aif", "json"}: paths.
     Raises PredictionInputError naming the file or argument for bad inputs.
     """
     import torch
@@ -243,18 +401,34 @@ def predict(
     from daif.images import to_uint8_hwc
     from daif.model_io import load_model
 
+    echo = echo or (lambda line: None)
     out = check_output_folder(out, list(OUTPUT_FILES.values()))
     files, folder = _image_files(images)
     if focus_distances is None:
         if folder is None:
             raise PredictionInputError("focus_distances: required (one per image), unless images is a folder with focus_distances.txt")
         focus_distances = read_focus_file(folder / FOCUS_FILE)
+    if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 8):
+        raise PredictionInputError(f"--max-size: expected a number of pixels >= 8, got {max_side!r}")
+    native = check_sizes(files)
+    size = working_size(*native, max_side)
+    factor = native[1] / size[1]
     model, meta = load_model(model_source, tracking_uri)
-    lens = _camera(camera, meta)
+    files_lens, camera_source = resolve_camera(camera, files, meta)
+    echo(_camera_line(files_lens, camera_source))
+    lens = scaled_camera(files_lens, factor)
+    if factor != 1.0:
+        pitch = f"; pixel pitch {files_lens.pixel_size * 1e6:.4g} -> {lens.pixel_size * 1e6:.4g} um" if lens is not None else ""
+        echo(f"resize: {native[1]}x{native[0]} -> {size[1]}x{size[0]} px (long side at most {max_side}; factor {factor:.4g}{pitch})")
     if pretrained.is_pretrained(model_source):  # its depth is that of one camera's defocus
-        pretrained.check_camera(meta, lens, str(model_source))
+        try:
+            pretrained.check_camera(meta, lens, str(model_source))
+        except UsageError as error:
+            resized = f", resized by {factor:.4g}" if factor != 1.0 else ""
+            raise PredictionInputError(f"{error} (your camera: from {camera_source}{resized})") from None
     focus = check_focus_distances(list(focus_distances), files, lens)
-    stack = load_stack(files)  # (S, H, W, 3)
+    stack = load_stack(files, size)  # (S, H, W, 3)
+    stack, alignment, crop = align_and_crop(stack, focus, files, align, echo)
 
     model = model.to(device)
     stack_tensor = torch.from_numpy(np.ascontiguousarray(stack.transpose(0, 3, 1, 2)))[None].to(device)  # (1, S, 3, H, W)
@@ -275,6 +449,13 @@ def predict(
         "images": [str(p.resolve()) for p in files],
         "focus_distances": focus.tolist(),
         "camera": lens.to_dict() if lens is not None else None,
+        "camera_of_files": files_lens.to_dict() if files_lens is not None else None,
+        "camera_source": camera_source,
+        "image_size": list(native),
+        "resized_to": list(size),
+        "resize_factor": factor,
+        "alignment": alignment,
+        "crop": crop,
         "model_depth_range": [float(near), float(far)],
         "depth_min": float(depth_m.min()),
         "depth_max": float(depth_m.max()),
@@ -293,7 +474,20 @@ def predict(
 # ------------------------------------------------------------------ `daif predict`
 
 
+def _max_size(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels or none, got {text!r}") from None
+    if value < 8:
+        raise argparse.ArgumentTypeError(f"expected at least 8 px, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from daif.align import ALIGN_MODES
     from daif.cli import ValuesAction
 
     parser.add_argument("--model", required=True, metavar="URI_OR_PATH",
@@ -303,7 +497,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the stack's images, or one folder holding them and focus_distances.txt")
     parser.add_argument("--focus-distances", action=ValuesAction, type=float, commas=False, default=None, metavar="M",
                         help="metres, one per image, in the same order (default: the folder's focus_distances.txt)")
-    parser.add_argument("--camera", default=None, help="camera preset or lens 'f,N,p' in metres (default: the model's camera)")
+    parser.add_argument("--camera", default=None,
+                        help="camera preset or lens 'f,N,p' in metres of the image files (default: the images' EXIF, else the "
+                             "model's camera)")
+    parser.add_argument("--align", choices=ALIGN_MODES, default="scale",
+                        help="scale: align the images for focus breathing (a scale and a shift each, printed; outputs cropped "
+                             "to the overlap); none: use them as they are")
+    parser.add_argument("--max-size", type=_max_size, default=MAX_SIDE, metavar="PX",
+                        help="resize images so that their long side is at most PX (the pixel pitch scales with it), or none")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--tracking-uri", default="", help="MLflow store for runs:/ URIs (default MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--gpu", action="store_true", help="predict on a GPU")
@@ -314,7 +515,8 @@ def run(args: argparse.Namespace) -> int:
 
     if pretrained.is_pretrained(args.model):  # what the shipped model assumes, before it is used
         print(pretrained.describe(pretrained.read_meta(args.model)))
-    paths = predict(args.model, args.images, args.focus_distances, args.camera, args.out, args.tracking_uri, "cuda" if args.gpu else "cpu")
+    paths = predict(args.model, args.images, args.focus_distances, args.camera, args.out, args.tracking_uri, "cuda" if args.gpu else "cpu",
+                    align=args.align, max_side=args.max_size, echo=print)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0

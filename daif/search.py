@@ -77,12 +77,12 @@ def cost_volume(
     near: float,
     far: float,
     candidates: int = 24,
-    kernel_size: int = 7,
+    kernel_size: int | None = 7,
 ) -> CostVolume:
     """Per-pixel coarse reconstruction error of J candidate depths log-spaced over [near, far] metres.
 
     stack: (B, S, 3, H, W); focus_distances: (B, S) or (S,) metres; candidates: J >= 2;
-    kernel_size: the renderer's window.
+    kernel_size: the renderer's window, or None: no window (the ladder renderer, an unclipped Gaussian).
     """
     check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
     batch, size, channels, height, width = stack.shape
@@ -134,14 +134,14 @@ def defocus_search(
     far: float,
     candidates: int = 24,
     window: int = 3,
-    kernel_size: int = 7,
+    kernel_size: int | None = 7,
     intensity_weight: float = 0.2,
 ) -> torch.Tensor:
     """Per-pixel depth (B, 1, H, W) metres in [near, far] minimising the coarse reconstruction error.
 
     stack: (B, S, 3, H, W); focus_distances: (B, S) or (S,) metres; near, far: the candidates' range [m];
     candidates: J >= 2 depths, log-spaced; window: odd box size [px] the error is averaged over;
-    kernel_size: the renderer's window; intensity_weight: w of step 3, in [0, 1].
+    kernel_size: the renderer's window (None: no window); intensity_weight: w of step 3, in [0, 1].
     """
     check_odd_size("window", window)
     check_unit_interval("intensity_weight", intensity_weight)

@@ -214,7 +214,7 @@ def test_predict_rejects_stacks_that_cannot_give_depth(setup, tmp_path, capsys):
     with pytest.raises(PredictionInputError, match=r"tiny_0.png: 1x1 \(WxH\) pixels; at least 8x8 are needed"):
         predict(str(checkpoint), tiny, [1.0, 2.0], out=out)
     nan = tmp_path / "nan.tif"  # a float TIFF with one NaN pixel: a NaN depth map if it went through
-    values = np.full((16, 16), 0.5, np.float32)
+    values = np.full((20, 24), 0.5, np.float32)  # the stack's size: the sizes are checked first, from the headers
     values[3, 4] = np.nan
     Image.fromarray(values, mode="F").save(nan)
     with pytest.raises(PredictionInputError, match=r"nan\.tif holds 1 non-finite pixel value\(s\) \(NaN or inf\)"):
@@ -262,3 +262,134 @@ def test_a_search_head_model_predicts_with_the_camera_it_is_given(setup, tmp_pat
         _, expected = net(stack[None], torch.tensor(FOCUS)[None], camera=ThinLensCamera(0.05, 2.8, 1.2e-5))
     np.testing.assert_allclose(other, expected[0, 0].numpy(), rtol=1e-5)
     assert np.abs(other - own).max() > 0.05
+
+
+# ------------------------------------------------------------------ resize, focus breathing, memory
+
+
+def test_resizing_scales_the_pixel_pitch_as_the_blur_scales(setup, tmp_path):
+    """A stack rendered at 120x160 with pitch p and box-resized to 60x80 is (nearly) the stack rendered at 60x80 with
+    pitch 2 p, and much less the one rendered with p: so predict, resizing 120x160 files to 60x80, gives the model
+    the camera with 2 p."""
+    from daif.data.synthetic import make_texture
+    from daif.predict import predict
+
+    camera = ThinLensCamera(0.05, 2.0, 12e-6)
+    aif = torch.from_numpy(make_texture(np.random.default_rng(5), (120, 160))).permute(2, 0, 1)[None]
+    depth = torch.full((1, 1, 120, 160), 1.3)
+    depth[..., 80:] = 3.0
+    focus = [1.0, 1.5, 2.5]
+    full = render_focal_stack(aif, depth, focus, camera, kernel_size=None)[0]  # blur up to about 4 px
+    half = torch.nn.functional.avg_pool2d(full, 2)
+    small_aif, small_depth = torch.nn.functional.avg_pool2d(aif, 2), depth[..., ::2, ::2]
+    scaled = render_focal_stack(small_aif, small_depth, focus, ThinLensCamera(0.05, 2.0, 24e-6), kernel_size=None)[0]
+    unscaled = render_focal_stack(small_aif, small_depth, focus, camera, kernel_size=None)[0]
+    error_scaled, error_unscaled = (half - scaled).abs().mean().item(), (half - unscaled).abs().mean().item()
+    assert error_scaled < 0.4 * error_unscaled, (error_scaled, error_unscaled)
+
+    checkpoint, _, _ = setup
+    files = []
+    for k, image in enumerate(full):
+        files.append(tmp_path / f"full_{k}.png")
+        Image.fromarray((image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)).save(files[-1])
+    paths = predict(str(checkpoint), files, focus, camera=camera, out=tmp_path / "out", max_side=80, align="none")
+    summary = json.loads(Path(paths["json"]).read_text())
+    assert summary["camera"] == {"focal_length": 0.05, "f_number": 2.0, "pixel_size": 24e-6} and summary["resize_factor"] == 2.0
+    assert summary["camera_of_files"] == camera.to_dict() and np.load(paths["depth_npy"]).shape == (60, 80)
+
+
+@pytest.fixture(scope="module")
+def breathing_files(tmp_path_factory):
+    """The breathing stack of tests/test_align.py (240x320, scales 1.00..1.04 with 1-2 px shifts, blurred
+    differently) as PNGs, and its focus distances."""
+    from tests.test_align import BLURS, FOCUS as BREATHING_FOCUS, MAGNIFICATIONS, SHIFTS, breathe, texture
+
+    folder = tmp_path_factory.mktemp("breathing")
+    base = texture()
+    files = []
+    for k, (m, d, b) in enumerate(zip(MAGNIFICATIONS, SHIFTS, BLURS)):
+        files.append(folder / f"img{k}.png")
+        Image.fromarray((breathe(base, m, d, b) * 255 + 0.5).astype(np.uint8)).save(files[-1])
+    return files, list(BREATHING_FOCUS)
+
+
+@pytest.fixture
+def one_thread():
+    """tests/test_align.py: the alignment's small tensors run 20x slower on two threads of a busy 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_predict_aligns_a_breathing_stack_prints_and_records_it_and_crops(setup, breathing_files, tmp_path, capsys, one_thread):
+    from daif.cli import main
+    from tests.test_align import expected_transforms
+
+    checkpoint, _, _ = setup
+    files, focus = breathing_files
+    argv = ["predict", "--model", str(checkpoint), "--images", *map(str, files), "--focus-distances", *map(str, focus)]
+    assert main([*argv, "--out", str(tmp_path / "aligned")]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("align:")]
+    assert printed[0].startswith("align: reference img4.png (narrowest field of view); overlap ") and len(printed) == 6
+    assert printed[1].startswith("align: img0.png: scale 0.961")  # 1.00 / 1.04
+    summary = json.loads((tmp_path / "aligned" / "prediction.json").read_text())
+    record = summary["alignment"]
+    for image, (scale, shift_x, shift_y) in zip(record["images"], expected_transforms(4)):
+        assert abs(image["scale"] - scale) < 0.002 and abs(image["shift_x"] - shift_x) < 0.3 and abs(image["shift_y"] - shift_y) < 0.3
+    overlap = record["overlap"]
+    assert summary["crop"] == [overlap["top"], overlap["left"], overlap["height"], overlap["width"]]
+    assert np.load(tmp_path / "aligned" / "depth.npy").shape == (overlap["height"], overlap["width"]) != (240, 320)
+
+    assert main([*argv, "--align", "none", "--out", str(tmp_path / "as-given")]) == 0
+    assert "align:" not in capsys.readouterr().out
+    unaligned = json.loads((tmp_path / "as-given" / "prediction.json").read_text())
+    assert unaligned["alignment"] == {"mode": "none"} and unaligned["crop"] == [0, 0, 240, 320]
+
+
+def test_an_image_of_another_scene_is_refused_in_one_line(setup, breathing_files, tmp_path, capsys, one_thread):
+    from daif.cli import main
+    from tests.test_align import breathe, texture
+
+    checkpoint, _, _ = setup
+    files, focus = breathing_files
+    stranger = tmp_path / "stranger.png"
+    Image.fromarray((breathe(texture(9), 1.03, (0, 0), 1.5) * 255 + 0.5).astype(np.uint8)).save(stranger)
+    images = [*files[:3], stranger, files[4]]
+    code = main(["predict", "--model", str(checkpoint), "--images", *map(str, images), "--focus-distances", *map(str, focus),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"daif predict: error: {stranger}: alignment to img2.png refused")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_12_megapixel_stack_predicts_in_bounded_memory(tmp_path):
+    """Five 4000x3000 JPEGs, the shipped model's architecture (untrained), the default resize (long side 1024)
+    and alignment: the process's peak resident memory (VmHWM) stays under 3 GiB (measured 2.1 GiB)."""
+    import subprocess
+    import sys
+
+    from daif.data.synthetic import make_texture
+    from daif.pretrained import read_meta
+
+    base = (make_texture(np.random.default_rng(0), (750, 1000)) * 255).astype(np.uint8)
+    large = Image.fromarray(base).resize((4000, 3000), Image.Resampling.BICUBIC)
+    images = []
+    for k in range(5):
+        images.append(tmp_path / f"{k}.jpg")
+        scale = 1 + 0.005 * k  # breathing: centre crops, resized back to 4000x3000
+        box = (2000 - 2000 / scale, 1500 - 1500 / scale, 2000 + 2000 / scale, 1500 + 1500 / scale)
+        large.resize((4000, 3000), Image.Resampling.BILINEAR, box=box).save(images[-1], quality=90)
+    del large
+    net = DAIFNet.from_config(read_meta()["model"])
+    checkpoint = write_checkpoint(tmp_path / "ckpt", net)
+    script = ("import sys; from daif.cli import main; code = main(sys.argv[1:]); "
+              "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]); sys.exit(code)")
+    argv = [sys.executable, "-c", script, "predict", "--model", str(checkpoint), "--images", *map(str, images),
+            "--focus-distances", "0.35", "0.5", "0.8", "1.3", "2.2", "--camera", "0.0042,1.8,1.4e-6", "--out", str(tmp_path / "out")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    peak_kib = int(done.stdout.strip().splitlines()[-1])
+    assert peak_kib < 3 * 1024 * 1024, peak_kib
+    assert np.load(tmp_path / "out" / "depth.npy").shape[1] <= 1024 and "resize: 4000x3000 -> 1024x768 px" in done.stdout

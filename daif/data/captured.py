@@ -16,9 +16,22 @@ above the focal length and at most `daif.optics.MAX_FOCUS_DISTANCE`.
 A store has one focus list and one camera (`daif.data.store`), so every scene must list the same focus
 distances (compared as float32 after sorting) and carry the same camera; a scene that differs is an error
 naming its stack.json and what was expected. The camera is --camera's (a lens f,N,p or a preset)
-or stack.json's; when both are given they must agree. Images are stored in ascending focus distance
+or stack.json's; when both are given they must agree. Without either, it is read from the EXIF of each
+scene's first image (`daif.exif`: FocalLength, FNumber, FocalLengthIn35mmFilm), whose pixel pitch is that
+of the file and is scaled to the stored size (x native width / stored width); a partial set of tags is an
+error naming the image and the tags missing. Images are stored in ascending focus distance
 (the order the store's bins assume), each exactly as read, or resized to --size with `resize_rgb`'s box
 filter; without --size every scene must have the same native size.
+
+Focus breathing (--align scale, the default; `daif.align`): after the resize, each scene's images are aligned
+to the one of narrowest field of view by a scale about the centre and a shift each, estimated from the
+images. The store keeps the frame: pixels outside the overlap every image covers hold the nearest edge pixel
+of an image that does not reach them, and are marked invalid (`valid` False, so no depth metric counts them).
+Each scene's transforms, reference and overlap go to the shard's per-scene `alignment` (JSON, read with
+`Store.alignments`). An image whose transform moves no pixel by more than `daif.align.IDENTITY_PX` is stored
+as read; scenes under `daif.align.MIN_ALIGN_SIDE` px a side are stored unaligned (recorded as "skipped").
+A failed alignment is an error naming the image (`daif.align`); --align none stores the images as read.
+Depth and AIF files are taken to be in the reference image's frame and are not warped.
 
 What the store holds for a scene without depth or AIF (read by `daif evaluate`): no depth file -> depth 0
 and `valid` all False (no depth metric counts it); no AIF -> an all-zero `aif` and the shard's per-scene
@@ -37,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from daif import align, exif
 from daif.data.folders import DepthFolderSource, read_depth_npy, read_depth_png
 from daif.data.sources import DataError, check_image_size, check_split, open_image, prepare_scene, resize_rgb
 from daif.optics import ThinLensCamera, check_focus_distance
@@ -175,6 +189,7 @@ def scene_ref(folder: Path, split: str) -> dict[str, Any]:
         "size": list(size),
         "depth": str(depth) if depth else None,
         "aif": str(aif) if aif else None,
+        "exif": exif.read_camera_tags(images[0]) if meta["camera"] is None else None,  # for `common_stack`
     }
 
 
@@ -193,18 +208,20 @@ def _png_shape(path: Path) -> tuple[int, int]:
         return image.size[1], image.size[0]
 
 
-def _close(a: ThinLensCamera, b: ThinLensCamera) -> bool:
-    return all(math.isclose(x, y, rel_tol=1e-9) for x, y in zip(dataclasses.astuple(a), dataclasses.astuple(b)))
+def _close(a: ThinLensCamera, b: ThinLensCamera, rel_tol: float = 1e-9) -> bool:
+    return all(math.isclose(x, y, rel_tol=rel_tol) for x, y in zip(dataclasses.astuple(a), dataclasses.astuple(b)))
 
 
 def common_stack(
-    refs: list[dict[str, Any]], given_camera: ThinLensCamera | None, given_by: str
+    refs: list[dict[str, Any]], given_camera: ThinLensCamera | None, given_by: str, size: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, ThinLensCamera, tuple[int, int]]:
     """(focus distances (F,) float32 ascending, camera, native size (H, W)) shared by every scene of `refs`.
 
     given_camera: the camera of --camera (`given_by` names it), or None; stack.json cameras
-    must agree with it and with each other. The native size is the first scene's (the caller decides
-    whether other sizes are an error). Raises DataError naming the stack.json that differs.
+    must agree with it and with each other. Without either, the EXIF camera of every scene's first image,
+    its pitch scaled to the stored `size` (H, W; None: each scene's native size), and these must agree.
+    The native size is the first scene's (the caller decides whether other sizes are an error). Raises
+    DataError naming the stack.json or image that differs.
     """
     first = refs[0]
     focus = np.asarray(first["focus_distances"], dtype=np.float32)
@@ -224,15 +241,49 @@ def common_stack(
         elif not _close(scene_camera, camera):
             raise DataError(f"{ref['stack_json']}: camera {scene_camera.to_dict()} disagrees with {camera.to_dict()} of {camera_from}")
     if camera is None:
-        raise DataError(f"{first['stack_json']}: no camera: give --camera f,N,p or --camera PRESET, or put 'camera' in stack.json")
+        camera = _exif_camera(refs, size)
+    if camera is None:
+        raise DataError(f"{first['stack_json']}: no camera: give --camera f,N,p or --camera PRESET, put 'camera' in stack.json, "
+                        f"or use images whose EXIF holds {', '.join(exif.TAGS)}")
     return focus, camera, (int(first["size"][0]), int(first["size"][1]))
+
+
+def _exif_camera(refs: list[dict[str, Any]], size: tuple[int, int] | None) -> ThinLensCamera | None:
+    """The camera of the scenes' first images' EXIF at the stored size (module docstring); None when no scene
+    has any camera tag; DataError naming the image whose tags are partial, or whose camera differs."""
+    tags = [ref.get("exif") or {} for ref in refs]
+    if not any(exif.has_camera_tags(t) for t in tags):
+        return None
+    camera, camera_from = None, ""
+    for ref, scene_tags in zip(refs, tags):
+        try:
+            native = exif.camera_from_tags(scene_tags)
+        except ValueError as error:
+            raise DataError(f"{ref['images'][0]}: {error}; give --camera f,N,p or put 'camera' in stack.json") from None
+        stored_width = size[1] if size is not None else ref["size"][1]
+        scene_camera = dataclasses.replace(native, pixel_size=native.pixel_size * ref["size"][1] / stored_width)
+        if camera is None:
+            camera, camera_from = scene_camera, ref["images"][0]
+        elif not _close(scene_camera, camera, rel_tol=1e-6):  # pitches of images resized from other sizes round apart
+            raise DataError(f"{ref['images'][0]}: EXIF camera {scene_camera.to_dict()} (at the stored size) disagrees with "
+                            f"{camera.to_dict()} of {camera_from}")
+    return camera
 
 
 @dataclasses.dataclass(frozen=True)
 class FocalStackFolderSource(DepthFolderSource):
     """Captured focal stacks in scene folders (module docstring); `load` returns the stack itself."""
 
+    align: str = "scale"  # daif.align.ALIGN_MODES
     name: str = dataclasses.field(default="focal-stack-folder", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.align not in align.ALIGN_MODES:
+            raise ValueError(f"--align: expected one of {', '.join(align.ALIGN_MODES)}, got {self.align!r}")
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "align": self.align}
 
     def refs(self, split: str) -> list[dict[str, Any]]:
         folder = Path(self.root, check_split(split))
@@ -245,7 +296,8 @@ class FocalStackFolderSource(DepthFolderSource):
 
     def load(self, ref: dict[str, Any]) -> dict[str, np.ndarray]:
         """{"stack" (F, h, w, 3) uint8 in ascending focus distance, "aif" (h, w, 3) uint8 or None,
-        "depth" (h, w) float32 metres or None} at the native size."""
+        "depth" (h, w) float32 metres or None} at the native size, with "images" (their paths),
+        "focus_distances" and "align" (this source's mode) for `prepare_captured`."""
         stack = np.stack([read_image(path) for path in ref["images"]])
         aif = read_image(ref["aif"]) if ref["aif"] else None
         depth = None
@@ -256,7 +308,8 @@ class FocalStackFolderSource(DepthFolderSource):
         for path, values in zip(ref["images"], stack):
             if values.shape[:2] != tuple(ref["size"]):  # the file changed since it was listed
                 raise DataError(f"{path}: size {values.shape[:2]} differs from the {tuple(ref['size'])} listed")
-        return {"stack": stack, "aif": aif, "depth": depth}
+        return {"stack": stack, "aif": aif, "depth": depth, "images": list(ref["images"]),
+                "focus_distances": list(ref["focus_distances"]), "align": self.align}
 
 
 def prepare_captured(
@@ -265,14 +318,39 @@ def prepare_captured(
     """A loaded captured scene at the working size `size` (H, W): (scene, stack).
 
     scene: {"scene_id", "aif" (H, W, 3) uint8 (zeros without an AIF), "depth" (H, W) float32 metres
-    (the depth policy of `prepare_scene`; zeros without depth), "valid" (H, W) bool (False without depth),
-    "has_aif" bool}; stack: (F, H, W, 3) uint8, each image `resize_rgb`'d (unchanged at its native size).
+    (the depth policy of `prepare_scene`; zeros without depth), "valid" (H, W) bool (False without depth,
+    and outside the alignment's overlap), "has_aif" bool, "alignment" (JSON text, module docstring)};
+    stack: (F, H, W, 3) uint8, each image `resize_rgb`'d (unchanged at its native size), then aligned
+    when loaded["align"] is "scale" (`align_captured`).
     """
     stack = np.stack([resize_rgb(image, size) for image in loaded["stack"]])
+    stack, alignment, overlap = align_captured(stack, loaded.get("focus_distances"), loaded.get("images"), loaded.get("align", "none"))
     has_aif = loaded["aif"] is not None
     aif = loaded["aif"] if has_aif else np.zeros((*loaded["stack"].shape[1:3], 3), np.uint8)
     if loaded["depth"] is not None:
         scene = prepare_scene({"aif": aif, "depth": loaded["depth"]}, scene_id, size, depth_range)
+        scene["valid"] = scene["valid"] & overlap
     else:
         scene = {"scene_id": scene_id, "aif": resize_rgb(aif, size), "depth": np.zeros(size, np.float32), "valid": np.zeros(size, bool)}
-    return {**scene, "has_aif": has_aif}, stack
+    return {**scene, "has_aif": has_aif, "alignment": json.dumps(alignment)}, stack
+
+
+def align_captured(stack: np.ndarray, focus_distances, images, mode: str) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
+    """(stack (F, H, W, 3) uint8 aligned for focus breathing, the alignment record, (H, W) bool overlap) of one
+    scene's resized stack (module docstring); DataError naming the image whose alignment failed."""
+    import torch
+
+    _, height, width, _ = stack.shape
+    everywhere = np.ones((height, width), bool)
+    if mode == "none":
+        return stack, {"mode": "none"}, everywhere
+    if min(height, width) < align.MIN_ALIGN_SIDE:
+        return stack, {"mode": "skipped", "reason": f"under {align.MIN_ALIGN_SIDE} px a side"}, everywhere
+    tensor = torch.from_numpy(stack).permute(0, 3, 1, 2).float() / 255.0  # (F, 3, H, W)
+    try:
+        aligned, alignment = align.align_stack(tensor, focus_distances, images)
+    except align.AlignmentError as error:
+        raise DataError(str(error)) from None
+    pixels = aligned.mul(255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    record = alignment.to_dict([Path(path).name for path in images])
+    return np.ascontiguousarray(pixels), record, align.overlap_mask(alignment).numpy()

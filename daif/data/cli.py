@@ -42,6 +42,7 @@ def command_line() -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from daif.align import ALIGN_MODES
     from daif.cli import KERNEL_SIZE_HELP, ValuesAction, add_deprecated, window_size
     from daif.data.pipeline import DEFAULT_PRESET, SPLIT_CHOICES
     from daif.data.registry import SOURCES
@@ -79,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--num-bins", type=int, default=5, help="bins of the dense stack (the input stack size K)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share of the training scenes")
+    parser.add_argument("--align", choices=ALIGN_MODES, default="scale",
+                        help="focal-stack-folder: align each stack for focus breathing (a scale and a shift per image, "
+                             "recorded in the store; pixels outside the overlap marked invalid), or none")
     parser.add_argument("--depth-scale", type=float, default=1e4, help="rgbd-folder, focal-stack-folder: PNG value / scale = metres")
     parser.add_argument("--splits-mat", help="nyuv2-mat: a splits.mat instead of the official split")
     parser.add_argument("--depth-range", action=ValuesAction, type=float, count=2, metavar=("NEAR", "FAR"),
@@ -118,6 +122,7 @@ def config_from_args(args: argparse.Namespace):
         camera=camera,
         kernel_size=args.kernel_size,
         psf=args.psf,
+        align=args.align,
         compression=args.compression,
         num_bins=args.num_bins,
         val_fraction=args.val_fraction,

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from daif._checks import check_kernel_size
+from daif.align import ALIGN_MODES
 from daif.data import store
 from daif.data.bins import split_bins
 from daif.data.progress import configure_progress
@@ -60,6 +61,7 @@ class RenderConfig:
     camera: str | None = None  # "f,N,p" in metres or a preset name; default the preset's camera
     kernel_size: int | None = 7  # the renderer window K; None: no window (the ladder renderer)
     psf: str = "gaussian"  # daif.optics.psf.PSF_MODELS: "gaussian" (the renderer above), "disc" or "layered"
+    align: str = "scale"  # captured sources: "scale" aligns each stack for focus breathing, "none" (daif.data.captured)
     compression: str = store.DEFAULT_COMPRESSION
     num_bins: int = 5
     val_fraction: float = 0.1
@@ -117,7 +119,8 @@ def plan_render(config: RenderConfig) -> RenderPlan:
     preset = get_preset(preset_name)
     clip_range = tuple(float(v) for v in preset.depth_range)
     if config.source in CAPTURED_SOURCES:
-        source = get_source(config.source, input=config.input, scenes=config.scenes, depth_scale=config.depth_scale)
+        source = get_source(config.source, input=config.input, scenes=config.scenes, depth_scale=config.depth_scale,
+                            align=config.align)
         refs_by_split = _refs_by_split(source, config)
         camera, focus, size = plan_captured(config, refs_by_split)
     else:
@@ -179,7 +182,7 @@ def plan_captured(
         given, given_by = get_preset(config.preset).camera, f"--camera {config.preset}"
     else:
         given, given_by = None, ""
-    focus, camera, native = common_stack(refs, given, given_by)
+    focus, camera, native = common_stack(refs, given, given_by, config.size)
     if config.size is None:
         for ref in refs:
             if tuple(ref["size"]) != native:
@@ -411,6 +414,8 @@ def check_render_config(config) -> None:
         raise UsageError(f"--val-fraction: expected a number in [0, 1), got {config.val_fraction!r}")
     metre_range("--depth-range", config.depth_range, strict=True)
     metre_range("--focus-range", config.focus_range, strict=False)
+    if config.align not in ALIGN_MODES:
+        raise UsageError(f"--align: expected one of {', '.join(ALIGN_MODES)}, got {config.align!r}")
     if config.source in CAPTURED_SOURCES:
         for flag, value in (("--num-focus", config.num_focus), ("--focus-range", config.focus_range)):
             if value is not None:

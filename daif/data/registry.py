@@ -23,7 +23,8 @@ def get_source(name: str, **options: Any) -> Source:
     if name == "defocusnet":
         return DefocusNetSource(options["input"], limit=options.get("scenes"))
     if name == "focal-stack-folder":
-        return FocalStackFolderSource(options["input"], depth_scale=options.get("depth_scale", 1e4), limit=options.get("scenes"))
+        return FocalStackFolderSource(options["input"], depth_scale=options.get("depth_scale", 1e4), limit=options.get("scenes"),
+                                      align=options.get("align", "scale"))
     if name == "synthetic":
         return SyntheticSource(
             num_scenes=100 if options.get("scenes") is None else options["scenes"],

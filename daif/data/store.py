@@ -5,7 +5,9 @@ or lzf / gzip-<level>, which every HDF5 reader decodes):
     aif (N, H, W, 3) uint8, depth (N, H, W) float32 metres, valid (N, H, W) bool,
     stack (N, F, H, W, 3) uint8, focus_distances (F,) float32 metres, scene_id (N,) strings,
     has_aif (N,) bool (False: the scene has no ground-truth AIF and `aif` is all zeros; captured stacks
-    only; a shard written without the dataset has an AIF for every scene).
+    only; a shard written without the dataset has an AIF for every scene),
+    alignment (N,) JSON strings (captured stacks only: how each scene was aligned for focus breathing,
+    `daif.data.captured`; read with `Store.alignments`).
 A scene without ground-truth depth has `valid` all False (and depth 0).
 Shard attributes: format_version, camera (JSON) and camera_focal_length / camera_f_number /
 camera_pixel_size [m], kernel_size (0: no window), source, split, config_hash.
@@ -132,8 +134,8 @@ class ShardWriter:
             self.file.attrs[key] = value
 
     def add(self, scene: dict[str, Any], stack: np.ndarray) -> None:
-        """scene: scene_id, aif (H, W, 3) uint8, depth (H, W), valid (H, W), optional has_aif (default True);
-        stack (F, H, W, 3) uint8."""
+        """scene: scene_id, aif (H, W, 3) uint8, depth (H, W), valid (H, W), optional has_aif (default True) and
+        alignment (JSON text); stack (F, H, W, 3) uint8."""
         if self.count >= self.num_scenes:
             raise StoreError(f"{self.path}: more scenes than the {self.num_scenes} planned")
         index = self.count
@@ -143,6 +145,10 @@ class ShardWriter:
         self.file["stack"][index] = stack
         self.file["scene_id"][index] = scene["scene_id"]
         self.file["has_aif"][index] = bool(scene.get("has_aif", True))
+        if "alignment" in scene:
+            if "alignment" not in self.file:
+                self.file.create_dataset("alignment", (self.num_scenes,), h5py.string_dtype())
+            self.file["alignment"][index] = scene["alignment"]
         self.count += 1
 
     def close(self) -> dict[str, Any]:
@@ -370,6 +376,16 @@ class Store:
                     missing += [str(i) for i, has in zip(ids, file["has_aif"][()]) if not has]
         return missing
 
+    def alignments(self, split: str) -> dict[str, dict[str, Any]]:
+        """{scene id: its alignment record} of `split` (module docstring); empty for stores without them."""
+        records: dict[str, dict[str, Any]] = {}
+        for name in self.shard_names(split):
+            with self.open_shard(name) as file:
+                if "alignment" in file:
+                    ids = file["scene_id"].asstr()[()]
+                    records.update({str(i): json.loads(text) for i, text in zip(ids, file["alignment"].asstr()[()])})
+        return records
+
     def __repr__(self) -> str:
         counts = ", ".join(f"{s}={self.num_scenes(s)}" for s in self.splits)
         return f"Store({self.path!r}, {counts}, F={len(self.focus_distances)}, size={self.image_size})"
@@ -433,6 +449,8 @@ class Store:
         }
         if "has_aif" in file:
             expected["has_aif"] = ((num_scenes,), np.bool_)
+        if "alignment" in file:
+            expected["alignment"] = ((num_scenes,), None)
         for key, (shape, dtype) in expected.items():
             dataset = file.get(key)
             if not isinstance(dataset, h5py.Dataset):

@@ -223,7 +223,8 @@ def _camera_conflict(root: Path) -> str:
 
 def _no_camera(root: Path) -> str:
     (root / "test" / "a" / "stack.json").write_text(json.dumps({"images": ["0.png", "1.png", "2.png"], "focus_distances": [1, 2, 3]}))
-    return f"{root / 'test' / 'a' / 'stack.json'}: no camera: give --camera f,N,p or --camera PRESET, or put 'camera' in stack.json"
+    return (f"{root / 'test' / 'a' / 'stack.json'}: no camera: give --camera f,N,p or --camera PRESET, put 'camera' in stack.json, "
+            "or use images whose EXIF holds FocalLength, FNumber, FocalLengthIn35mmFilm")
 
 
 def _depth_linked_outside(root: Path) -> str:
@@ -316,3 +317,90 @@ def test_a_bad_stack_json_is_one_line_in_a_fresh_process(tmp_path):
         f"daif render: error: {root / 'test' / 'a' / 'stack.json'}: unknown key(s) ['focus_distance'], "
         "expected some of ['camera', 'focus_distances', 'images']"
     ]
+
+
+# ------------------------------------------------------------------ focus breathing and EXIF cameras
+
+
+def _breathing_scene(folder: Path, stranger: bool = False) -> list[Path]:
+    """tests/test_align.py's breathing stack (240x320, scales 1.00..1.04 and 1-2 px shifts, blurred differently) as
+    JPEGs whose EXIF holds a phone's lens (tests/test_exif.py), stack.json without a camera, depth.npy (2 m)."""
+    from tests.test_align import BLURS, FOCUS as BREATHING_FOCUS, MAGNIFICATIONS, SHIFTS, breathe, texture
+    from tests.test_exif import PHONE_TAGS
+
+    folder.mkdir(parents=True)
+    exif = Image.Exif()
+    exif.get_ifd(0x8769).update(PHONE_TAGS)
+    names = []
+    for k, (m, d, b) in enumerate(zip(MAGNIFICATIONS, SHIFTS, BLURS)):
+        image = breathe(texture(9 if stranger and k == 3 else 0), m, d, b)
+        names.append(f"img{k}.jpg")
+        Image.fromarray((image * 255 + 0.5).astype(np.uint8)).save(folder / names[-1], quality=95, exif=exif)
+    (folder / "stack.json").write_text(json.dumps({"images": names, "focus_distances": list(BREATHING_FOCUS)}))
+    np.save(folder / "depth.npy", np.full((240, 320), 2.0, np.float32))
+    return [folder / name for name in names]
+
+
+@pytest.fixture(scope="module")
+def breathing_root(ray_local, tmp_path_factory):
+    root = tmp_path_factory.mktemp("breathing") / "input"
+    return root, _breathing_scene(root / "test" / "phone")
+
+
+def _render(root: Path, out: Path, *options: str) -> int:
+    return daif.cli.main(["render", "--source", "focal-stack-folder", "--input", str(root), "--split", "test", "--out", str(out), *options])
+
+
+def test_a_breathing_stack_is_aligned_recorded_and_invalid_outside_the_overlap(breathing_root, tmp_path):
+    """Default --align scale: the store records each image's scale and shift (against the transforms derived by hand
+    in tests/test_align.py), keeps the frame, marks the pixels outside the overlap invalid, and stores aligned images
+    that agree with the reference; the camera comes from the EXIF (nothing else gives one)."""
+    from tests.test_align import BLURS, MAGNIFICATIONS, SHIFTS, breathe, expected_transforms, texture
+    from tests.test_exif import PHONE
+
+    root, files = breathing_root
+    assert _render(root, tmp_path / "store") == 0
+    store = open_store(str(tmp_path / "store"))
+    record = store.alignments("test")["phone"]
+    assert record["mode"] == "scale" and record["reference"] == "img4.jpg"  # ascending focus: img4 (0.35 m) first
+    by_name = {image["image"]: image for image in record["images"]}
+    for k, (scale, shift_x, shift_y) in enumerate(expected_transforms(4)):
+        found = by_name[f"img{k}.jpg"]
+        assert abs(found["scale"] - scale) < 0.002 and abs(found["shift_x"] - shift_x) < 0.3 and abs(found["shift_y"] - shift_y) < 0.3
+    at_320 = {**PHONE.to_dict(), "pixel_size": PHONE.pixel_size * 100 / 400}  # PHONE's pitch is over an 80x60 diagonal (100 px)
+    assert store.camera.to_dict() == pytest.approx(at_320, rel=1e-12) and store.image_size == (240, 320)
+    scene = next(store.iter_scenes("test"))
+    box = record["overlap"]
+    inside = np.zeros((240, 320), bool)
+    inside[box["top"] : box["top"] + box["height"], box["left"] : box["left"] + box["width"]] = True
+    assert np.array_equal(scene["valid"], inside) and 0 < box["width"] < 320
+    reference = np.asarray(Image.open(files[4]))
+    assert np.array_equal(scene["stack"][0], reference)  # the reference is stored as read
+    for k, stored in zip((3, 2, 1, 0), scene["stack"][1:]):  # ascending focus: img3 (0.6 m), img2, img1, img0 (2.2 m)
+        # image k without breathing: its own blur, the reference's scale and shift (scipy, not daif.align)
+        expected = breathe(texture(0), MAGNIFICATIONS[4], SHIFTS[4], BLURS[k]) * 255
+        before = np.abs(np.asarray(Image.open(files[k]), dtype=np.float64) - expected)[inside].mean()
+        after = np.abs(stored.astype(np.float64) - expected)[inside].mean()
+        assert after < 0.25 * before and after < 8, (k, before, after)  # 8-bit levels: resampling the sharpest (img2) leaves 7
+
+
+def test_align_none_stores_the_images_as_read_and_the_exif_pitch_follows_the_size(breathing_root, tmp_path):
+    from tests.test_exif import PHONE
+
+    root, files = breathing_root
+    assert _render(root, tmp_path / "store", "--align", "none", "--size", "160x120") == 0
+    store = open_store(str(tmp_path / "store"))
+    at_160 = PHONE.pixel_size * 100 / 200  # PHONE's pitch is over an 80x60 diagonal (100 px); 320x240 files stored at 160x120
+    assert store.camera.pixel_size == pytest.approx(at_160, rel=1e-12) and store.image_size == (120, 160)
+    assert store.alignments("test") == {"phone": {"mode": "none"}}
+    scene = next(store.iter_scenes("test"))
+    resized = np.asarray(Image.open(files[4]).resize((160, 120), Image.Resampling.BOX))  # resize_rgb's filter
+    assert np.array_equal(scene["stack"][0], resized) and scene["valid"].all()
+
+
+def test_an_image_of_another_scene_is_one_line_naming_it(ray_local, tmp_path, capsys):
+    root = tmp_path / "input"
+    files = _breathing_scene(root / "test" / "phone", stranger=True)
+    assert _render(root, tmp_path / "store") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"daif render: error: {files[3].resolve()}: alignment to img2.jpg refused")

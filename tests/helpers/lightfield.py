@@ -22,6 +22,12 @@ s / (s - f) is 1 and c / p = (n - 1) F b |1/s - 1/d|, the synthetic aperture's w
 s = 1 m with f = 50 mm). Only the width matches: the renderer's PSF is a Gaussian (sigma = c / (2 p)),
 the synthetic aperture's a grid of points. Per axis its variance is W^2 (n + 1) / (12 (n - 1)) for the square
 of width W = c / p (1.67 times the Gaussian's and a disc's W^2 / 16 at n = 9), about W^2 / 16 for the disc.
+
+`SurfaceScene` (benchmarks/lightfield.py) generalises the planes to any planes, slanted ones included (a floor or
+wall receding in depth), with any coverage. Its light field is not rendered view by view: each refocused pixel x
+is the mean over the views of the colour that view's ray through x - (i, j) delta meets first (`cast_rays`:
+every plane intersected, composited front to back by depth along that ray), so occlusion is exact per ray
+and a plane at the focus distance is sampled once, unblurred. `SCENE_FAMILIES` draws its scenes from a seed.
 """
 
 from __future__ import annotations
@@ -246,53 +252,51 @@ class SurfaceScene:
 
 
 def cast_rays(scene: SurfaceScene, x, y, view_cols, view_rows, focal_baseline: float):
-    """Colour (B, H', W', 3) float64 seen by pinhole views (i, j) = (view_cols, view_rows) (B,) at their pixels
+    """Colour (B, H', W', 3) float32 seen by pinhole views (i, j) = (view_cols, view_rows) (B,) at their pixels
     (x, y) (B, H', W') (image coordinates, any real values; all views share the centre view's intrinsics).
 
     View (i, j) sits at (i b, j b, 0); its ray through pixel (x, y) meets surface (a, b_x, b_y) at
     1/z = (a + b_x x + b_y y) / (1 - F b (b_x i + b_y j)), where the centre view sees it at
     (x + F b i / z, y + F b j / z): the texture and coverage are sampled there (bilinear). Along each ray the
-    surfaces are composited front to back with their coverage as alpha; focal_baseline: F b [px m].
+    surfaces are composited front to back with their coverage as alpha (a tie: the earlier surface in front);
+    focal_baseline: F b [px m].
     """
     import torch
     import torch.nn.functional as F
 
-    x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
-    view_cols = torch.as_tensor(view_cols, dtype=torch.float64)[:, None, None]
-    view_rows = torch.as_tensor(view_rows, dtype=torch.float64)[:, None, None]
+    x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+    view_cols = torch.as_tensor(view_cols, dtype=torch.float32)[:, None, None]
+    view_rows = torch.as_tensor(view_rows, dtype=torch.float32)[:, None, None]
+    batch, height, width = x.shape
     canvas_height, canvas_width = scene.surfaces[0].coverage.shape
-    inverse, colour, alpha = [], [], []
+    inverse, sampled = [], []
     for surface in scene.surfaces:
         a, b_x, b_y = surface.inverse_depth
         inverse_z = (a + b_x * x + b_y * y) / (1.0 - focal_baseline * (b_x * view_cols + b_y * view_rows))
         u = x + focal_baseline * view_cols * inverse_z + scene.pad  # canvas column, row
         v = y + focal_baseline * view_rows * inverse_z + scene.pad
         seen = inverse_z > 0
-        if bool(((u[seen] < 0) | (u[seen] > canvas_width - 1) | (v[seen] < 0) | (v[seen] > canvas_height - 1)).any()):
+        inside_u, inside_v = torch.where(seen, u, scene.pad), torch.where(seen, v, scene.pad)
+        if min(float(inside_u.min()), float(inside_v.min())) < 0 or float(inside_u.max()) > canvas_width - 1 or float(inside_v.max()) > canvas_height - 1:
             raise ValueError(f"scene {scene.name!r}: a ray leaves the canvas; pad {scene.pad} px is too small for this blur")
-        planes = np.concatenate([surface.texture, surface.coverage[..., None]], axis=2)
-        planes = torch.from_numpy(np.ascontiguousarray(planes.transpose(2, 0, 1)))[None].double()  # (1, 4, Hc, Wc)
-        grid = torch.stack([u / (canvas_width - 1) * 2 - 1, v / (canvas_height - 1) * 2 - 1], dim=-1)  # (B, H', W', 2)
-        batch, height, width = x.shape
-        sampled = F.grid_sample(planes, grid.reshape(1, batch * height, width, 2), align_corners=True)[0]  # (4, B*H', W')
-        sampled = sampled.reshape(4, batch, height, width)
-        inverse.append(torch.where(seen, inverse_z, -1.0))
-        colour.append(sampled[:3].permute(1, 2, 3, 0))
-        alpha.append(torch.where(seen, sampled[3], 0.0))
-    total = torch.zeros_like(colour[0])
-    for k in range(len(inverse)):  # transmittance of surface k: (1 - alpha) of every surface nearer along the ray
-        transmittance = torch.ones_like(alpha[k])
-        for other in range(len(inverse)):
-            nearer = (inverse[other] > inverse[k]) | ((inverse[other] == inverse[k]) & (other > k))
-            if other != k:
-                transmittance = transmittance * torch.where(nearer, 1.0 - alpha[other], 1.0)
-        total += (alpha[k] * transmittance)[..., None] * colour[k]
-    return total
+        planes = np.concatenate([surface.texture, surface.coverage[..., None]], axis=2).transpose(2, 0, 1)
+        planes = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))[None]  # (1, 4, Hc, Wc)
+        grid = torch.stack([u * (2 / (canvas_width - 1)) - 1, v * (2 / (canvas_height - 1)) - 1], dim=-1)  # (B, H', W', 2)
+        values = F.grid_sample(planes, grid.reshape(1, batch * height, width, 2), align_corners=True)[0]  # (4, B*H', W')
+        values = values.reshape(4, batch, height, width)
+        values[3] *= seen  # nothing behind the camera
+        inverse.append(inverse_z)
+        sampled.append(values)
+    order = torch.stack(inverse).argsort(dim=0, descending=True, stable=True)  # (K, B, H', W'): nearest first
+    sampled = torch.stack(sampled, dim=1).gather(1, order[None].expand(4, -1, -1, -1, -1))  # (4, K, B, H', W')
+    alpha = sampled[3]
+    transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:1]), 1.0 - alpha[:-1]]), dim=0)
+    return (sampled[:3] * (alpha * transmittance)).sum(dim=1).permute(1, 2, 3, 0)
 
 
 def surface_light_field_stack(
     scene: SurfaceScene, focus_distances, focal_length: float, pixel_size: float, baseline: float,
-    views: int = VIEWS, aperture: str = "square", chunk: int = 48,
+    views: int = VIEWS, aperture: str = "square", chunk: int = 12,
 ) -> CapturedStack:
     """`light_field_stack` for a `SurfaceScene`: the same n x n views (or their disc), refocused by shift-and-add
     at delta = F b / s, but each refocused pixel x is the mean of the views' rays through x - (i, j) delta,
@@ -304,11 +308,11 @@ def surface_light_field_stack(
     focal_baseline = focal_px * baseline
     offsets = aperture_views(views, aperture)  # (j, i)
     height, width = scene.size
-    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij")
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij")
     pairs = [(delta, j, i) for delta in (focal_baseline / s for s in focus_distances) for j, i in offsets]
-    sums = torch.zeros(len(focus_distances), height, width, 3, dtype=torch.float64)
+    sums = torch.zeros(len(focus_distances), height, width, 3)
     for start in range(0, len(pairs), chunk):
-        deltas, view_rows, view_cols = (torch.tensor(v, dtype=torch.float64) for v in zip(*pairs[start : start + chunk]))
+        deltas, view_rows, view_cols = (torch.tensor(v, dtype=torch.float32) for v in zip(*pairs[start : start + chunk]))
         x = cols[None] - (view_cols * deltas)[:, None, None]
         y = rows[None] - (view_rows * deltas)[:, None, None]
         colour = cast_rays(scene, x, y, view_cols, view_rows, focal_baseline)  # (chunk, H, W, 3)
@@ -373,47 +377,53 @@ def planes_scene(seed: int, size: tuple[int, int], pad: int) -> SurfaceScene:
 def receding_scene(seed: int, size: tuple[int, int], pad: int) -> SurfaceScene:
     """A floor (far at the top) or a wall (far at the left or right) receding from about 1 m to about 8 m over the
     whole image, linear in inverse depth across it; part of it barely textured (one side of a line through
-    the bust); in front of it a bust (a head and shoulders, fronto-parallel, 1.6..3 m) and a post (1.2..2 m).
-    Where the receding surface is nearer than the bust it hides the bust's lower part (a contact, not an edge)."""
+    the bust's head). In front of it, on its far side, a bust (a head and shoulders, fronto-parallel) 1.2..1.5
+    times nearer than the nearest of the surface behind its head (a floor may hide the shoulders' lower part:
+    a crease, not an edge), and a post, a strip 1.2 times nearer than the
+    surface wherever it is shown (so a post over a floor hangs from the top edge)."""
     rng = np.random.default_rng([1, seed])
     height, width = size
     near, far = rng.uniform(1.0, 1.15), rng.uniform(7.0, 8.0)
     slope = 1.0 / near - 1.0 / far
     orientation = rng.choice(["floor", "wall left", "wall right"])
+    head_radius = rng.uniform(0.09, 0.13) * height
     if orientation == "floor":  # far at row 0, near at row H - 1
         plane = (1.0 / far, 0.0, slope / (height - 1))
-    elif orientation == "wall left":  # far at column 0
-        plane = (1.0 / far, slope / (width - 1), 0.0)
-    else:
-        plane = (1.0 / near, -slope / (width - 1), 0.0)
+        head_row, head_col = rng.uniform(0.15, 0.35) * height, rng.uniform(0.25, 0.75) * width
+    else:  # far at column 0 or W - 1: the bust on the far half
+        plane = (1.0 / far, slope / (width - 1), 0.0) if orientation == "wall left" else (1.0 / near, -slope / (width - 1), 0.0)
+        head_row, head_col = rng.uniform(0.25, 0.4) * height, rng.uniform(0.15, 0.4) * width
+        head_col = head_col if orientation == "wall left" else width - head_col
     rows, cols = _canvas_grid(size, pad)
-    head_row, head_col = rng.uniform(0.25, 0.45) * height, rng.uniform(0.3, 0.7) * width
-    head_radius = rng.uniform(0.11, 0.16) * height
+    background_inverse = plane[0] + plane[1] * cols + plane[2] * rows  # (Hc, Wc) 1/z behind everything
+    canvas = (height + 2 * pad, width + 2 * pad)
     angle = rng.uniform(0, 2 * np.pi)
     weak = np.cos(angle) * (cols - head_col) + np.sin(angle) * (rows - head_row) > 0
-    canvas = (height + 2 * pad, width + 2 * pad)
     background = _surface(rng, size, pad, plane, np.ones(canvas), weak)
-    bust = np.maximum(
-        _ellipse(size, pad, head_row, head_col, 1.25 * head_radius, head_radius),
-        _ellipse(size, pad, head_row + 2.6 * head_radius, head_col, 1.5 * head_radius, 2.4 * head_radius),
-    )
-    bust_surface = _surface(rng, size, pad, _fronto(rng.uniform(1.6, 3.0)), bust)
-    post_col = (head_col + rng.choice([-1, 1]) * rng.uniform(0.3, 0.4) * width) % width
+    head = _ellipse(size, pad, head_row, head_col, 1.25 * head_radius, head_radius)
+    bust = np.maximum(head, _ellipse(size, pad, head_row + 2.6 * head_radius, head_col, 1.5 * head_radius, 2.4 * head_radius))
+    behind = 1.0 / background_inverse[head > 0].max()  # the nearest of the surface behind the head
+    bust_surface = _surface(rng, size, pad, _fronto(max(SCENE_DEPTH_RANGE[0], behind / rng.uniform(1.2, 1.5))), bust)
+    post_depth = rng.uniform(1.2, 2.0)
+    far_side = background_inverse * 1.2 * post_depth < 1.0  # where the surface is 1.2 times farther than the post
+    post_col = rng.uniform(0.05, 0.95) * width
+    while not far_side[pad + height // 2, pad + round(post_col)] and orientation != "floor":
+        post_col = rng.uniform(0.05, 0.95) * width
     post_width = rng.uniform(0.04, 0.08) * width
-    post = _rect(size, pad, -pad, height + pad, post_col - post_width / 2, post_col + post_width / 2)
-    post_surface = _surface(rng, size, pad, _fronto(rng.uniform(1.2, 2.0)), post)
+    post = _rect(size, pad, -pad, height + pad, post_col - post_width / 2, post_col + post_width / 2) * far_side
+    post_surface = _surface(rng, size, pad, _fronto(post_depth), post)
     return SurfaceScene("receding", size, pad, (background, bust_surface, post_surface))
 
 
 def occluders_scene(seed: int, size: tuple[int, int], pad: int, count: int = 6) -> SurfaceScene:
-    """A textured background (5.5..8 m, tilted a little) behind `count` occluders at depths log-uniform over
+    """A textured background (5.5..8 m at either side, linear in inverse depth between) behind `count` occluders at depths log-uniform over
     1..3.5 m: cards, discs and thin bars (2..6 % of the width: narrower than the largest blur)."""
     rng = np.random.default_rng([2, seed])
     height, width = size
-    depth = rng.uniform(5.5, 8.0)
-    tilt = rng.uniform(-0.1, 0.1) / depth / width  # 1/z changes by up to 10 % across the image
+    left, right = rng.uniform(5.5, 8.0, size=2)  # the background's depth at the first and the last column
     canvas = (height + 2 * pad, width + 2 * pad)
-    surfaces = [_surface(rng, size, pad, (1.0 / depth - tilt * width / 2, tilt, 0.0), np.ones(canvas))]
+    plane = (1.0 / left, (1.0 / right - 1.0 / left) / (width - 1), 0.0)
+    surfaces = [_surface(rng, size, pad, plane, np.ones(canvas))]
     for shape in rng.permutation(["card", "card", "disc", "disc", "bar", "bar"] * (count // 6 + 1))[:count]:
         row, col = rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width
         if shape == "card":
