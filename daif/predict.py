@@ -395,10 +395,7 @@ def predict(
     Returns {"depth_png", "depth_npy", "depth_color", "aif", "json"}: paths.
     Raises PredictionInputError naming the file or argument for bad inputs.
     """
-    import torch
-
     from daif import pretrained
-    from daif.images import to_uint8_hwc
     from daif.model_io import load_model
 
     echo = echo or (lambda line: None)
@@ -430,16 +427,7 @@ def predict(
     stack = load_stack(files, size)  # (S, H, W, 3)
     stack, alignment, crop = align_and_crop(stack, focus, files, align, echo)
 
-    model = model.to(device)
-    stack_tensor = torch.from_numpy(np.ascontiguousarray(stack.transpose(0, 3, 1, 2)))[None].to(device)  # (1, S, 3, H, W)
-    focus_tensor = torch.from_numpy(focus.astype(np.float32))[None].to(device)
-    with torch.no_grad():
-        aif, depth = model(stack_tensor, focus_tensor, camera=lens)  # the camera matters to a "search" depth head
-    if not (torch.isfinite(depth).all() and torch.isfinite(aif).all()):  # NaN would reach the files and prediction.json
-        raise PredictionInputError(f"model: {model_source} returned non-finite depth or AIF for finite images; its weights "
-                                   "may hold NaN or inf")
-    depth_m = depth[0, 0].float().cpu().numpy().astype(np.float32)
-    aif_rgb = to_uint8_hwc(aif[0].float())
+    depth_m, aif_rgb = _run_model(model, stack, focus, lens, device, model_source)
 
     near, far = meta.get("depth_range") or (getattr(model, "near", None), getattr(model, "far", None))
     if near is None or far is None:
@@ -469,6 +457,24 @@ def predict(
         "json": json.dumps(summary, indent=1) + "\n",
     })
     return {k: str(v) for k, v in paths.items()}
+
+
+def _run_model(model, stack: np.ndarray, focus: np.ndarray, lens, device: str, model_source) -> tuple[np.ndarray, np.ndarray]:
+    """The network on one stack (S, H, W, 3) float in [0, 1] at focus distances (S,) metres: depth (H, W) float32
+    metres and the AIF (H, W, 3) uint8. PredictionInputError if the model returns a non-finite value."""
+    import torch
+
+    from daif.images import to_uint8_hwc
+
+    model = model.to(device)
+    stack_tensor = torch.from_numpy(np.ascontiguousarray(stack.transpose(0, 3, 1, 2)))[None].to(device)  # (1, S, 3, H, W)
+    focus_tensor = torch.from_numpy(focus.astype(np.float32))[None].to(device)
+    with torch.no_grad():
+        aif, depth = model(stack_tensor, focus_tensor, camera=lens)  # the camera matters to a "search" depth head
+    if not (torch.isfinite(depth).all() and torch.isfinite(aif).all()):  # NaN would reach the files and prediction.json
+        raise PredictionInputError(f"model: {model_source} returned non-finite depth or AIF for finite images; its weights "
+                                   "may hold NaN or inf")
+    return depth[0, 0].float().cpu().numpy().astype(np.float32), to_uint8_hwc(aif[0].float())
 
 
 # ------------------------------------------------------------------ `daif predict`
