@@ -8,18 +8,24 @@ import pytest
 from daif.cli import main
 
 
-def test_an_unknown_tracking_scheme_is_refused_before_ray(tiny_store, tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def ray_starts(tmp_path, monkeypatch) -> list:
+    """The calls to ray.init a command makes (none expected), run in tmp_path as the working directory."""
     import ray
 
     starts: list = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda *a, **k: starts.append(a))
     monkeypatch.chdir(tmp_path)
+    return starts
+
+
+def test_an_unknown_tracking_scheme_is_refused_before_ray(tiny_store, tmp_path, capsys, ray_starts):
     code = main(["train", "--data", tiny_store, "--num-cpus", "2", "--tracking-uri", "foo://bar"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("daif train: error: --tracking-uri 'foo://bar': MLflow has no tracking store for scheme 'foo'")
-    assert starts == [] and not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+    assert ray_starts == [] and not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
 
 
 @pytest.mark.ray
@@ -39,25 +45,19 @@ def test_train_init_from_pretrained_starts_from_its_weights(tiny_store, tmp_path
     assert all(np.array_equal(np.asarray(state[k]), expected[k].numpy()) for k in expected)
 
 
-def test_a_model_that_renders_otherwise_than_its_data_is_refused(tiny_store, tmp_path, capsys, monkeypatch):
+def test_a_model_that_renders_otherwise_than_its_data_is_refused(tiny_store, tmp_path, capsys, ray_starts):
     import json
-
-    import ray
 
     manifest = json.loads((Path(tiny_store) / "manifest.json").read_text())
     # nyuv2-5 (f 50 mm, N 8, p 12 um), focus 1..6 m, synthetic depths 0.75..7.5 m: the blur peaks at d = 0.75, s = 6
     aperture, focal = 0.05 / 8, 0.05
     assert manifest["max_sigma"] == pytest.approx(aperture * focal * (6 - 0.75) / (0.75 * (6 - focal)) / (2 * 12e-6), rel=1e-6)
-    starts: list = []
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", lambda *a, **k: starts.append(a))
-    monkeypatch.chdir(tmp_path)
     code = main(["train", "--data", tiny_store, "--num-cpus", "2", "--set", "loss.kernel_size=5"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert err.endswith(f"loss.kernel_size: the model renders with a 5x5 window, the data in {tiny_store} was rendered with "
                         "a 7x7 window; the data's blur reaches sigma 15.32 px: set loss.kernel_size=7")
-    assert starts == [] and not (tmp_path / "runs").exists()
+    assert ray_starts == [] and not (tmp_path / "runs").exists()
 
 
 @pytest.mark.ray
