@@ -25,7 +25,7 @@ import yaml
 from daif._checks import check_kernel_size
 
 COARSE_AIF_MODES = ("hard", "soft")
-DEPTH_MAPPINGS = ("sigmoid", "max")
+DEPTH_MAPPINGS = ("sigmoid", "inverse", "max")
 AIF_HEADS = ("rgb", "select")
 DEPTH_HEADS = ("regress", "search")
 DEPTH_RANGE_SOURCES = ("clip", "scenes")
@@ -63,7 +63,7 @@ class DataConfig:
 class ModelConfig:
     width: int = 16
     levels: int = 4
-    depth_mapping: str = "sigmoid"  # "sigmoid" or "max" (the reference's); see daif.model.map_depth
+    depth_mapping: str = "sigmoid"  # "sigmoid" (linear in metres), "inverse" (linear in diopters) or "max" (the reference's); see daif.model.map_depth
     near: float = 0.0  # metres; 0 = the store's depth range (`range_source`)
     far: float = 0.0
     range_source: str = "clip"  # near/far 0: "clip", the store's depth clip; "scenes", the depths its scenes span
@@ -118,6 +118,7 @@ class LossConfig:
     coarse_aif: str = "hard"  # "hard" | "soft"
     temperature: float = 1.0  # px of defocus, softmin temperature of the "soft" coarse AIF
     kernel_size: int | None = 7  # renderer window K (the paper's 7); null: no window (daif.optics.ladder, no blur ceiling)
+    recon_scales: int = 1  # the recon term is the mean over this many pyramid levels (2x average pooling each)
     recon_trains_depth: bool = True  # False: the recon term's gradient reaches the AIF only
     search: float = 0.0  # weight of |log depth - log depth searched| (daif.search); not in the paper
     search_candidates: int = 24  # candidate depths of the search, log-spaced over the model's depth range
@@ -140,6 +141,8 @@ class LossConfig:
         _check_odd("search_window", self.search_window)
         _check_unit("cost_intensity_weight", self.cost_intensity_weight)
         check_kernel_size("kernel_size", self.kernel_size)
+        if isinstance(self.recon_scales, bool) or not isinstance(self.recon_scales, int) or not 1 <= self.recon_scales <= 6:
+            raise ValueError(f"recon_scales: expected an integer in [1, 6], got {self.recon_scales!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1], got {self.alpha!r}")
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 
 from daif._checks import check_focus_distances, check_tensor
 from daif.config import COARSE_AIF_MODES, LossConfig
@@ -64,6 +65,18 @@ def photometric_loss(prediction: torch.Tensor, target: torch.Tensor, alpha: floa
     prediction, target = _flatten_stack(prediction), _flatten_stack(target)
     ssim_term = (1.0 - ssim_map(prediction, target)).mean()
     return alpha * ssim_term + (1.0 - alpha) * (prediction - target).abs().mean()
+
+
+def pyramid_photometric_loss(prediction: torch.Tensor, target: torch.Tensor, alpha: float = 0.85, scales: int = 1) -> torch.Tensor:
+    """Mean over levels l = 0..scales-1 of `photometric_loss` between both images average-pooled 2^l x 2^l
+    (level 0 the images themselves). (…, C, H, W) -> scalar."""
+    prediction, target = _flatten_stack(prediction), _flatten_stack(target)
+    levels = []
+    for level in range(scales):
+        if level:
+            prediction, target = F.avg_pool2d(prediction, 2), F.avg_pool2d(target, 2)
+        levels.append(photometric_loss(prediction, target, alpha))
+    return torch.stack(levels).mean()
 
 
 def blurriness(images: torch.Tensor, kernel_size: int = 7, sigma: float = 1.0) -> torch.Tensor:
@@ -191,7 +204,7 @@ def objective(
     reconstruction = render_focal_stack(aif, depth_for_recon, target_focus, camera, config.kernel_size)
     coarse = coarse_aif(stack, focus, depth, camera, config.coarse_aif, config.temperature)
     terms = {
-        "recon": photometric_loss(reconstruction, targets, config.alpha),
+        "recon": pyramid_photometric_loss(reconstruction, targets, config.alpha, config.recon_scales),
         "blur": blurriness(coarse).mean(),
         "aif_recon": photometric_loss(aif, coarse.detach(), config.alpha),
         "aif_blur": blurriness(aif).mean(),

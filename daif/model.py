@@ -72,11 +72,15 @@ def map_depth(raw: torch.Tensor, mapping: str, near: float, far: float) -> torch
     """Map the network's raw depth channel (B, 1, H, W) to metres in [near, far].
 
     "sigmoid": near + (far - near) * sigmoid(raw).
+    "inverse": 1 / D = 1 / far + (1 / near - 1 / far) * sigmoid(raw), linear in diopters, the unit the thin
+        lens's blur is linear in (sigma ~ |1/D - 1/s|); raw = 0 is the middle of the diopter range.
     "max": softplus(raw) / its per-image maximum, scaled to [near, far] (the reference's normalisation;
         softplus keeps it positive without dead gradients).
     """
     if mapping == "sigmoid":
         unit = torch.sigmoid(raw)
+    elif mapping == "inverse":
+        return 1.0 / (1.0 / far + (1.0 / near - 1.0 / far) * torch.sigmoid(raw))
     elif mapping == "max":
         positive = F.softplus(raw)
         unit = positive / (positive.amax(dim=(2, 3), keepdim=True) + _EPS)
