@@ -7,8 +7,8 @@ forward + backward (inputs of the later parts are detached leaves that require g
     rendering  render_focal_stack(aif, depth, focus) and backward
     loss       objective(...) and backward, minus rendering (SSIM, coarse AIF, blurriness, smoothness)
     step       the whole thing end to end (network + objective, one backward)
-    search     daif.search.defocus_search over 24 candidates in 0.1..3 m (no backward): what the
-               objective's `search` term (not in the paper, off in this step) adds to a step
+    search     daif.search.defocus_search over 24 candidates in 0.1..3 m (no backward): the analytic
+               search `daif evaluate` reports beside the model (not part of this step)
 Times are medians over repeats; the machine's load average is recorded because other processes share it.
 
     python benchmarks/model_step.py [--threads 2] [--repeats 5] [--out benchmarks/results/model_step.json]
@@ -49,9 +49,8 @@ def quickstart_step(size: int, threads: int, repeats: int, variant: str) -> dict
     import torch
 
     from daif.config import load_config
-    from daif.losses import objective
     from daif.optics import get_preset, render_focal_stack
-    from daif.train.loop import build_model
+    from daif.train.loop import build_model, forward_objective
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -70,9 +69,7 @@ def quickstart_step(size: int, threads: int, repeats: int, variant: str) -> dict
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3)
 
     def step() -> float:
-        out = model(stack, focus, details=True, cost_intensity_weight=config.loss.cost_intensity_weight)  # as daif train
-        result = objective(stack, focus, out["aif"], out["depth"], preset.camera, config.loss, depth_range=(near, far),
-                           distribution=out)
+        _, result = forward_objective(net, model, stack, focus, preset.camera, config.loss)  # as daif train
         optimizer.zero_grad(set_to_none=True)
         result.total.backward()
         optimizer.step()
@@ -170,7 +167,7 @@ def main() -> None:
         print(f"{name:<12}{seconds[name]:>10.3f}{seconds[name] / parts:>9.1%}")
     print(f"{'sum':<12}{parts:>10.3f}")
     print(f"{'step (e2e)':<12}{seconds['step']:>10.3f}")
-    print(f"{'search':<12}{seconds['search']:>10.3f}   (the `search` term's extra, not in this step)")
+    print(f"{'search':<12}{seconds['search']:>10.3f}   (the analytic search, not in this step)")
     print(f"rendering share: {result['rendering_share_of_parts']:.1%} of the parts, "
           f"{result['rendering_share_of_step']:.1%} of the end-to-end step (goal <= 25%); "
           f"load average {result['load_average_1min']:.1f}")

@@ -25,9 +25,29 @@ import yaml
 from daif._checks import check_kernel_size
 
 COARSE_AIF_MODES = ("hard", "soft")
-DEPTH_MAPPINGS = ("sigmoid", "inverse", "max")
+DEPTH_MAPPINGS = ("sigmoid", "inverse")
 AIF_HEADS = ("rgb", "select")
-DEPTH_HEADS = ("regress", "search")
+DEPTH_HEADS = ("regress", "search")  # "search": daif.search_head, beyond the paper
+SEARCH_TERMS = ("cost", "cost_smooth")  # loss terms of the "search" depth head (daif.search_head)
+
+# Defaults that the model, the defocus search and the dataclasses below share (one place each)
+DEPTH_RANGE = (0.1, 10.0)  # metres, DAIF-Net's [near, far] when none is given (NYUv2's depth clip, method.md)
+KERNEL_SIZE = 7  # px, the renderer's window K (the paper's)
+AIF_TEMPERATURE = 1.0  # px, T of the "select" AIF head's defocus prior -sigma(D, s_k) / T
+SEARCH_CANDIDATES = 24  # candidate depths of the defocus search and the "search" head, log-spaced over [near, far]
+SEARCH_WINDOW = 3  # px, the box the defocus search averages its error over
+# w of the error e = w |r| + (1 - w) |grad r| that a trained "search" head and the defocus search read
+# (docs/experiments.md, entry 17); training reads and scores the intensity error (LossConfig.cost_intensity_weight)
+SEARCH_INTENSITY_WEIGHT = 0.2
+
+# Keys a saved config may still hold from before they were dropped (issue 24), with the value they had by default:
+# at that value the key is ignored (it changed nothing), at any other it is an error naming it (docs/usage.md).
+RETIRED_KEYS: dict[str, Any] = {
+    "data.min_stack_size": 0,  # random sub-stacks in training (docs/experiments.md, entry 6)
+    "loss.search": 0.0,  # the defocus search as a detached depth target (entry 5)
+    "loss.search_candidates": SEARCH_CANDIDATES,
+    "loss.search_window": SEARCH_WINDOW,
+}
 DEPTH_RANGE_SOURCES = ("clip", "scenes")
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_SPREAD", "STRICT_PACK")  # Ray's placement-group strategies
 # DAIF-Net's size bounds, checked by ModelConfig and by DAIFNet (so a checkpoint's meta.json cannot ask for more).
@@ -36,12 +56,18 @@ MODEL_INT_RANGES = {"width": (1, 512), "levels": (1, 8), "candidates": (2, 256)}
 MAX_DEEPEST_CHANNELS = 2048
 
 
-def check_model_size(width: object, levels: object, candidates: object) -> None:
+def check_model_int(name: str, value: object) -> int:
+    """Raise ValueError naming the argument when `value` is not an integer in MODEL_INT_RANGES[name]."""
+    low, high = MODEL_INT_RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def check_model_size(width: object, levels: object) -> None:
     """Raise ValueError naming the argument when DAIF-Net's size is outside MODEL_INT_RANGES or MAX_DEEPEST_CHANNELS."""
-    for name, value in (("width", width), ("levels", levels), ("candidates", candidates)):
-        low, high = MODEL_INT_RANGES[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
+    check_model_int("width", width)
+    check_model_int("levels", levels)
     if width * 2**levels > MAX_DEEPEST_CHANNELS:
         raise ValueError(f"width, levels: the deepest level's width * 2**levels = {width * 2**levels} channels exceeds "
                          f"{MAX_DEEPEST_CHANNELS}; use a smaller width or fewer levels")
@@ -55,7 +81,6 @@ class DataConfig:
     mode: str = "binned"  # "binned": one random image per bin each step (robust); "fixed": `fixed_indices`
     num_bins: int = 5  # input stack size K
     fixed_indices: tuple[int, ...] = ()  # stack indices of "fixed" mode; empty = every image of the store
-    min_stack_size: int = 0  # > 0: each training batch keeps a random subset of K' in [min_stack_size, K] of its K images; 0 = all K
     camera: str = ""  # empty: the store's camera; a preset name or "f,N,p" must agree with the store
 
 
@@ -63,19 +88,20 @@ class DataConfig:
 class ModelConfig:
     width: int = 16
     levels: int = 4
-    depth_mapping: str = "sigmoid"  # "sigmoid" (linear in metres), "inverse" (linear in diopters) or "max" (the reference's); see daif.model.map_depth
+    depth_mapping: str = "sigmoid"  # "sigmoid" (linear in metres) or "inverse" (linear in diopters); see daif.model.map_depth
     near: float = 0.0  # metres; 0 = the store's depth range (`range_source`)
     far: float = 0.0
     range_source: str = "clip"  # near/far 0: "clip", the store's depth clip; "scenes", the depths its scenes span
     focus_scale: float = 0.0  # focus-distance input plane = focus / focus_scale; 0 = far
     aif_head: str = "rgb"  # "rgb" (the paper's: three output channels) or "select" (a per-pixel mixture of the stack); see daif.model
-    depth_head: str = "regress"  # "regress" (the paper's: one channel) or "search" (refines the defocus search's cost volume); see daif.model
-    candidates: int = 24  # "search" head: candidate depths, log-spaced over [near, far]
-    cost_intensity_weight: float = 0.2  # "search" head: w of the cost volume it reads after training, w |r| + (1 - w) |grad r|
-    aif_temperature: float = 1.0  # px; "select" AIF head on the "regress" depth head: T of its defocus prior -sigma/T (0 = off)
+    depth_head: str = "regress"  # "regress" (the paper's: one channel) or "search" (refines the defocus search's cost volume; daif.search_head)
+    candidates: int = SEARCH_CANDIDATES  # "search" head: candidate depths, log-spaced over [near, far]
+    cost_intensity_weight: float = SEARCH_INTENSITY_WEIGHT  # "search" head: w of the cost volume it reads after training
+    aif_temperature: float = AIF_TEMPERATURE  # px; "select" AIF head on the "regress" depth head: T of its defocus prior -sigma/T (0 = off)
 
     def __post_init__(self) -> None:
-        check_model_size(self.width, self.levels, self.candidates)
+        check_model_size(self.width, self.levels)
+        check_model_int("candidates", self.candidates)
         if not all(math.isfinite(v) and v >= 0 for v in (self.near, self.far, self.focus_scale)):
             raise ValueError(f"near, far, focus_scale: expected finite metres >= 0 (0 = from the store), got "
                              f"{self.near!r}, {self.far!r}, {self.focus_scale!r}")
@@ -99,11 +125,6 @@ def _check_unit(name: str, value: float) -> None:
         raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
 
 
-def _check_odd(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
-        raise ValueError(f"{name}: expected an odd positive integer, got {value!r}")
-
-
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     """Loss weights and parameters (`daif.losses.objective`); defaults are the paper's published command."""
@@ -117,14 +138,12 @@ class LossConfig:
     alpha: float = 0.85  # SSIM share of the photometric terms
     coarse_aif: str = "hard"  # "hard" | "soft"
     temperature: float = 1.0  # px of defocus, softmin temperature of the "soft" coarse AIF
-    kernel_size: int | None = 7  # renderer window K (the paper's 7); null: no window (daif.optics.ladder, no blur ceiling)
+    kernel_size: int | None = KERNEL_SIZE  # renderer window K (the paper's 7); null: no window (daif.optics.ladder, no blur ceiling)
     recon_scales: int = 1  # the recon term is the mean over this many pyramid levels (2x average pooling each)
     recon_trains_depth: bool = True  # False: the recon term's gradient reaches the AIF only
-    search: float = 0.0  # weight of |log depth - log depth searched| (daif.search); not in the paper
-    search_candidates: int = 24  # candidate depths of the search, log-spaced over the model's depth range
-    search_window: int = 3  # px, box the search's reconstruction error is averaged over
-    cost: float = 0.0  # weight of the expected coarse reconstruction error under the "search" head's depth distribution
-    cost_intensity_weight: float = 1.0  # w of the `cost` energy's error (daif.search), also the w the network reads in training
+    # the "search" depth head's terms (daif.search_head), beyond the paper; weight 0: off
+    cost: float = 0.0  # weight of the expected coarse reconstruction error under the head's depth distribution
+    cost_intensity_weight: float = 1.0  # w of the `cost` energy's error (daif.search), also the w the head reads in training
     cost_smooth: float = 0.0  # weight of the edge-aware total variation of log depth (in candidate steps)
     cost_smooth_beta: float = 10.0  # edge weight exp(-beta |grad coarse AIF|) of `cost_smooth`
 
@@ -133,12 +152,9 @@ class LossConfig:
             raise ValueError(f"coarse_aif: expected one of {COARSE_AIF_MODES}, got {self.coarse_aif!r}")
         if not self.temperature > 0:
             raise ValueError(f"temperature: expected > 0, got {self.temperature!r}")
-        for name in ("search", "cost", "cost_smooth"):
+        for name in SEARCH_TERMS:
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name}: expected a finite weight >= 0, got {getattr(self, name)!r}")
-        if isinstance(self.search_candidates, bool) or not isinstance(self.search_candidates, int) or self.search_candidates < 2:
-            raise ValueError(f"search_candidates: expected an integer >= 2, got {self.search_candidates!r}")
-        _check_odd("search_window", self.search_window)
         _check_unit("cost_intensity_weight", self.cost_intensity_weight)
         check_kernel_size("kernel_size", self.kernel_size)
         if isinstance(self.recon_scales, bool) or not isinstance(self.recon_scales, int) or not 1 <= self.recon_scales <= 6:
@@ -150,7 +166,7 @@ class LossConfig:
     def weights(self) -> dict[str, float]:
         """Term name -> weight of every weighted term of the objective."""
         return {"recon": self.recon, "blur": self.blur, "aif_recon": self.aif_recon, "aif_blur": self.aif_blur,
-                "smooth": self.smooth, "search": self.search, "cost": self.cost, "cost_smooth": self.cost_smooth}
+                "smooth": self.smooth, "cost": self.cost, "cost_smooth": self.cost_smooth}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +229,12 @@ class Config:
     train: TrainConfig = TrainConfig()
     scaling: ScalingConfig = ScalingConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    def __post_init__(self) -> None:
+        for name in SEARCH_TERMS:
+            if getattr(self.loss, name) and self.model.depth_head != "search":
+                raise ValueError(f"loss.{name}: a term of the 'search' depth head (daif.search_head), and model.depth_head is "
+                                 f"{self.model.depth_head!r}; set model.depth_head=search or loss.{name}=0")
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -339,7 +361,22 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def from_dict(values: dict[str, Any]) -> Config:
-    return _build(Config, values)
+    return _build(Config, _drop_retired(values))
+
+
+def _drop_retired(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` without the RETIRED_KEYS that hold their old default; ValueError naming one that holds another value."""
+    values = dict(values)
+    for key, default in RETIRED_KEYS.items():
+        section, name = key.split(".")
+        if not isinstance(values.get(section), dict) or name not in values[section]:
+            continue
+        value = values[section][name]
+        if value != default or isinstance(value, bool):
+            raise ValueError(f"config key '{key}' was retired (issue 24; docs/usage.md): only its old default {default!r} "
+                             f"is accepted, got {value!r}")
+        values[section] = {k: v for k, v in values[section].items() if k != name}
+    return values
 
 
 def parse_override(text: str) -> dict[str, Any]:

@@ -9,20 +9,8 @@ Terms (all scalars, batch means):
     aif_recon  alpha (1 - SSIM) + (1 - alpha) L1 between the predicted AIF and the detached coarse AIF.
     aif_blur   blurriness of the predicted AIF.
     smooth     edge-aware smoothness of the depth.
-    search     mean |log D - log D_s|, D_s the detached per-pixel depth of `daif.search.defocus_search`
-               (the least coarse reconstruction error over candidate depths): trains depth only. Not in
-               the paper; weight 0 by default (docs/experiments.md, entry 5).
-    cost       mean over pixels of sum_j p_j(x) e_j(x) / mean(e), the expected coarse reconstruction error under
-               the "search" depth head's distribution p over the candidates c_j (`daif.model`), e = w i + (1 - w) g
-               the intensity and gradient parts of its cost volume (`daif.search.cost_volume`) mixed by
-               w = `cost_intensity_weight` (the energy; the network's input mixes by its own weight), normalised
-               by its mean over candidates and pixels per image.
-               Its gradient, p_j (e_j - sum_i p_i e_i) per logit, sees every candidate: no local minima.
-    cost_smooth  mean |dL/dx| exp(-beta |dC/dx|) + mean |dL/dy| exp(-beta |dC/dy|), L = log D / step the log
-               depth in candidate steps, C the coarse AIF (channel mean of absolute differences). With `cost`
-               it is an edge-aware MRF energy: where the stack holds no defocus cue (flat cost) the depth
-               follows its neighbours. Both are not in the paper; weight 0 by default.
-total = sum over terms of weight * term (`daif.config.LossConfig`).
+total = sum over terms of weight * term (`daif.config.LossConfig`). A recipe beyond the paper adds terms of
+its own through `objective`'s extra_terms hook (the "search" depth head's: `daif.search_head`).
 
 Coarse AIF modes: "hard" takes, per pixel, the image of smallest predicted defocus (an arg-min; no
 gradient reaches depth, as in the reference, so with the input stack fixed the blur term is then a
@@ -33,6 +21,7 @@ the blurriness loss trains depth.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -41,15 +30,17 @@ from daif._checks import check_focus_distances, check_tensor
 from daif.config import COARSE_AIF_MODES, LossConfig
 from daif.filters import filter_channels, laplacian_of_gaussian_kernel, ssim_map, to_grey
 from daif.optics import ThinLensCamera, defocus_sigma, render_focal_stack
-from daif.search import defocus_search, mixed_error
 
 PAPER_TERMS = ("recon", "blur", "aif_recon", "aif_blur", "smooth")
 
+# objective's hook for terms beyond the paper's: (depth (B, 1, H, W) metres, coarse AIF (B, 3, H, W)) ->
+# {name: unweighted scalar}, each weighted by `LossConfig.weights[name]`
+ExtraTerms = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
 
 def term_names(config: LossConfig) -> list[str]:
-    """The unweighted terms `objective` returns under `config`: the paper's five, and `search`, `cost` and
-    `cost_smooth` when weighted."""
-    return [*PAPER_TERMS, *(name for name in ("search", "cost", "cost_smooth") if getattr(config, name))]
+    """The unweighted terms `objective` returns under `config`: the paper's five, and every other weighted one."""
+    return [*PAPER_TERMS, *(name for name, weight in config.weights.items() if weight and name not in PAPER_TERMS)]
 
 
 def _flatten_stack(images: torch.Tensor) -> torch.Tensor:
@@ -105,12 +96,6 @@ def smoothness_loss(depth: torch.Tensor, aif: torch.Tensor, beta: float = 2.5) -
     return (depth_dx * torch.exp(-beta * aif_dx)).mean() + (depth_dy * torch.exp(-beta * aif_dy)).mean()
 
 
-def expected_cost(probabilities: torch.Tensor, cost: torch.Tensor) -> torch.Tensor:
-    """mean_x sum_j p_j(x) e_j(x) / mean(e), the mean of e over (J, H, W) per image. (B, J, H, W) each -> scalar."""
-    scale = cost.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-    return ((probabilities * cost / scale).sum(dim=1)).mean()
-
-
 # ---------------------------------------------------------------- coarse AIF
 
 
@@ -164,8 +149,7 @@ def objective(
     config: LossConfig = LossConfig(),
     targets: torch.Tensor | None = None,
     target_focus_distances: torch.Tensor | None = None,
-    depth_range: tuple[float, float] | None = None,
-    distribution: dict[str, torch.Tensor] | None = None,
+    extra_terms: ExtraTerms | None = None,
 ) -> Objective:
     """The weighted total, every unweighted term (`term_names(config)`) and the intermediate images.
 
@@ -174,11 +158,8 @@ def objective(
     camera: the thin-lens camera the data was rendered/captured with.
     targets: (B, T, 3, H, W) images to reconstruct with target_focus_distances (B, T) or (T,) metres;
     None reconstructs the input stack.
-    depth_range: (near, far) metres of the model, the range of the `search` term's candidates; required
-    when that term's weight is not 0.
-    distribution: the network's details (`DAIFNet(..., details=True)`); the "search" depth head's "probabilities"
-    (B, J, H, W), "cost_intensity" and "cost_gradient" (B, J, H, W) and "log_depths" (J,) in it are required when `cost` or `cost_smooth` is
-    weighted (the "regress" head has none).
+    extra_terms: terms beyond the paper's (`ExtraTerms`, e.g. a depth head's `terms`); a weighted term that
+    neither the paper nor extra_terms computes is a ValueError naming it.
     """
     check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
     batch, stack_size, _, height, width = stack.shape
@@ -194,11 +175,6 @@ def objective(
         if target_focus_distances is None:
             raise ValueError("target_focus_distances: required with targets")
         target_focus = check_focus_distances("target_focus_distances", target_focus_distances, batch, targets.shape[1], stack)
-    if config.search and depth_range is None:
-        raise ValueError(f"depth_range: the search term (weight {config.search}) needs the model's (near, far)")
-
-    if (config.cost or config.cost_smooth) and "probabilities" not in (distribution or {}):
-        raise ValueError("distribution: the cost and cost_smooth terms need the 'search' depth head's output (model.depth_head=search)")
 
     depth_for_recon = depth if config.recon_trains_depth else depth.detach()
     reconstruction = render_focal_stack(aif, depth_for_recon, target_focus, camera, config.kernel_size)
@@ -210,14 +186,11 @@ def objective(
         "aif_blur": blurriness(aif).mean(),
         "smooth": smoothness_loss(depth, aif, config.smooth_beta),
     }
-    if config.search:
-        searched = defocus_search(stack, focus, camera, *depth_range, config.search_candidates, config.search_window, config.kernel_size)
-        terms["search"] = (depth.clamp_min(1e-6).log() - searched.log()).abs().mean()
-    if config.cost:
-        energy = mixed_error(distribution["cost_intensity"], distribution["cost_gradient"], config.cost_intensity_weight)
-        terms["cost"] = expected_cost(distribution["probabilities"], energy)
-    if config.cost_smooth:
-        step = distribution["log_depths"][1] - distribution["log_depths"][0]
-        terms["cost_smooth"] = smoothness_loss(depth.clamp_min(1e-6).log() / step, coarse.detach(), config.cost_smooth_beta)
+    if extra_terms is not None:
+        terms.update(extra_terms(depth, coarse))
+    missing = [name for name, weight in config.weights.items() if weight and name not in terms]
+    if missing:
+        raise ValueError(f"{missing[0]}: weighted {config.weights[missing[0]]}, but it is neither one of the paper's terms "
+                         f"{PAPER_TERMS} nor returned by extra_terms (the 'search' depth head's terms: daif.search_head)")
     total = sum(weight * terms[name] for name, weight in config.weights.items() if weight)
     return Objective(total, terms, reconstruction, coarse)

@@ -28,8 +28,8 @@ a V through its error and its two neighbours' (a V rather than a parabola: the e
 `cost_volume` returns i_j(x) and g_j(x) of every candidate (steps 1 to 3, no box); `defocus_search` mixes and
 boxes them and takes the arg-min. The per-pixel arg-min is the global minimum, over the grid, of the same
 image-formation model the objective trains with, so it has neither the local minima of gradient descent on
-depth nor the dead zones where defocus <= 1 px passes no gradient. The objective's `search` term uses it
-as a detached target; the "search" depth head of `daif.model` refines the cost volume itself.
+depth nor the dead zones where defocus <= 1 px passes no gradient. `daif evaluate` reports it beside every
+model; the "search" depth head (`daif.search_head`) refines the cost volume itself.
 
 Cost: J x S separable blurs of the stack's source image (`benchmarks/model_step.py` measures it).
 """
@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from daif._checks import check_focus_distances, check_odd_size, check_tensor, check_unit_interval
+from daif.config import KERNEL_SIZE, SEARCH_CANDIDATES, SEARCH_INTENSITY_WEIGHT, SEARCH_WINDOW
 from daif.optics import ThinLensCamera, defocus_sigma, render_uniform_defocus, sigma_for_variance, window_variance
 
 
@@ -76,8 +77,8 @@ def cost_volume(
     camera: ThinLensCamera,
     near: float,
     far: float,
-    candidates: int = 24,
-    kernel_size: int | None = 7,
+    candidates: int = SEARCH_CANDIDATES,
+    kernel_size: int | None = KERNEL_SIZE,
 ) -> CostVolume:
     """Per-pixel coarse reconstruction error of J candidate depths log-spaced over [near, far] metres.
 
@@ -132,10 +133,10 @@ def defocus_search(
     camera: ThinLensCamera,
     near: float,
     far: float,
-    candidates: int = 24,
-    window: int = 3,
-    kernel_size: int | None = 7,
-    intensity_weight: float = 0.2,
+    candidates: int = SEARCH_CANDIDATES,
+    window: int = SEARCH_WINDOW,
+    kernel_size: int | None = KERNEL_SIZE,
+    intensity_weight: float = SEARCH_INTENSITY_WEIGHT,
 ) -> torch.Tensor:
     """Per-pixel depth (B, 1, H, W) metres in [near, far] minimising the coarse reconstruction error.
 

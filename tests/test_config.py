@@ -63,7 +63,7 @@ def test_the_quickstart_preset_is_the_papers_model_and_objective():
     assert (model.depth_head, model.aif_head, model.aif_temperature) == ("regress", "select", 1.0)  # one regressed channel
     assert (loss.recon, loss.blur, loss.coarse_aif, loss.temperature, loss.recon_trains_depth) == (100.0, 10.0, "soft", 1.0, True)
     assert (loss.aif_recon, loss.aif_blur, loss.smooth, loss.smooth_beta) == (0.0, 0.0, 1.0, 2.5)  # entry 18
-    assert (loss.search, loss.cost, loss.cost_smooth) == (0.0, 0.0, 0.0)  # no analytic depth anywhere
+    assert (loss.cost, loss.cost_smooth) == (0.0, 0.0)  # no analytic depth anywhere
     assert (loss.alpha, loss.kernel_size) == (0.85, 7)  # the paper's
     assert (model.width, model.levels, model.range_source, model.near) == (16, 3, "scenes", 0.0)
     assert (config.optim.batch_size, config.optim.lr, config.train.epochs, config.data.mode) == (4, 1e-3, 40, "fixed")
@@ -76,7 +76,7 @@ def test_the_quickstart_preset_is_the_papers_model_and_objective():
 def test_the_search_recipe_is_a_named_preset_on_the_same_network():
     search, paper = load_config(preset="quickstart-search"), load_config(preset="quickstart")
     loss = search.loss
-    assert (loss.cost, loss.cost_smooth, loss.cost_smooth_beta, loss.search) == (1.0, 0.01, 10.0, 0.0)  # entry 15
+    assert (loss.cost, loss.cost_smooth, loss.cost_smooth_beta) == (1.0, 0.01, 10.0)  # entry 15
     assert (loss.recon, loss.recon_trains_depth, loss.blur, loss.aif_recon, loss.aif_blur, loss.smooth) == (1.0, False, 0, 0, 0, 0)
     assert (search.model.depth_head, search.model.aif_head, search.model.candidates) == ("search", "select", 24)
     assert (search.model.width, search.model.levels) == (paper.model.width, paper.model.levels)
@@ -94,7 +94,29 @@ def test_model_choices_are_checked():
     with pytest.raises(ValueError, match="cost_intensity_weight: expected a number in"):
         load_config(overrides=["model.cost_intensity_weight=2"])
     with pytest.raises(ValueError, match="cost_smooth: expected a finite weight"):
-        load_config(overrides=["loss.cost_smooth=-1"])
+        load_config(overrides=["model.depth_head=search", "loss.cost_smooth=-1"])
+    with pytest.raises(ValueError, match="loss.cost: a term of the 'search' depth head .* set model.depth_head=search or loss.cost=0"):
+        load_config(overrides=["loss.cost=1"])  # the paper's "regress" head has no cost volume
+    with pytest.raises(ValueError, match="depth_mapping: expected one of \\('sigmoid', 'inverse'\\), got 'max'"):
+        load_config(overrides=["model.depth_mapping=max"])  # retired (issue 24)
+
+
+def test_a_saved_config_with_retired_keys_at_their_old_defaults_still_loads(tmp_path):
+    """RETIRED_KEYS: a config saved before issue 24 holds data.min_stack_size and loss.search* at their defaults,
+    which changed nothing: they are dropped; any other value is an error naming the key."""
+    from daif.config import RETIRED_KEYS
+
+    saved = to_dict(load_config(preset="quickstart"))
+    for key, default in RETIRED_KEYS.items():
+        section, name = key.split(".")
+        saved[section][name] = default
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(saved))
+    assert load_config(path) == load_config(preset="quickstart") == from_dict(saved)
+    with pytest.raises(ValueError, match="config key 'loss.search' was retired .* old default 0.0 is accepted, got 300"):
+        load_config(path, ["loss.search=300"])
+    with pytest.raises(ValueError, match="config key 'data.min_stack_size' was retired"):
+        load_config(overrides=["data.min_stack_size=2"])
 
 
 def test_importing_the_config_needs_no_torch():

@@ -24,8 +24,7 @@ import pytest
 import torch
 
 from daif.config import load_config
-from daif.losses import objective
-from daif.train.loop import build_model, lr_factor
+from daif.train.loop import build_model, forward_objective, lr_factor
 from tests.helpers.scenes import CAMERA, make_scenes
 
 pytestmark = pytest.mark.slow
@@ -66,8 +65,8 @@ def _train(seed: int, stack, focus, true_depth):
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: lr_factor(step, STEPS, "cosine"))
 
     def terms():
-        out = net(stack, focus, details=True, cost_intensity_weight=config.loss.cost_intensity_weight)  # as daif train
-        return objective(stack, focus, out["aif"], out["depth"], CAMERA, config.loss, distribution=out), out["depth"]
+        out, result = forward_objective(net, net, stack, focus, CAMERA, config.loss)  # as daif train
+        return result, out["depth"]
 
     with torch.no_grad():
         first, depth = terms()

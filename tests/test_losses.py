@@ -124,7 +124,7 @@ def test_total_is_the_weighted_sum_of_the_terms():
     noisy_aif = (aif + 0.1 * torch.randn(aif.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     result = objective(stack, focus, noisy_aif.requires_grad_(), depth * 0.9, CAMERA, config)
     terms = result.terms
-    assert list(terms) == term_names(config) == ["recon", "blur", "aif_recon", "aif_blur", "smooth"]  # search: weight 0
+    assert list(terms) == term_names(config) == ["recon", "blur", "aif_recon", "aif_blur", "smooth"]  # the paper's five
     expected = (1000 * terms["recon"] + 10 * terms["blur"] + 100 * terms["aif_recon"] + 10 * terms["aif_blur"]
                 + 3 * terms["smooth"])
     assert float(result.total.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
@@ -135,7 +135,7 @@ def test_loss_config_defaults_and_checks():
     config = LossConfig()
     assert (config.recon, config.blur, config.aif_recon, config.aif_blur, config.smooth) == (1000, 10, 100, 10, 10)
     assert (config.smooth_beta, config.alpha, config.coarse_aif, config.kernel_size) == (2.5, 0.85, "hard", 7)
-    assert (config.recon_trains_depth, config.search) == (True, 0)  # the paper's objective
+    assert (config.recon_trains_depth, config.cost, config.cost_smooth) == (True, 0, 0)  # the paper's objective
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.recon = 1.0
     with pytest.raises(ValueError, match="coarse_aif"):
@@ -153,33 +153,5 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="target_focus_distances"):
         objective(stack, focus, aif, depth, CAMERA, targets=stack)
 
-
-def test_expected_cost_by_hand_and_its_gradient_sees_every_candidate():
-    from daif.losses import expected_cost
-
-    cost = torch.tensor([1.0, 2.0, 3.0, 6.0]).reshape(1, 4, 1, 1).expand(1, 4, 2, 2).contiguous()  # mean 3
-    one_hot = torch.zeros(1, 4, 2, 2)
-    one_hot[:, 1] = 1
-    assert float(expected_cost(one_hot, cost)) == pytest.approx(2.0 / 3.0)
-    logits = torch.zeros(1, 4, 2, 2, requires_grad=True)
-    expected_cost(torch.softmax(logits, dim=1), cost).backward()
-    # d/dlogit_j mean_x sum_i p_i e_i / 3 = p_j (e_j - sum_i p_i e_i) / 3 / (pixels), p uniform: mean e = 3
-    expected = 0.25 * (torch.tensor([1.0, 2.0, 3.0, 6.0]) - 3.0) / 3.0 / 4
-    torch.testing.assert_close(logits.grad[0, :, 0, 0], expected)
-
-
-def test_cost_terms_of_the_objective():
-    stack, focus, aif, depth = make_scenes(1, 16, 16)
-    config = LossConfig(cost=1.0, cost_smooth=1.0, cost_smooth_beta=0.0, cost_intensity_weight=0.25)
-    log_depths = torch.linspace(math.log(0.25), math.log(2.5), 24)
-    step = float(log_depths[1] - log_depths[0])
-    probabilities = torch.softmax(torch.randn(1, 24, 16, 16), dim=1)
-    intensity, gradient = torch.rand(1, 24, 16, 16), torch.rand(1, 24, 16, 16)
-    distribution = {"probabilities": probabilities, "cost_intensity": intensity, "cost_gradient": gradient, "log_depths": log_depths}
-    cost = 0.25 * intensity + 0.75 * gradient  # the energy mixes the two parts by loss.cost_intensity_weight
-    ramp = torch.exp(torch.arange(16.0) * step).reshape(1, 1, 1, 16).expand(1, 1, 16, 16)  # one step per column
-    terms = objective(stack, focus, aif, ramp, CAMERA, config, distribution=distribution).terms
-    assert float(terms["cost"]) == pytest.approx(float((probabilities * cost).sum(dim=1).mean() / cost.mean()), rel=1e-5)
-    assert float(terms["cost_smooth"]) == pytest.approx(1.0, rel=1e-4)  # beta 0: mean |dL/dx| = 1 step, dL/dy = 0
-    with pytest.raises(ValueError, match="distribution: the cost and cost_smooth terms"):
-        objective(stack, focus, aif, depth, CAMERA, config)
+    with pytest.raises(ValueError, match="cost: weighted 1.0, but it is neither one of the paper's terms"):
+        objective(stack, focus, aif, depth, CAMERA, LossConfig(cost=1.0))  # the "search" head's term, without its hook

@@ -94,11 +94,10 @@ def test_gradients_reach_every_parameter():
 
 
 def test_config_is_json_and_rebuilds_the_same_model():
-    net = _small_net(levels=2, depth_mapping="max", near=0.3, far=4.0, focus_scale=2.0)
+    net = _small_net(levels=2, depth_mapping="inverse", near=0.3, far=4.0, focus_scale=2.0)
     config = json.loads(json.dumps(net.config))
-    assert config == {"width": 4, "levels": 2, "depth_mapping": "max", "near": 0.3, "far": 4.0, "focus_scale": 2.0, "aif_head": "rgb",
-                      "depth_head": "regress", "camera": LENS, "candidates": 24, "kernel_size": 7,
-                      "cost_intensity_weight": 0.2, "aif_temperature": 1.0}
+    assert config == {"width": 4, "levels": 2, "depth_mapping": "inverse", "near": 0.3, "far": 4.0, "focus_scale": 2.0, "aif_head": "rgb",
+                      "depth_head": "regress", "camera": LENS, "aif_temperature": 1.0}
     rebuilt = DAIFNet.from_config(config)
     rebuilt.load_state_dict(net.state_dict())
     stack, focus = _inputs(1, 2, 16, 16)
@@ -112,9 +111,21 @@ def test_depth_mappings_by_hand():
     near, far = 1.0, 3.0
     sigmoid = map_depth(raw, "sigmoid", near, far).flatten().tolist()
     assert sigmoid == pytest.approx([1 + 2 / (1 + math.exp(-x)) for x in (0.0, 1.0, 2.0)], rel=1e-6)
-    softplus = [math.log1p(math.exp(x)) for x in (0.0, 1.0, 2.0)]
-    expected_max = [1 + 2 * s / softplus[-1] for s in softplus]
-    assert map_depth(raw, "max", near, far).flatten().tolist() == pytest.approx(expected_max, abs=1e-5)
+    inverse = [1 / (1 / 3 + (1 - 1 / 3) / (1 + math.exp(-x))) for x in (0.0, 1.0, 2.0)]  # linear in diopters
+    assert map_depth(raw, "inverse", near, far).flatten().tolist() == pytest.approx(inverse, rel=1e-6)
+    with pytest.raises(ValueError, match="depth_mapping: expected one of \\('sigmoid', 'inverse'\\), got 'max'"):
+        map_depth(raw, "max", near, far)  # the reference's per-image maximum, retired (issue 24)
+
+
+def test_a_regress_model_saved_with_the_search_heads_options_loads_without_them():
+    """Before the "search" head had a module of its own every saved config carried its options (the shipped
+    pretrained model's json does); a "regress" model ignores them. Another key is an error naming it."""
+    net = _small_net(levels=2)
+    saved = {**net.config, "candidates": 24, "kernel_size": 11, "cost_intensity_weight": 0.2}
+    rebuilt = DAIFNet.from_config(saved)
+    assert rebuilt.config == net.config
+    with pytest.raises(TypeError, match="window"):
+        DAIFNet.from_config({**net.config, "window": 3})
 
 
 def _pure_colour_stack(colour, size=5, height=24, width=32, seed=0):
@@ -181,84 +192,3 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="near, far"):
         DAIFNet(near=2.0, far=1.0)
 
-
-def _search_net(**kwargs):
-    from tests.helpers.scenes import CAMERA
-
-    torch.manual_seed(0)
-    return DAIFNet(width=4, levels=2, near=0.25, far=2.5, depth_head="search", camera=CAMERA.to_dict(), **kwargs)
-
-
-@pytest.mark.parametrize("intensity_weight", [0.2, 1.0])
-def test_an_untrained_search_head_returns_the_soft_argmin_of_the_cost_and_its_coarse_aif(intensity_weight):
-    """logit_j = -10 e^_j at initialisation (module docstring): depth = exp(sum_j softmax(logit)_j log c_j);
-    with the "select" head the AIF weights are proportional to P(image k is the sharpest) + 1e-3."""
-    from daif.search import cost_volume
-    from tests.helpers.scenes import CAMERA, make_scenes
-
-    stack, focus, _, _ = make_scenes(2, 24, 24, seed=3)
-    net = _search_net(aif_head="select")  # w = 0.2, its default; a call may read the volume with another
-    with torch.no_grad():
-        out = net(stack, focus, details=True, cost_intensity_weight=None if intensity_weight == 0.2 else intensity_weight)
-    volume = cost_volume(stack, focus, CAMERA, 0.25, 2.5, 24)
-    error = intensity_weight * volume.intensity + (1 - intensity_weight) * volume.gradient
-    normalised = error / (error.mean(dim=1, keepdim=True) + 1e-3)
-    p = torch.softmax(-10.0 * normalised, dim=1)
-    expected_depth = torch.exp((p * volume.log_depths[:, None, None]).sum(dim=1, keepdim=True))
-    torch.testing.assert_close(out["depth"], expected_depth, rtol=1e-4, atol=1e-5)
-    chance = torch.zeros(2, stack.shape[1], 24, 24)
-    for b in range(2):
-        for j in range(24):
-            chance[b, int(volume.sharpest[b, j])] += p[b, j]
-    weights = (chance + 1e-3) / (chance + 1e-3).sum(dim=1, keepdim=True)
-    torch.testing.assert_close(out["aif"], (weights[:, :, None] * stack).sum(dim=1), rtol=1e-4, atol=1e-5)
-    assert out["probabilities"].shape == (2, 24, 24, 24)
-
-
-def test_search_head_ignores_stack_order_and_uses_the_camera_it_is_given():
-    from daif.optics import ThinLensCamera
-    from tests.helpers.scenes import make_scenes
-
-    stack, focus, _, _ = make_scenes(1, 16, 16, seed=4)
-    net = _search_net(aif_head="select")
-    order = torch.tensor([3, 0, 4, 1, 2])
-    with torch.no_grad():
-        aif, depth = net(stack, focus)
-        aif_p, depth_p = net(stack[:, order], focus[:, order])
-        _, other = net(stack, focus, camera=ThinLensCamera(focal_length=7.2e-3, f_number=4.0, pixel_size=5.6e-6))
-    torch.testing.assert_close(depth_p, depth, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(aif_p, aif, rtol=1e-4, atol=1e-5)
-    assert float((other - depth).abs().max()) > 1e-2  # another lens, another cost volume
-    with pytest.raises(ValueError, match="camera: the 'search' depth head and the 'select' head's defocus prior need the camera"):
-        DAIFNet(width=4, levels=2, depth_head="search")(stack, focus)
-    with pytest.raises(ValueError, match="depth_head: expected one of"):
-        DAIFNet(depth_head="classify")
-    with pytest.raises(ValueError, match="cost_intensity_weight: expected a number in"):
-        DAIFNet(cost_intensity_weight=-0.1)
-    # a model saved before the weight existed was trained on the intensity error alone
-    saved = {key: value for key, value in net.config.items() if key != "cost_intensity_weight"}
-    assert net.cost_intensity_weight == 0.2 and DAIFNet.from_config(saved).cost_intensity_weight == 1.0
-    rebuilt = DAIFNet.from_config(json.loads(json.dumps(net.config)))
-    rebuilt.load_state_dict(net.state_dict())
-    with torch.no_grad():
-        torch.testing.assert_close(rebuilt(stack, focus)[1], depth)
-
-
-def test_training_reads_the_cost_volume_as_its_energy_scores_it_and_the_model_keeps_its_own_weight():
-    """daif.model: training passes loss.cost_intensity_weight (1, the intensity error) to every forward pass; the
-    saved model reads its own model.cost_intensity_weight (0.2)."""
-    from types import SimpleNamespace
-
-    from daif.config import load_config
-    from daif.train.loop import _predict, build_model
-    from tests.helpers.scenes import CAMERA, make_scenes
-
-    config = load_config(preset="quickstart-search", overrides=["model.width=4", "model.levels=2"])
-    torch.manual_seed(0)
-    net = build_model(config, 0.25, 2.5, CAMERA)
-    stack, focus, _, _ = make_scenes(1, 24, 24, seed=2)
-    with torch.no_grad():
-        in_training = _predict(SimpleNamespace(config=config, device=torch.device("cpu")), net, stack, focus)["depth"]
-        assert torch.equal(in_training, net(stack, focus, cost_intensity_weight=1.0)[1])
-        assert float((in_training - net(stack, focus)[1]).abs().max()) > 1e-3
-    assert (config.loss.cost_intensity_weight, net.config["cost_intensity_weight"]) == (1.0, 0.2)

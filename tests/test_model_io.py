@@ -276,7 +276,7 @@ def test_a_checkpoint_cannot_ask_for_an_unbounded_network_or_file(checkpoint, tm
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
     for model, expected in (({"width": 1_000_000}, "width: expected an integer in [1, 512], got 1000000"),
                             ({"width": 256, "levels": 8}, "width, levels: the deepest level's width * 2**levels = 65536 channels exceeds 2048"),
-                            ({"candidates": 10**9}, "candidates: expected an integer in [2, 256]")):
+                            ({"depth_head": "search", "candidates": 10**9}, "candidates: expected an integer in [2, 256]")):
         (crafted / "meta.json").write_text(json.dumps({**meta, "model": {**meta["model"], **model}}))
         with pytest.raises(CheckpointError, match=re.escape(f"{crafted / 'meta.json'} key 'model': {expected}")):
             load_checkpoint_model(crafted)

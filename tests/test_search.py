@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers.scenes import CAMERA, FOCUS_DISTANCES, textured_image
-from daif.config import LossConfig
-from daif.losses import objective
 from daif.optics import ThinLensCamera, render_focal_stack
 from daif.search import cost_volume, defocus_search, gradient_l1
 
@@ -67,23 +65,6 @@ def test_a_plane_every_image_blurs_past_the_window_is_put_before_the_nearest_foc
     assert float((found < 1.0).float().mean()) > 0.8
 
 
-def test_search_term_of_the_objective():
-    depth = torch.full((2, 1, SIZE, SIZE), NEAR * math.exp(STEP * 10))  # on a candidate: found exactly
-    stack, focus, aif = _render(depth)
-    config = LossConfig(search=1.0, search_candidates=CANDIDATES)
-    at_truth = objective(stack, focus, aif, depth, CAMERA, config, depth_range=(NEAR, FAR)).terms["search"]
-    assert float(at_truth) < 0.5 * STEP
-    too_far = objective(stack, focus, aif, depth * 1.5, CAMERA, config, depth_range=(NEAR, FAR)).terms["search"]
-    assert float(too_far) == pytest.approx(math.log(1.5) - float(at_truth), abs=0.5 * STEP)
-    # the term trains depth only, towards the searched depth
-    predicted = (depth * 1.5).requires_grad_()
-    objective(stack, focus, aif, predicted, CAMERA, config, depth_range=(NEAR, FAR)).terms["search"].backward()
-    assert float(predicted.grad.min()) > 0  # lowering the depth lowers the term
-    assert "search" not in objective(stack, focus, aif, depth, CAMERA, LossConfig()).terms
-    with pytest.raises(ValueError, match="depth_range"):
-        objective(stack, focus, aif, depth, CAMERA, config)
-
-
 def test_bad_arguments_are_named():
     stack, focus, _ = _render(torch.full((1, 1, SIZE, SIZE), 1.0))
     with pytest.raises(ValueError, match="near, far"):
@@ -98,8 +79,6 @@ def test_bad_arguments_are_named():
         defocus_search(stack, focus, CAMERA, NEAR, FAR, intensity_weight=1.5)
     with pytest.raises(ValueError, match="intensity_weight: expected a number in"):
         cost_volume(stack, focus, CAMERA, NEAR, FAR).error(-0.5)
-    with pytest.raises(ValueError, match="search_window"):
-        LossConfig(search_window=2)
 
 
 def test_cost_volume_is_least_at_the_true_depth_and_names_each_candidates_source():

@@ -65,19 +65,6 @@ class BinSampler:
         return starts + (rng.random((batch_size, self.num_bins)) * sizes).astype(np.int64)
 
 
-def subsample_stack(indices: np.ndarray, rng: np.random.Generator, min_size: int) -> np.ndarray:
-    """A random sub-stack of a (B, K) draw: K' uniform in [min_size, K], then K' of the K columns chosen
-    uniformly without replacement and kept in order; the same columns for the whole batch (one tensor).
-    Trains a network that takes any stack size on the sizes it will meet (`data.min_stack_size`)."""
-    indices = np.asarray(indices)
-    size = indices.shape[1]
-    if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or not 1 <= min_size <= size:
-        raise ValueError(f"min_stack_size: expected an integer in 1..{size} (the stack size), got {min_size!r}")
-    keep = int(rng.integers(min_size, size + 1))
-    columns = np.sort(rng.choice(size, keep, replace=False))
-    return np.ascontiguousarray(indices[:, columns])
-
-
 def make_batch(
     rows: dict[str, np.ndarray], indices: np.ndarray, focus_distances: np.ndarray
 ) -> dict[str, torch.Tensor]:

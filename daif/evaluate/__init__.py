@@ -7,8 +7,7 @@ The evaluation stack is the store's middle-of-bin stack (K = the store's num_bin
 validation uses. Every method sees the same stacks: each model, then the analytic baseline
 (`daif.baseline.depth_from_focus`, a focus measure's peak) and the defocus search
 (`daif.search.defocus_search` over the first model's depth range, with the intensity weight its cost volume is
-read with; the target of the objective's `search` term, so a model trained with that term is shown beside its
-teacher). Metrics come from
+read with: a "search" head's own, else the default). Metrics come from
 `daif.metrics.depth_metrics` per image; the two aggregations are derived from them exactly: "image" is
 the mean over images (the reference), "pixel" pools all valid pixels (each per-image mean weighted by its
 valid count, rmse-type metrics through their squares).

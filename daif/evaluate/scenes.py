@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from daif.config import SEARCH_INTENSITY_WEIGHT
 from daif.data.store import COLUMNS
 from daif.evaluate.plan import ANALYTIC, BASELINE, BATCH_SIZE, SEARCH, Condition, mask_name
 from daif.evaluate.rows import AIF_KEYS, ImageRow, from_columns, to_columns
@@ -53,8 +54,10 @@ class SceneEvaluator:
         self.max_depths = list(max_depths)
         self.scenes_without_aif = frozenset(scenes_without_aif)
         first = next(iter(self.models.values()))
-        # the defocus search spans the first model's depth range, with the error of its cost volume
-        self.search_range, self.search_intensity = (first.near, first.far), first.cost_intensity_weight
+        # the defocus search spans the first model's depth range, with the error its cost volume is read with (a
+        # "search" head's own, else the default)
+        self.search_range = (first.near, first.far)
+        self.search_intensity = first.config.get("cost_intensity_weight", SEARCH_INTENSITY_WEIGHT)
 
     def inputs(self, batch: dict[str, np.ndarray], condition: Condition):
         """stack (B, K, 3, H, W) in [0, 1] and focus distances (B, K) of `condition` for the batch."""

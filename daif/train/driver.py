@@ -294,11 +294,11 @@ def _init_state(config: Config, depth_range: tuple[float, float], camera, tracki
         loaded, _ = load_model(source, tracking_uri)
     except UsageError as error:
         raise UsageError(f"train.init_from: {error}") from None
-    wanted = build_model(config, *depth_range, camera).config
-    for key, value in loaded.config.items():
-        if key not in ("near", "far", "camera") and wanted[key] != value:
-            raise UsageError(f"train.init_from: {source} is a network with {key}={value!r}; this config builds {key}={wanted[key]!r} "
-                             f"(set model.* and loss.kernel_size as it was trained)")
+    wanted, found = build_model(config, *depth_range, camera).config, loaded.config
+    for key in [*found, *(key for key in wanted if key not in found)]:  # the depth heads' options differ
+        if key not in ("near", "far", "camera") and wanted.get(key) != found.get(key):
+            raise UsageError(f"train.init_from: {source} is a network with {key}={found.get(key)!r}; this config builds "
+                             f"{key}={wanted.get(key)!r} (set model.* and loss.kernel_size as it was trained)")
     return {name: tensor.detach().cpu().numpy() for name, tensor in loaded.state_dict().items()}
 
 

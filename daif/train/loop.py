@@ -20,25 +20,40 @@ import numpy as np
 import torch
 
 from daif.checkpoint import load_checkpoint, save_checkpoint
-from daif.config import Config, from_dict, to_yaml
-from daif.data.bins import BinSampler, make_batch, subsample_stack
-from daif.losses import objective, term_names
+from daif.config import Config, LossConfig, from_dict, to_yaml
+from daif.data.bins import BinSampler, make_batch
+from daif.losses import Objective, objective, term_names
 from daif.metrics import AIF_METRIC_NAMES, DEPTH_METRIC_NAMES, aif_metrics, depth_metrics
-from daif.model import DAIFNet
+from daif.model import DAIFNet, depth_head_type
 from daif.optics import ThinLensCamera, defocus_sigma
 from daif.runtime import cpu_threads
 from daif.storage import local_copy
 
 
 def build_model(config: Config, near: float, far: float, camera: ThinLensCamera | None = None) -> DAIFNet:
-    """The network of `config.model` over [near, far] metres; `camera` is the "search" depth head's."""
+    """The network of `config.model` over [near, far] metres, its depth head's options from `config`
+    (`DepthHead.options`); `camera` is the model's default (the select head's defocus prior, the "search" head)."""
+    head = depth_head_type(config.model.depth_head)
     return DAIFNet(
-        width=config.model.width, levels=config.model.levels, depth_mapping=config.model.depth_mapping, near=near, far=far,
-        focus_scale=config.model.focus_scale or None, aif_head=config.model.aif_head, depth_head=config.model.depth_head,
-        camera=camera.to_dict() if camera is not None else None, candidates=config.model.candidates,
-        kernel_size=config.loss.kernel_size, cost_intensity_weight=config.model.cost_intensity_weight,
-        aif_temperature=config.model.aif_temperature,
+        width=config.model.width, levels=config.model.levels, near=near, far=far, focus_scale=config.model.focus_scale or None,
+        aif_head=config.model.aif_head, depth_head=config.model.depth_head, camera=camera.to_dict() if camera is not None else None,
+        aif_temperature=config.model.aif_temperature, **head.options(config),
     )
+
+
+def forward_objective(net: DAIFNet, model: torch.nn.Module, stack: torch.Tensor, focus: torch.Tensor, camera: ThinLensCamera,
+                      loss: LossConfig, autocast: bool = False) -> tuple[dict[str, torch.Tensor], Objective]:
+    """(the network's `details` in float32, the objective) of one batch as training computes them: `model` (`net`,
+    or `net` wrapped in DDP) runs with its depth head's `training_options` (bf16 autocast on CUDA with `autocast`),
+    and the objective adds the head's own `terms` to the paper's."""
+    options = net.depth_head.training_options(loss)
+    if autocast:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(stack, focus, details=True, **options)
+        out = {k: v.float() for k, v in out.items()}  # the renderer and losses run in float32
+    else:
+        out = model(stack, focus, details=True, **options)
+    return out, objective(stack, focus, out["aif"], out["depth"], camera, loss, extra_terms=net.depth_head.terms(loss, out))
 
 
 def lr_factor(step: int, total_steps: int, schedule: str) -> float:
@@ -49,8 +64,7 @@ def lr_factor(step: int, total_steps: int, schedule: str) -> float:
 
 
 def samplers(config: Config, num_images: int) -> tuple[BinSampler, BinSampler]:
-    """(train, validation) samplers: binned draws and middle-of-bin stacks, or the fixed indices.
-    `data.min_stack_size` (training only, validation keeps the full stack) must lie in 0..K."""
+    """(train, validation) samplers: binned draws and middle-of-bin stacks, or the fixed indices."""
     if config.data.mode == "fixed":
         indices = list(config.data.fixed_indices) or list(range(num_images))
         train = validation = BinSampler(num_images, len(indices), "fixed", indices)
@@ -58,8 +72,6 @@ def samplers(config: Config, num_images: int) -> tuple[BinSampler, BinSampler]:
         train, validation = BinSampler(num_images, config.data.num_bins, "random"), BinSampler(num_images, config.data.num_bins, "middle")
     else:
         raise ValueError(f"data.mode: expected 'binned' or 'fixed', got {config.data.mode!r}")
-    if not 0 <= config.data.min_stack_size <= train.num_bins:
-        raise ValueError(f"data.min_stack_size: expected 0 (off) or 1..{train.num_bins} (the stack size), got {config.data.min_stack_size}")
     return train, validation
 
 
@@ -104,11 +116,6 @@ class Worker:
     start_epoch: int = 0
     best: float | None = None
     stale: int = 0
-
-    @property
-    def search_range(self) -> tuple[float, float] | None:
-        """The search term's candidate range (the model's), when that term is weighted."""
-        return self.depth_range if self.config.loss.search else None
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -189,28 +196,19 @@ def _restore(worker: Worker, checkpoint, resume_dir: str | None) -> None:
     worker.best, worker.stale = meta.get("best"), int(meta.get("stale", 0))
 
 
-def _predict(worker: Worker, model, stack: torch.Tensor, focus: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The network's `details` dict ("aif", "depth" and the "search" head's distribution), in float32. A "search"
-    head reads its cost volume with the weight the energy scores (loss.cost_intensity_weight), in training and
-    validation alike; the saved model reads it with model.cost_intensity_weight (daif.model)."""
-    weight = worker.config.loss.cost_intensity_weight
-    if worker.device.type == "cuda" and worker.config.train.mixed_precision:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(stack, focus, details=True, cost_intensity_weight=weight)
-        return {k: v.float() for k, v in out.items()}  # the renderer and losses run in float32
-    return model(stack, focus, details=True, cost_intensity_weight=weight)
+def _score(worker: Worker, model, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Objective]:
+    """`forward_objective` of one batch on this worker (a "search" head reads its cost volume with the weight the
+    energy scores, in training and validation alike; the saved model reads it with its own: daif.search_head)."""
+    autocast = worker.device.type == "cuda" and worker.config.train.mixed_precision
+    return forward_objective(worker.net, model, batch["stack"], batch["focus_distances"], worker.camera, worker.config.loss, autocast)
 
 
-def _batches(worker: Worker, split: str, sampler: BinSampler, rng: np.random.Generator, batch_size: int, min_stack_size: int = 0):
-    """This worker's `split` shard as batches on its device (`daif.data.bins.make_batch`); with
-    `min_stack_size` > 0, a random sub-stack of each draw (`daif.data.bins.subsample_stack`)."""
+def _batches(worker: Worker, split: str, sampler: BinSampler, rng: np.random.Generator, batch_size: int):
+    """This worker's `split` shard as batches on its device (`daif.data.bins.make_batch`)."""
     import ray.train
 
     for rows in ray.train.get_dataset_shard(split).iter_batches(batch_size=batch_size, batch_format="numpy"):
-        draw = sampler.draw(rng, len(rows["scene_id"]))
-        if min_stack_size:  # a random stack size per batch (the network takes any)
-            draw = subsample_stack(draw, rng, min_stack_size)
-        batch = make_batch(rows, draw, worker.focus_all)
+        batch = make_batch(rows, sampler.draw(rng, len(rows["scene_id"])), worker.focus_all)
         yield {k: v.to(worker.device, non_blocking=True) for k, v in batch.items()}
 
 
@@ -222,11 +220,8 @@ def _train_epoch(worker: Worker, sampler: BinSampler, epoch: int) -> dict[str, f
     sums = _Reducer()
     started, samples = time.perf_counter(), 0
     per_worker_batch = max(1, config.optim.batch_size // worker.world_size)
-    for batch in _batches(worker, "train", sampler, rng, per_worker_batch, config.data.min_stack_size):
-        out = _predict(worker, worker.model, batch["stack"], batch["focus_distances"])
-        aif, depth = out["aif"], out["depth"]
-        result = objective(batch["stack"], batch["focus_distances"], aif, depth, worker.camera, config.loss,
-                           depth_range=worker.search_range, distribution=out)
+    for batch in _batches(worker, "train", sampler, rng, per_worker_batch):
+        _, result = _score(worker, worker.model, batch)
         worker.optimizer.zero_grad(set_to_none=True)
         result.total.backward()
         if config.optim.grad_clip > 0:
@@ -263,10 +258,8 @@ def _validate(worker: Worker, sampler: BinSampler, want_figures: bool) -> tuple[
     figure_batch = None
     rng = np.random.default_rng(0)  # unused by middle/fixed draws
     for batch in _batches(worker, "val", sampler, rng, config.optim.batch_size):
-        out = _predict(worker, net, batch["stack"], batch["focus_distances"])
+        out, result = _score(worker, net, batch)
         aif, depth = out["aif"], out["depth"]
-        result = objective(batch["stack"], batch["focus_distances"], aif, depth, worker.camera, config.loss,
-                           depth_range=worker.search_range, distribution=out)
         count = batch["stack"].shape[0]
         sums.add({"total": float(result.total), **{k: float(v) for k, v in result.terms.items()}}, count)
         sums.add(depth_metrics(depth, batch["depth"], batch["valid"]), count)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from daif.data.bins import BinSampler, make_batch, split_bins, subsample_stack
+from daif.data.bins import BinSampler, make_batch, split_bins
 
 
 @pytest.mark.parametrize("num_images, num_bins", [(100, 5), (7, 3), (5, 5), (10, 1)])
@@ -84,20 +84,3 @@ def test_make_batch_gathers_the_drawn_images():
     with pytest.raises(ValueError, match="focus_distances: expected \\(10,\\) or \\(2, 10\\)"):
         make_batch(rows, indices, focus[:5])
 
-
-def test_subsample_stack_keeps_an_ordered_subset_of_every_size_in_range():
-    draw = np.tile(np.array([10, 20, 30, 40, 50]), (4, 1))
-    rng = np.random.default_rng(0)
-    sizes = set()
-    for _ in range(200):
-        sub = subsample_stack(draw, rng, 2)
-        assert sub.shape[0] == 4 and 2 <= sub.shape[1] <= 5
-        assert (np.diff(sub, axis=1) > 0).all() and set(sub[0]) <= set(draw[0])  # in order, from the draw
-        assert (sub == sub[0]).all()  # one set of columns for the batch
-        sizes.add(sub.shape[1])
-    assert sizes == {2, 3, 4, 5}
-    np.testing.assert_array_equal(subsample_stack(draw, np.random.default_rng(1), 5), draw)  # min = K keeps all
-    np.testing.assert_array_equal(subsample_stack(draw, np.random.default_rng(3), 2), subsample_stack(draw, np.random.default_rng(3), 2))
-    for bad in (0, 6, True):
-        with pytest.raises(ValueError, match="min_stack_size: expected an integer in 1..5"):
-            subsample_stack(draw, rng, bad)

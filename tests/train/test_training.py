@@ -214,15 +214,3 @@ def test_checkpoint_state_loads_safely(tiny_store, tmp_path):
     with pytest.raises(Exception, match="weights_only|Unsupported global"):
         load_checkpoint(directory)
 
-
-def test_min_stack_size_is_checked_against_the_stack_size():
-    from daif.train.loop import samplers
-
-    fixed = load_config(preset="nyuv2-5", overrides=["data.min_stack_size=2"])
-    train_sampler, validation = samplers(fixed, 5)
-    assert train_sampler.num_bins == validation.num_bins == 5  # validation keeps the whole stack
-    for bad in ("data.min_stack_size=6", "data.min_stack_size=-1"):
-        with pytest.raises(ValueError, match="data.min_stack_size: expected 0 \\(off\\) or 1..5"):
-            samplers(load_config(preset="nyuv2-5", overrides=[bad]), 5)
-    with pytest.raises(ValueError, match="data.min_stack_size: expected 0 \\(off\\) or 1..3"):
-        samplers(load_config(preset="nyuv2-robust", overrides=["data.num_bins=3", "data.min_stack_size=4"]), 100)
