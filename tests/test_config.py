@@ -64,7 +64,7 @@ def test_the_quickstart_preset_is_the_papers_model_and_objective():
     assert (loss.recon, loss.blur, loss.coarse_aif, loss.temperature, loss.recon_trains_depth) == (100.0, 10.0, "soft", 1.0, True)
     assert (loss.aif_recon, loss.aif_blur, loss.smooth, loss.smooth_beta) == (0.0, 0.0, 1.0, 2.5)  # entry 18
     assert (loss.cost, loss.cost_smooth) == (0.0, 0.0)  # no analytic depth anywhere
-    assert (loss.alpha, loss.kernel_size) == (0.85, 7)  # the paper's
+    assert (loss.alpha, loss.kernel_size) == (0.85, None)  # the paper's SSIM share; no window: the ladder (entry 23)
     assert (model.width, model.levels, model.range_source, model.near) == (16, 3, "scenes", 0.0)
     assert (config.optim.batch_size, config.optim.lr, config.train.epochs, config.data.mode) == (4, 1e-3, 40, "fixed")
     assert (config.optim.weight_decay, config.optim.schedule) == (5e-4, "cosine")  # the paper's
