@@ -33,7 +33,7 @@ def test_train_init_from_pretrained_starts_from_its_weights(tiny_store, tmp_path
     from daif.config import load_config
     from daif.train.driver import check_inputs
 
-    # the shipped model renders with the 7x7 window it was trained with (docs/experiments.md, entry 19), as the store does
+    # tiny_store is rendered with the 7x7 window; the quickstart preset's own is none (the ladder)
     config = load_config(preset="quickstart", overrides=[f"data.path={tiny_store}", "train.init_from=pretrained",
                                                          "loss.kernel_size=7", f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
     assert config.train.init_from == "pretrained"  # the shipped model's name, not a path in this folder
