@@ -73,9 +73,10 @@ def _memory_case(impl: str, support: int, mode: str, device: str) -> float:
 
     fn, largest = _renderer(impl, support)
     grad = mode == "fwd+bwd"
-    if impl == "fast":  # compile outside the measurement, on a tiny input
+    if impl in ("fast", "ladder"):  # compile (or load) the numba kernels outside the measurement, on a tiny input
         tiny = torch.rand(1, C, 8, 8, device=device, requires_grad=grad)
-        out = fn(tiny, torch.full((1, 1, 8, 8), 3.0, device=device, requires_grad=grad))
+        value = largest if impl == "ladder" else 3.0  # the ladder: every rung, the coarse ones included
+        out = fn(tiny, torch.full((1, 1, 8, 8), value, device=device, requires_grad=grad))
         if grad:
             out.sum().backward()
     image = torch.rand(N, C, H, W, device=device, requires_grad=grad)

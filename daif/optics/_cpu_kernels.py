@@ -239,20 +239,29 @@ def _compiled(function, parallel: bool):
     return numba.njit(cache=True, fastmath=True, parallel=parallel, nogil=True)(function)
 
 
+def compile_variants(functions) -> dict[bool, dict]:
+    """{parallel: {name: compiled kernel}} for both variants (threaded True, serial False) of each function."""
+    return {parallel: {f.__name__: _compiled(f, parallel) for f in functions} for parallel in (True, False)}
+
+
+def for_thread_budget(variants: dict[bool, dict]) -> dict:
+    """The variant for torch's thread budget, with numba's thread count set to match it."""
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if threads == 1:
+        return variants[False]
+    numba.set_num_threads(threads)
+    return variants[True]
+
+
 # Two compiled variants of each row kernel: threaded, and serial for a one-thread budget (a Ray worker
 # with one CPU or less). Once numba's OpenMP pool has started, it spin-waits between kernels and it also
 # resets the OpenMP thread count torch's own kernels use, so a worker that reserved one CPU would run
 # two threads (and two such processes on two cores slow each other down several times).
-_KERNELS = {parallel: {name: _compiled(globals()[name], parallel) for name in _PARALLEL} for parallel in (True, False)}
+_KERNELS = compile_variants([globals()[name] for name in _PARALLEL])
 
 
 def _kernels() -> dict:
-    """The kernels for torch's thread budget, with numba's thread count set to match it."""
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if threads == 1:
-        return _KERNELS[False]
-    numba.set_num_threads(threads)
-    return _KERNELS[True]
+    return for_thread_budget(_KERNELS)
 
 
 def _a_and_e(kernels: dict, sigma: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -2,40 +2,54 @@
 
 The windowed PSF layer (daif.optics.render, method.md) sums over a K x K window, so its blur saturates
 near sigma = K / 2. This renderer has no window. With the same Gaussian as method.md (weight
-exp(-2 r^2 / sigma^2), i.e. a Gaussian of standard deviation sigma / 2 pixels), it blurs the whole image
+g_s(d) = exp(-2 d^2 / s^2), i.e. a Gaussian of standard deviation s / 2 pixels), it blurs the whole image
 at a ladder of sigmas and blends the two rungs around each output pixel's own sigma:
 
-    B_j(x)  = sum_q exp(-2 |q - x|^2 / s_j^2) I(q) / sum_q exp(-2 |q - x|^2 / s_j^2)   (q over the image)
+    B_j(x)  = sum_q g_{s_j}(q - x) I(q) / sum_q g_{s_j}(q - x)          (q over the image)
     out(x)  = I(x)                                          if sigma(x) <= 1
     out(x)  = (1 - t) B_j(x) + t B_{j+1}(x)                 if s_j <= sigma(x) <= s_{j+1},
     t       = (sigma(x)^2 - s_j^2) / (s_{j+1}^2 - s_j^2)    (linear in variance),
 
-over rungs s_0 = 1 < s_1 < ... (ratio `LADDER_RATIO`) up to the first rung >= `max_sigma`. At a rung
-(sigma(x) = s_j) the output is the direct per-pixel Gaussian sum B_j(x), exactly; between rungs the blend
-has the variance of the Gaussian of sigma(x) (a mixture's variance is the weights' mix of its parts').
-Each B_j is separable: both axes are filtered by the rung's 1-D kernel, truncated at |q - x| <= 2.5 s_j
-(where it is exp(-12.5) = 3.7e-6 of its peak), as a banded matrix product per block of pixels, and the
-normaliser is the product of the two 1-D filterings of ones. Sources outside the image are left out, as in
-the windowed layer; a constant image stays constant.
+over rungs s_0 = 1 < s_1 < ... (ratio `LADDER_RATIO`, s_j = 2^(j/2)) up to the first rung >= the call's largest
+sigma. At a rung (sigma(x) = s_j) the output is the direct per-pixel Gaussian sum B_j(x); between rungs the
+blend has the variance of the Gaussian of sigma(x) (a mixture's variance is the weights' mix of its parts').
+Sources outside the image are left out; a constant image stays constant.
+
+Each rung is separable: B_j = (M_y I M_x^T) / (M_y 1 (M_x 1)^T), with one 1-D operator M per axis.
+  - Direct rungs (s < 2 COARSE_FROM = 7.2 px): M[x, q] = g_s(q - x) for |q - x| <= ceil(2.5 s) (exp(-12.5) =
+    3.7e-6 of the peak).
+  - Larger rungs pass through a coarse grid p_k = k D, D = floor(s / COARSE_FROM) >= 2: M = A^T A with
+    A[k, q] = g_a(p_k - q), a = s / sqrt(2), |p_k - q| <= ceil(3 a). By Poisson summation over k,
+    M[x, q] = sum_k g_a(x - p_k) g_a(p_k - q) = c g_s(x - q) (1 + e) with |e| <= 2 exp(-2 pi^2 (s / 4D)^2):
+    2.3e-7 at the bound s / 4D >= 0.9, 5e-8 on the rungs (s / 4D = 1 or 0.94). Splitting s into two equal
+    halves a makes s / 4D, hence the accuracy at a given D, largest. The taps per pixel stop growing with s
+    (about 2 ceil(3 a) / D per axis).
+Both forms are within 1e-6 of the direct per-pixel sum at a rung (`render_ladder_reference`).
 
 Unlike the windowed layer, the blur at x is set by x's own sigma (a gather), not by each source's.
-Gradients to the image and to sigma are exact for this formula (torch autograd through the FFTs and the
-blend); d out / d sigma is piecewise smooth, with a kink at each rung. Memory: one blurred image per rung.
+Gradients to the image and to sigma are exact for this formula: every M is symmetric, so the image's
+gradient applies the same operators to the weighted output gradient; d out / d sigma is piecewise smooth,
+with a kink at each rung. Two backends compute it: fused numba kernels on CPU (daif.optics._ladder_kernels;
+memory: the output, d out / dt and each coarse rung's coarse rows), and dense products with the (H, H) and
+(W, W) matrices M in torch on other devices (memory: one blurred image per rung).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from daif._checks import check_tensor
 from daif.optics.thin_lens import IN_FOCUS_SIGMA
 
-LADDER_RATIO = 2**0.5  # rung spacing in sigma; benchmarks/render.py reports the blend's error between rungs
-_TAIL = 2.5  # the zero margin is TAIL * sigma: the kernel there is exp(-2 * 2.5^2) = 3.7e-6 of its peak
+LADDER_RATIO = 2**0.5  # rung spacing in sigma (s_j^2 = 2^j; the CPU kernels rely on it); benchmarks/render.py reports the blend's error
+COARSE_FROM = 3.6  # a rung s uses a coarse grid of spacing floor(s / 3.6) when that is >= 2: s / 4D >= 0.9, |e| <= 2.3e-7
+_TAIL = 2.5  # direct rungs end at 2.5 s: exp(-2 * 2.5^2) = 3.7e-6 of the peak
+_COARSE_TAIL = 3.0  # coarse rungs: each factor ends at 3 a; the pair's truncation error is below exp(-18) = 1.5e-8
 
 
 def ladder_sigmas(max_sigma: float) -> list[float]:
@@ -48,64 +62,87 @@ def ladder_sigmas(max_sigma: float) -> list[float]:
     return rungs
 
 
-def _block_size(radius: int) -> int:
-    """Output pixels per block of the banded product: large enough for an efficient matrix product."""
-    return max(32, 2 * radius)
+def rung_spacing(rung: float) -> int:
+    """D, the coarse grid's spacing [px] for a rung s: floor(s / COARSE_FROM), or 1 (no coarse grid) below 2."""
+    return max(1, int(rung / COARSE_FROM))
 
 
-@functools.lru_cache(maxsize=128)
-def _band_matrix(rung: float, dtype: torch.dtype, device: str) -> torch.Tensor:
-    """The 1-D kernel of one rung as a (b + 2r, b) band: M[i, o] = exp(-2 (i - r - o)^2 / s^2) for |i - r - o| <= r,
-    r = ceil(TAIL * s). A window of b + 2r inputs times M gives b outputs."""
-    radius = math.ceil(_TAIL * rung)
-    block = _block_size(radius)
-    gap = torch.arange(block + 2 * radius, dtype=torch.float64)[:, None] - radius - torch.arange(block, dtype=torch.float64)[None, :]
-    band = torch.where(gap.abs() <= radius, torch.exp(-2.0 * gap**2 / rung**2), 0.0)
-    return band.to(dtype=dtype, device=device)
+@dataclass(frozen=True)
+class Band:
+    """A banded 1-D operator: out[o] = sum_t taps[o, t] in[start[o] + t], o < len(start), over `n_in` inputs.
+
+    start: (n_out,) int64, with start[o] + T <= n_in; taps: (n_out, T) float64 (zero outside the band).
+    """
+
+    start: np.ndarray
+    taps: np.ndarray
+    n_in: int
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """The operator applied to a vector of n_in values: (n_out,)."""
+        return (self.taps * values[self.start[:, None] + np.arange(self.taps.shape[1])]).sum(axis=1)
+
+    def dense(self) -> np.ndarray:
+        """The (n_out, n_in) matrix."""
+        matrix = np.zeros((self.start.size, self.n_in))
+        rows = np.arange(self.start.size)[:, None]
+        np.add.at(matrix, (rows, self.start[:, None] + np.arange(self.taps.shape[1])), self.taps)
+        return matrix
 
 
-def _filter_axis(values: torch.Tensor, rung: float, dim: int) -> torch.Tensor:
-    """sum_q exp(-2 (q - x)^2 / s^2) values[q] along `dim` (-1 or -2) over |q - x| <= r, q inside; same shape.
-    One matrix product per block of b outputs: exact, at matrix-multiply speed (a depthwise convolution
-    runs an order of magnitude slower on CPU)."""
-    band = _band_matrix(rung, values.dtype, str(values.device))
-    radius = (band.shape[0] - band.shape[1]) // 2
-    block, length = band.shape[1], values.shape[dim]
-    blocks = -(-length // block)
-    pad = (radius, blocks * block - length + radius)  # zeros: sources outside the image are left out
-    if dim == -1:
-        windows = F.pad(values, pad).unfold(-1, block + 2 * radius, block).reshape(-1, block + 2 * radius)
-        return (windows @ band).reshape(*values.shape[:-1], blocks * block)[..., :length]
-    slabs = F.pad(values, (0, 0, *pad)).unfold(-2, block + 2 * radius, block).transpose(-1, -2)  # (..., blocks, b + 2r, W)
-    return (band.T @ slabs).reshape(*values.shape[:-2], blocks * block, values.shape[-1])[..., :length, :]
+def _gaussian_band(out_positions: np.ndarray, in_first: float, in_step: int, n_in: int, rung: float, radius: int) -> Band:
+    """Band[o, i] = g_rung(out_positions[o] - (in_first + i in_step)) where that distance is <= radius, else 0."""
+    low = np.clip(np.ceil((out_positions - radius - in_first) / in_step), 0, n_in - 1).astype(np.int64)
+    high = np.clip(np.floor((out_positions + radius - in_first) / in_step), 0, n_in - 1).astype(np.int64)
+    width = min(int((high - low).max()) + 1, n_in)
+    start = np.clip(low, 0, n_in - width)
+    offsets = out_positions[:, None] - (in_first + (start[:, None] + np.arange(width)) * in_step)
+    taps = np.where(np.abs(offsets) <= radius, np.exp(-2.0 * offsets**2 / rung**2), 0.0)
+    return Band(start, taps, n_in)
 
 
-class _AxisBlur(torch.autograd.Function):
-    """`_filter_axis` with its adjoint as backward: the operator M[x, q] = exp(-2 (q - x)^2 / s^2) (|q - x| <= r,
-    both inside the image) is symmetric, so the gradient is the same filter applied to the output's gradient
-    (autograd through the overlapping windows' unfold is an order of magnitude slower)."""
+@dataclass(frozen=True)
+class AxisOperator:
+    """One rung's 1-D operator M along an axis of `length` pixels (module docstring), as the bands applied in
+    order: (M,) for a direct rung, (A, A^T) through the coarse grid. kernel: a direct rung's taps g_s(k),
+    k = -r..r (its interior rows, for the CPU kernels' fixed-kernel path); None for a coarse rung."""
 
-    @staticmethod
-    def forward(ctx, values: torch.Tensor, rung: float, dim: int) -> torch.Tensor:
-        ctx.rung, ctx.dim = rung, dim
-        return _filter_axis(values, rung, dim)
+    bands: tuple[Band, ...]
+    kernel: np.ndarray | None
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return _AxisBlur.apply(grad, ctx.rung, ctx.dim), None, None
+    @functools.cached_property
+    def matrix(self) -> np.ndarray:
+        """M, (length, length) float64."""
+        matrix = self.bands[0].dense()
+        for band in self.bands[1:]:
+            matrix = band.dense() @ matrix
+        return matrix
+
+    @functools.cached_property
+    def normaliser(self) -> np.ndarray:
+        """M 1, (length,): the weight sum of each output pixel over the sources inside the image."""
+        values = np.ones(self.bands[0].n_in)
+        for band in self.bands:
+            values = band.apply(values)
+        return values
 
 
-def _blur_axis(values: torch.Tensor, rung: float, dim: int) -> torch.Tensor:
-    """The rung's 1-D filter along `dim` (-1 or -2), differentiable (`_filter_axis`, `_AxisBlur`)."""
-    return _AxisBlur.apply(values, rung, dim)
-
-
-def _blur_rung(image: torch.Tensor, rung: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """One rung: the image filtered along both axes (N, C, H, W), and the same filtering of ones (H, W), the
-    normaliser: B = first / second."""
-    h, w = image.shape[-2:]
-    ones = _blur_axis(image.new_ones(h, 1), rung, -2) * _blur_axis(image.new_ones(1, w), rung, -1)  # (H, W)
-    return _blur_axis(_blur_axis(image, rung, -1), rung, -2), ones
+@functools.lru_cache(maxsize=256)
+def axis_operator(length: int, rung: float) -> AxisOperator:
+    """The rung's operator along an axis of `length` pixels (cached: built once per size and rung)."""
+    pixels = np.arange(length, dtype=np.float64)
+    spacing = rung_spacing(rung)
+    if spacing == 1:
+        radius = math.ceil(_TAIL * rung - 1e-9)  # rungs are products of sqrt(2): 2.5 * 2.0000000000000004 is 5
+        kernel = np.exp(-2.0 * np.arange(-radius, radius + 1) ** 2 / rung**2)
+        return AxisOperator((_gaussian_band(pixels, 0.0, 1, length, rung, radius),), kernel)
+    half = rung / LADDER_RATIO  # a = s / sqrt(2): two passes of g_a make g_s
+    radius = math.ceil(_COARSE_TAIL * half)
+    first, last = -(radius // spacing), (length - 1 + radius) // spacing  # every coarse point within reach of a pixel
+    coarse = np.arange(first, last + 1, dtype=np.float64) * spacing
+    to_coarse = _gaussian_band(coarse, 0.0, 1, length, half, radius)
+    from_coarse = _gaussian_band(pixels, first * spacing, spacing, coarse.size, half, radius)
+    return AxisOperator((to_coarse, from_coarse), None)
 
 
 def rung_coordinate(sigma: torch.Tensor) -> torch.Tensor:
@@ -120,28 +157,59 @@ def rung_coordinate(sigma: torch.Tensor) -> torch.Tensor:
     return index + (squared / step**index - 1.0) / (step - 1.0)
 
 
+def _render_dense(image: torch.Tensor, coordinate: torch.Tensor, rungs: list[float]) -> torch.Tensor:
+    """The blend of the rungs with each M as a dense matrix product (any device; autograd). coordinate: (N, 1, H, W)."""
+    h, w = image.shape[-2:]
+    blended = torch.zeros_like(image)
+    for j, rung in enumerate(rungs):
+        rows, cols = axis_operator(h, rung), axis_operator(w, rung)
+        along_y, along_x = (torch.as_tensor(op.matrix, dtype=image.dtype, device=image.device) for op in (rows, cols))
+        normaliser = torch.as_tensor(np.outer(rows.normaliser, cols.normaliser), dtype=image.dtype, device=image.device)
+        weight = (1.0 - (coordinate - j).abs()).clamp_min(0.0) / normaliser  # (N, 1, H, W): one channel to divide
+        blended = blended + weight * (along_y @ image @ along_x.T)
+    return blended
+
+
+class _RenderLadderCPU(torch.autograd.Function):
+    """The ladder with the fused CPU kernels (daif.optics._ladder_kernels)."""
+
+    @staticmethod
+    def forward(ctx, image: torch.Tensor, sigma: torch.Tensor, rungs: tuple[float, ...]) -> torch.Tensor:
+        from daif.optics import _ladder_kernels
+
+        out, diff, low, share = _ladder_kernels.ladder_forward(image, sigma, rungs)
+        ctx.save_for_backward(sigma, diff, low, share)
+        ctx.rungs = rungs
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        from daif.optics import _ladder_kernels
+
+        grad_image, grad_sigma = _ladder_kernels.ladder_backward(*ctx.saved_tensors, ctx.rungs, grad_out)
+        return grad_image, grad_sigma, None
+
+
 def render_defocus_ladder(image: torch.Tensor, sigma: torch.Tensor, max_sigma: float | None = None) -> torch.Tensor:
     """Blur `image` by the per-pixel defocus `sigma` with the ladder renderer (module docstring).
 
-    image: (N, C, H, W) float; sigma: (N, 1, H, W) pixels, same dtype and device. max_sigma: the support [px];
-    None: the largest sigma of the call, so no blur is ever clipped; given: ValueError if a sigma exceeds it.
-    Returns (N, C, H, W), differentiable w.r.t. image and sigma.
+    image: (N, C, H, W) float; sigma: (N, 1, H, W) pixels, same dtype and device. max_sigma: the support [px]
+    the caller promises, checked (ValueError if a sigma exceeds it); None: no check. The rungs always reach the
+    call's largest sigma, so no blur is clipped. Returns (N, C, H, W), differentiable w.r.t. image and sigma.
     """
     check_tensor("image", image, ("N", "C", "H", "W"))
     check_tensor("sigma", sigma, (image.shape[0], 1, image.shape[2], image.shape[3]))
     largest = float(sigma.detach().max()) if sigma.numel() else 0.0
     if not math.isfinite(largest):
         raise ValueError(f"sigma: expected finite pixels, got a largest value of {largest}")
+    if max_sigma is not None and not (math.isfinite(max_sigma) and max_sigma > 0):
+        raise ValueError(f"max_sigma: expected a positive number of pixels, got {max_sigma!r}")
     if max_sigma is not None and not largest <= max(max_sigma, IN_FOCUS_SIGMA) * (1 + 1e-6):
         raise ValueError(f"sigma: the largest blur {largest:.3g} px exceeds the renderer's support max_sigma = {max_sigma:g} px")
-    rungs = ladder_sigmas(max_sigma if max_sigma is not None else max(largest, IN_FOCUS_SIGMA))
-    coordinate = rung_coordinate(sigma)
-    blended = torch.zeros_like(image)
-    for j, rung in enumerate(rungs):
-        filtered, normaliser = _blur_rung(image, rung)
-        weight = (1.0 - (coordinate - j).abs()).clamp_min(0.0) / normaliser  # (N, 1, H, W): one channel to divide
-        blended = blended + weight * filtered
-    return torch.where(sigma > IN_FOCUS_SIGMA, blended, image)
+    rungs = ladder_sigmas(max(largest, IN_FOCUS_SIGMA))  # rungs above the largest sigma would carry no weight
+    if image.device.type == "cpu":
+        return _RenderLadderCPU.apply(image, sigma, tuple(rungs))
+    return torch.where(sigma > IN_FOCUS_SIGMA, _render_dense(image, rung_coordinate(sigma), rungs), image)
 
 
 def render_ladder_reference(image: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

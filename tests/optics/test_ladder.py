@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from daif.optics import LADDER_RATIO, get_preset, ladder_sigmas, render_defocus, render_defocus_ladder, render_ladder_reference
+from daif.optics.ladder import _render_dense, axis_operator, rung_coordinate, rung_spacing
 
 
 def _image(shape, dtype=torch.float64, seed=0):
@@ -38,6 +39,43 @@ def test_on_rungs_it_is_the_direct_per_pixel_gaussian_sum(shape, dtype, toleranc
     image, sigma = _image(shape, dtype), _on_rungs(shape, 16.0, dtype)
     expected = render_ladder_reference(image.double(), sigma.double())
     assert (render_defocus_ladder(image, sigma, 16.0).double() - expected).abs().max().item() <= tolerance
+
+
+def test_rungs_beyond_the_benchmark_support_through_the_coarse_grid():
+    # sigma up to 32 px: rungs 22.6 and 32 use coarse grids of spacing 6 and 8, wider than the image's short side
+    image, sigma = _image((1, 2, 30, 47)), _on_rungs((1, 2, 30, 47), 32.0)
+    assert [rung_spacing(s) for s in ladder_sigmas(32.0)] == [1, 1, 1, 1, 1, 1, 2, 3, 4, 6, 8]
+    assert (render_defocus_ladder(image, sigma) - render_ladder_reference(image, sigma)).abs().max() < 1e-6
+
+
+def test_a_coarse_rung_is_the_gaussian_up_to_its_alias_bound():
+    # M = A^T A through the coarse grid against the sampled Gaussian, row-normalised, away from the borders
+    rung = 16.0
+    matrix = axis_operator(400, rung).matrix
+    offsets = torch.arange(400, dtype=torch.float64)[:, None] - torch.arange(400, dtype=torch.float64)[None, :]
+    gaussian = torch.exp(-2.0 * offsets**2 / rung**2)
+    inner = slice(100, 300)  # rows whose Gaussian mass lies inside the axis
+    measured = torch.from_numpy(matrix)[inner] / torch.from_numpy(matrix)[inner].sum(1, keepdim=True)
+    expected = gaussian[inner] / gaussian[inner].sum(1, keepdim=True)
+    bound = 2 * math.exp(-2 * math.pi**2 * (rung / (4 * rung_spacing(rung))) ** 2)  # Poisson summation's first alias term
+    assert bound < 1e-7 and (measured - expected).abs().max() <= 2 * bound * expected.max()
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_the_cpu_kernels_equal_the_dense_matrix_form_with_gradients(dtype, tolerance):
+    # the fused CPU kernels (rows, skipped rungs, coarse rows) against M_y I M_x^T as dense products, autograd
+    image = _image((2, 3, 37, 52), dtype).requires_grad_()
+    ramp = torch.linspace(0.5, 13.0, 52, dtype=dtype).expand(2, 1, 37, 52).clone()  # each row spans a few rungs
+    ramp[1] = 0.5 + 12.5 * _image((1, 1, 37, 52), dtype, seed=5)  # every rung in every row
+    sigma = ramp.requires_grad_()
+    weights = _image((2, 3, 37, 52), dtype, seed=6)
+    fast = render_defocus_ladder(image, sigma)
+    rungs = ladder_sigmas(float(sigma.detach().max()))
+    dense = torch.where(sigma > 1, _render_dense(image, rung_coordinate(sigma), rungs), image)
+    fast_grads = torch.autograd.grad((fast * weights).sum(), (image, sigma))
+    dense_grads = torch.autograd.grad((dense * weights).sum(), (image, sigma))
+    assert (fast - dense).abs().max() <= tolerance
+    assert all((a - b).abs().max() <= tolerance * 10 * b.abs().max() for a, b in zip(fast_grads, dense_grads))
 
 
 def test_between_rungs_the_blend_has_the_gaussians_variance():
@@ -115,3 +153,17 @@ def test_no_window_is_kernel_size_none_across_the_renderer_helpers():
     expected = render_ladder_reference(image[:1], torch.full_like(near, 15.318627450980394))
     assert (stack[:, 0] - render_defocus_ladder(image[:1], torch.full_like(near, 15.318627450980394))).abs().max() < 1e-12
     assert (stack[:, 0] - expected).abs().max() < 0.05  # between rungs: the blend
+
+
+def test_one_thread_and_two_threads_give_the_same_bits():
+    # the serial kernels (a Ray worker with one CPU) and the threaded ones compute each row the same way
+    image, sigma = _image((2, 3, 29, 41), torch.float32), 0.5 + 15.5 * _image((2, 1, 29, 41), torch.float32, seed=7)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = render_defocus_ladder(image, sigma)
+        torch.set_num_threads(2)
+        threaded = render_defocus_ladder(image, sigma)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(serial, threaded) and (threaded - render_ladder_reference(image.double(), sigma.double())).abs().max() < 0.05
