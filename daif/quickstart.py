@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -37,6 +39,7 @@ def quickstart(
     from daif.errors import UsageError
     from daif.evaluate import evaluate
     from daif.runtime import check_training_cpus, ray_session
+    from daif.signals import interrupts_raise
     from daif.train.driver import train
 
     if preset not in PRESETS:
@@ -51,7 +54,9 @@ def quickstart(
         raise UsageError(str(error)) from None
     check_training_cpus(config.scaling)
     started = time.perf_counter()
-    with ray_session():  # the Ray it starts is stopped before the summary
+    # the Ray it starts is stopped before the summary; SIGINT / SIGTERM raise daif.signals.Interrupted (after ray.init,
+    # whose handler they replace), and training ends its run KILLED
+    with ray_session(), interrupts_raise(signal.SIGINT, signal.SIGTERM):
         print(f"[1/3] rendering {scenes} synthetic scenes ({size[0]}x{size[1]}, camera {QUICKSTART_DATA['camera_preset']}) with Ray Data")
         summary = render_store(out=str(out_dir / "store"), source="synthetic", preset=QUICKSTART_DATA["camera_preset"],
                                size=size, scenes=scenes, seed=seed, shard_size=QUICKSTART_DATA["shard_size"],
@@ -155,6 +160,13 @@ def run(args: argparse.Namespace) -> int:
     scenes, size = args.scenes, args.size
     if args.smoke_test:
         overrides, scenes, size = [*SMOKE_OVERRIDES, *overrides], scenes or 16, size or (32, 32)
-    quickstart(args.out, scenes, size, seed=args.seed, tracking_uri=args.tracking_uri, overrides=overrides,
-               epochs=args.epochs, preset=args.preset)
+    try:
+        quickstart(args.out, scenes, size, seed=args.seed, tracking_uri=args.tracking_uri, overrides=overrides,
+                   epochs=args.epochs, preset=args.preset)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: as `daif train` ends them (daif.signals)
+        from daif.signals import exit_status, signal_number
+
+        detail = getattr(interrupt, "detail", "") or "no training run was open"
+        print(f"daif quickstart: interrupted by {signal.Signals(signal_number(interrupt)).name}; {detail}", file=sys.stderr)
+        return exit_status(interrupt)
     return 0

@@ -118,3 +118,19 @@ def test_ray_train_still_registers_its_sigint_handler_through_the_hook_the_drive
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
     assert "self._register_sigint_handler(controller)" in inspect.getsource(DataParallelTrainer._initialize_and_run_controller)
+
+
+@pytest.mark.ray
+def test_an_interrupted_quickstart_says_so_in_one_line_and_leaves_no_run_running(tmp_path):
+    command = [str(DAIF), "quickstart", "--smoke-test", "--out", str(tmp_path), "--set", "train.epochs=200",
+               "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    status, stderr = _interrupt_after_the_first_checkpoint(command, tmp_path, signal.SIGTERM)
+
+    own_lines = [line for line in stderr.splitlines() if not RAY_LINE.match(line)]
+    assert status == 128 + signal.SIGTERM, stderr[-4000:]
+    assert not any("Traceback" in line for line in own_lines), "\n".join(own_lines[-60:])
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("daif-quickstart").experiment_id])
+    assert [r.info.status for r in runs] == ["KILLED"]
+    assert re.search(rf"daif quickstart: interrupted by SIGTERM; MLflow run {runs[0].info.run_id} ended KILLED; continue with: "
+                     r"daif train --resume \S+", own_lines[-1]), own_lines[-1]
