@@ -35,6 +35,11 @@ x seed x method, and the means over seeds) and markdown tables of the means.
 
     python benchmarks/lightfield.py [--seeds reported|dev|S,S,...] [--scenes planes,receding,occluders]
         [--apertures square,disc] [--views N] [--model M ...] [--controls] [--out FILE] [--smoke-test]
+
+`--export DIR` writes the chosen seeds' light-field stacks instead, as `daif render --source focal-stack-folder`
+reads them (DIR/train/<scene>-<seed>-<aperture>/: the five PNGs, stack.json with the camera, depth.npy for
+measurement only), and evaluates nothing: captured stacks of "a new camera" for self-supervised fine-tuning
+(issue 27, goal 5). Reported seeds are refused there.
 """
 
 from __future__ import annotations
@@ -214,6 +219,21 @@ def parse_names(choices):
     return parse
 
 
+def export(root: Path, scenes, seeds, apertures, size, views: int) -> None:
+    """`--export`: each scene x seed x aperture's light-field stack as a captured scene under root/train."""
+    from tests.helpers.lightfield import write_captured_scene
+
+    started = time.perf_counter()
+    for scene_name in scenes:
+        for seed in seeds:
+            for aperture in apertures:
+                scene = SCENE_FAMILIES[scene_name](seed, size, canvas_pad(views))
+                captured = surface_light_field_stack(scene, FOCUS, FOCAL_LENGTH, PIXEL_SIZE, light_field_baseline(views), views, aperture)
+                write_captured_scene(root / "train" / f"{scene_name}-{seed}-{aperture}", captured)
+        print(f"{scene_name}: {len(seeds) * len(apertures)} stacks written", flush=True)
+    print(f"wrote {len(scenes) * len(seeds) * len(apertures)} stacks under {root / 'train'} in {time.perf_counter() - started:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=parse_seeds, default=("reported", REPORTED_SEEDS),
@@ -225,6 +245,7 @@ def main() -> None:
     parser.add_argument("--controls", action="store_true",
                         help="also the disc's control stacks: daif's renderer (gaussian without a window, layered disc) on the centre view and depth")
     parser.add_argument("--out", help="the JSON (default benchmarks/results/lightfield-suite.json; -dev / -custom for other seeds)")
+    parser.add_argument("--export", metavar="DIR", help="write the stacks as a focal-stack folder and evaluate nothing (docstring)")
     parser.add_argument("--smoke-test", action="store_true",
                         help=f"seconds: the first dev seed, {SMOKE_SIZE[1]}x{SMOKE_SIZE[0]}, {SMOKE_VIEWS} views; writes only --out")
     args = parser.parse_args()
@@ -232,7 +253,12 @@ def main() -> None:
     size, views = (SMOKE_SIZE, SMOKE_VIEWS) if args.smoke_test else (SIZE, args.views)
     out = args.out or (None if args.smoke_test else f"benchmarks/results/lightfield-suite{'' if seeds_name == 'reported' else '-' + seeds_name}.json")
     if seeds_name == "custom" and set(seeds) & set(REPORTED_SEEDS):
+        if args.export:
+            parser.error(f"--export: seeds {sorted(set(seeds) & set(REPORTED_SEEDS))} are reported seeds; export other seeds")
         print(f"note: seeds {sorted(set(seeds) & set(REPORTED_SEEDS))} are reported seeds; tune nothing on them")
+    if args.export:
+        export(Path(args.export), args.scenes, seeds, args.apertures, size, views)
+        return
     torch.set_num_threads(2)
     from daif.model_io import load_model
 

@@ -90,3 +90,20 @@ def test_benchmark_smoke_run_writes_every_row(tmp_path):
     assert {row["stack"] for row in record["rows"] if row["aperture"] == "square"} == {"light field"}
     assert all(0 <= row["delta1"] <= 1 and row["largest_sigma"] <= row["max_defocus_sigma"] + 1e-6 for row in record["rows"])
     assert {(m["method"], m["aperture"]) for m in record["means"]} == {(m, a) for _, a, m in keys}
+
+
+def test_export_writes_captured_stacks_of_the_light_field_camera(tmp_path):
+    from daif.data.captured import FocalStackFolderSource, common_stack
+
+    root = tmp_path / "stacks"
+    command = [sys.executable, "benchmarks/lightfield.py", "--smoke-test", "--export", str(root)]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    refs = FocalStackFolderSource(str(root)).refs("train")
+    focus, camera, size = common_stack(refs, None, "")
+    assert len(refs) == len(SCENE_FAMILIES) * 2 and size == (40, 56)  # the smoke size, square and disc
+    assert focus.tolist() == [1.0, 1.5, 2.5, 4.0, 6.0] and camera.f_number == pytest.approx(4.8)
+    depth = np.load(Path(refs[0]["stack_json"]).parent / "depth.npy")
+    assert SCENE_DEPTH_RANGE[0] <= depth.min() and depth.max() <= SCENE_DEPTH_RANGE[1]
+    reported = subprocess.run([*command[:2], "--export", str(tmp_path / "other"), "--seeds", "7,100"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+    assert reported.returncode == 2 and "reported seeds" in reported.stderr and not (tmp_path / "other").exists()

@@ -9,7 +9,7 @@ whole, and rungs that no pixel of a row uses are skipped.
 
 Backward: d loss / d sigma = du/dsigma sum_c grad (B_{j+1} - B_j); the image's gradient applies each used
 rung's symmetric operator to the gradient weighted by that rung's blend weight over its normaliser.
-All loops over a row are contiguous (LLVM vectorises them); taps are applied four per sweep.
+All loops over a row are contiguous (LLVM vectorises them); taps are applied eight per sweep.
 """
 
 from __future__ import annotations
