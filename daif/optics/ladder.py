@@ -157,14 +157,19 @@ def rung_coordinate(sigma: torch.Tensor) -> torch.Tensor:
     return index + (squared / step**index - 1.0) / (step - 1.0)
 
 
+@functools.lru_cache(maxsize=64)
+def _dense_operators(height: int, width: int, rung: float, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(M_y (H, H), M_x (W, W), normaliser (H, W)) of a rung on `device` (cached: copied there once)."""
+    rows, cols = axis_operator(height, rung), axis_operator(width, rung)
+    return tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in (rows.matrix, cols.matrix, np.outer(rows.normaliser, cols.normaliser)))
+
+
 def _render_dense(image: torch.Tensor, coordinate: torch.Tensor, rungs: list[float]) -> torch.Tensor:
     """The blend of the rungs with each M as a dense matrix product (any device; autograd). coordinate: (N, 1, H, W)."""
     h, w = image.shape[-2:]
     blended = torch.zeros_like(image)
     for j, rung in enumerate(rungs):
-        rows, cols = axis_operator(h, rung), axis_operator(w, rung)
-        along_y, along_x = (torch.as_tensor(op.matrix, dtype=image.dtype, device=image.device) for op in (rows, cols))
-        normaliser = torch.as_tensor(np.outer(rows.normaliser, cols.normaliser), dtype=image.dtype, device=image.device)
+        along_y, along_x, normaliser = _dense_operators(h, w, rung, image.dtype, image.device)
         weight = (1.0 - (coordinate - j).abs()).clamp_min(0.0) / normaliser  # (N, 1, H, W): one channel to divide
         blended = blended + weight * (along_y @ image @ along_x.T)
     return blended
