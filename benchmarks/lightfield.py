@@ -252,9 +252,9 @@ def main() -> None:
     seeds_name, seeds = ("dev", DEV_SEEDS[:1]) if args.smoke_test else args.seeds
     size, views = (SMOKE_SIZE, SMOKE_VIEWS) if args.smoke_test else (SIZE, args.views)
     out = args.out or (None if args.smoke_test else f"benchmarks/results/lightfield-suite{'' if seeds_name == 'reported' else '-' + seeds_name}.json")
+    if args.export and set(seeds) & set(REPORTED_SEEDS):  # the default seeds are the reported ones
+        parser.error(f"--export: seeds {sorted(set(seeds) & set(REPORTED_SEEDS))} are reported seeds; give other --seeds")
     if seeds_name == "custom" and set(seeds) & set(REPORTED_SEEDS):
-        if args.export:
-            parser.error(f"--export: seeds {sorted(set(seeds) & set(REPORTED_SEEDS))} are reported seeds; export other seeds")
         print(f"note: seeds {sorted(set(seeds) & set(REPORTED_SEEDS))} are reported seeds; tune nothing on them")
     if args.export:
         export(Path(args.export), args.scenes, seeds, args.apertures, size, views)

@@ -104,6 +104,7 @@ def test_export_writes_captured_stacks_of_the_light_field_camera(tmp_path):
     assert focus.tolist() == [1.0, 1.5, 2.5, 4.0, 6.0] and camera.f_number == pytest.approx(4.8)
     depth = np.load(Path(refs[0]["stack_json"]).parent / "depth.npy")
     assert SCENE_DEPTH_RANGE[0] <= depth.min() and depth.max() <= SCENE_DEPTH_RANGE[1]
-    reported = subprocess.run([*command[:2], "--export", str(tmp_path / "other"), "--seeds", "7,100"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=300)
-    assert reported.returncode == 2 and "reported seeds" in reported.stderr and not (tmp_path / "other").exists()
+    for seeds in (["--seeds", "7,100"], []):  # given, or the default (the reported seeds)
+        reported = subprocess.run([*command[:2], "--export", str(tmp_path / "other"), *seeds], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=300)
+        assert reported.returncode == 2 and "reported seeds" in reported.stderr and not (tmp_path / "other").exists()
