@@ -70,11 +70,15 @@ def map_depth(raw: torch.Tensor, mapping: str, near: float, far: float) -> torch
     "sigmoid": near + (far - near) * sigmoid(raw).
     "inverse": 1 / D = 1 / far + (1 / near - 1 / far) * sigmoid(raw), linear in diopters, the unit the thin
         lens's blur is linear in (sigma ~ |1/D - 1/s|); raw = 0 is the middle of the diopter range.
+    "log": D = near (far / near) ^ sigmoid(raw), linear in log depth, between the two: d sigma / d raw ~ 1 / D,
+        where "sigmoid" gives ~ 1 / D^2 and "inverse" a constant; raw = 0 is sqrt(near far).
     """
     if mapping == "sigmoid":
         return near + (far - near) * torch.sigmoid(raw)
     if mapping == "inverse":
         return 1.0 / (1.0 / far + (1.0 / near - 1.0 / far) * torch.sigmoid(raw))
+    if mapping == "log":
+        return near * torch.exp(math.log(far / near) * torch.sigmoid(raw))
     raise ValueError(f"depth_mapping: expected one of {DEPTH_MAPPINGS}, got {mapping!r}")
 
 

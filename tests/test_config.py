@@ -65,7 +65,7 @@ def test_the_quickstart_preset_is_the_papers_model_and_objective():
     assert (loss.aif_recon, loss.aif_blur, loss.smooth, loss.smooth_beta) == (0.0, 0.0, 1.0, 2.5)  # entry 18
     assert (loss.cost, loss.cost_smooth) == (0.0, 0.0)  # no analytic depth anywhere
     assert (loss.alpha, loss.kernel_size) == (0.85, None)  # the paper's SSIM share; no window: the ladder (entry 23)
-    assert (model.width, model.levels, model.range_source, model.near) == (16, 3, "scenes", 0.0)
+    assert (model.width, model.levels, model.range_source, model.near, model.depth_mapping) == (16, 3, "scenes", 0.0, "log")  # entry 27
     assert (config.optim.batch_size, config.optim.lr, config.train.epochs, config.data.mode) == (4, 1e-3, 40, "fixed")
     assert (config.optim.weight_decay, config.optim.schedule) == (5e-4, "cosine")  # the paper's
     assert (config.scaling.num_workers, config.scaling.cpus_per_worker, config.tracking.experiment) == (1, 1.5, "daif-quickstart")
@@ -86,7 +86,7 @@ def test_the_search_recipe_is_a_named_preset_on_the_same_network():
 
 def test_model_choices_are_checked():
     with pytest.raises(ValueError, match="depth_mapping"):
-        load_config(overrides=["model.depth_mapping=log"])
+        load_config(overrides=["model.depth_mapping=linear"])
     with pytest.raises(ValueError, match="range_source"):
         load_config(overrides=["model.range_source=guess"])
     with pytest.raises(ValueError, match="depth_head: expected one of"):
@@ -97,7 +97,7 @@ def test_model_choices_are_checked():
         load_config(overrides=["model.depth_head=search", "loss.cost_smooth=-1"])
     with pytest.raises(ValueError, match="loss.cost: a term of the 'search' depth head .* set model.depth_head=search or loss.cost=0"):
         load_config(overrides=["loss.cost=1"])  # the paper's "regress" head has no cost volume
-    with pytest.raises(ValueError, match="depth_mapping: expected one of \\('sigmoid', 'inverse'\\), got 'max'"):
+    with pytest.raises(ValueError, match="depth_mapping: expected one of \\('sigmoid', 'inverse', 'log'\\), got 'max'"):
         load_config(overrides=["model.depth_mapping=max"])  # retired (issue 24)
 
 

@@ -113,7 +113,9 @@ def test_depth_mappings_by_hand():
     assert sigmoid == pytest.approx([1 + 2 / (1 + math.exp(-x)) for x in (0.0, 1.0, 2.0)], rel=1e-6)
     inverse = [1 / (1 / 3 + (1 - 1 / 3) / (1 + math.exp(-x))) for x in (0.0, 1.0, 2.0)]  # linear in diopters
     assert map_depth(raw, "inverse", near, far).flatten().tolist() == pytest.approx(inverse, rel=1e-6)
-    with pytest.raises(ValueError, match="depth_mapping: expected one of \\('sigmoid', 'inverse'\\), got 'max'"):
+    geometric = [3 ** (1 / (1 + math.exp(-x))) for x in (0.0, 1.0, 2.0)]  # linear in log depth, 1..3 m
+    assert map_depth(raw, "log", near, far).flatten().tolist() == pytest.approx(geometric, rel=1e-6)
+    with pytest.raises(ValueError, match="depth_mapping: expected one of \\('sigmoid', 'inverse', 'log'\\), got 'max'"):
         map_depth(raw, "max", near, far)  # the reference's per-image maximum, retired (issue 24)
 
 

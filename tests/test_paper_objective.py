@@ -1,6 +1,6 @@
 """The paper's objective learns depth: DAIF-Net (one regressed depth channel, no analytic depth anywhere) trained
 from a constant start on 16 rendered scenes, with the quickstart preset's objective and no ground truth (data and model
-at the paper's 7x7 renderer window, where the figures below were measured).
+at the paper's 7x7 renderer window, depth linear in metres, where the figures below were measured).
 
 Independent expectations, from the true depth that training never sees:
 - the depth is no longer a constant: its spread std(log D) reaches a share of the true spread;
@@ -52,7 +52,8 @@ def scenes():
 def _train(seed: int, scenes, overrides=()) -> torch.Tensor:
     """The depth (B, 1, H, W) of every scene after STEPS steps of the quickstart objective; no ground truth."""
     stack, focus, _, camera = scenes
-    config = load_config(preset="quickstart", overrides=["model.width=8", "loss.kernel_size=7", *overrides])  # the data's window
+    config = load_config(preset="quickstart", overrides=["model.width=8", "loss.kernel_size=7", "model.depth_mapping=sigmoid",
+                                                           *overrides])  # the data's window; the mapping of the figures above
     torch.manual_seed(seed)
     net = build_model(config, 0.75, 7.5, camera)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
