@@ -6,8 +6,8 @@ quickstart-like data of its own: synthetic 64x64 scenes (`daif.data.synthetic`, 
 stacks quantised to uint8 as a store holds them. The decision metric is `val/recon`: the single-scale
 photometric reconstruction error of the validation stacks (alpha (1 - SSIM) + (1 - alpha) L1, unweighted,
 from the stacks alone), comparable across loss settings. Depth metrics against the synthetic truth (delta1,
-AbsRel, delta1 of the pixels beyond 5.5 m pooled, the smallest per-image spread ratio std(D)/std(D*)) are printed beside it as measurements; they decide
-nothing.
+AbsRel, delta1 of the pixels beyond 5.5 m pooled, the smallest per-image spread ratio std(D)/std(D*)) are printed
+beside it as measurements; they decide nothing.
 
     python benchmarks/recipe_harness.py --steps 2400 --seed 1 --set model.depth_mapping=inverse --out run.json
 """
@@ -58,7 +58,7 @@ def validate(net, split, camera, config) -> dict[str, float]:
     depth, true = torch.cat(depths), split["depth"]
     metrics = depth_metrics(depth, true)
     spread = (depth.flatten(1).std(dim=1) / true.flatten(1).std(dim=1)).min()
-    far = true > FAR_BAND  # beyond the last focus distance but one, where entry 25's seed-2 run read depth too near
+    far = true > FAR_BAND  # the far range (focus at 4 and 6 m), where entry 25's seed-2 run read depth too near
     ratio = torch.maximum(depth / true, true / depth)[far]
     return {"val/recon": sum(recon) / len(split["stack"]), "delta1": metrics["delta1"], "abs_rel": metrics["abs_rel"],
             "delta1_far": float((ratio < 1.25).float().mean()), "spread_min": float(spread),
