@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -164,9 +163,7 @@ def run(args: argparse.Namespace) -> int:
         quickstart(args.out, scenes, size, seed=args.seed, tracking_uri=args.tracking_uri, overrides=overrides,
                    epochs=args.epochs, preset=args.preset)
     except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: as `daif train` ends them (daif.signals)
-        from daif.signals import exit_status, signal_number
+        from daif.signals import report_interrupt
 
-        detail = getattr(interrupt, "detail", "") or "no training run was open"
-        print(f"daif quickstart: interrupted by {signal.Signals(signal_number(interrupt)).name}; {detail}", file=sys.stderr)
-        return exit_status(interrupt)
+        return report_interrupt("quickstart", interrupt, getattr(interrupt, "detail", "") or "no training run was open")
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -41,6 +42,13 @@ def signal_number(interrupt: KeyboardInterrupt) -> int:
 def exit_status(interrupt: KeyboardInterrupt) -> int:
     """The shell's convention for a command ended by a signal: 128 + its number."""
     return 128 + signal_number(interrupt)
+
+
+def report_interrupt(command: str, interrupt: KeyboardInterrupt, detail: str) -> int:
+    """Print the one line a command ends with when interrupted, "daif COMMAND: interrupted by SIGNAME; DETAIL", to
+    stderr, and return its exit status (`exit_status`)."""
+    print(f"daif {command}: interrupted by {signal.Signals(signal_number(interrupt)).name}; {detail}", file=sys.stderr)
+    return exit_status(interrupt)
 
 
 @contextlib.contextmanager

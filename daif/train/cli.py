@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 from pathlib import Path
 
 from daif.config import TRAINING_PRESETS, load_config
 from daif.errors import UsageError
-from daif.signals import exit_status, interrupts_raise, signal_number
+from daif.signals import interrupts_raise, report_interrupt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,9 +128,7 @@ def run(args: argparse.Namespace) -> int:
             check_shared_defaults(config.tracking.storage, config.tracking.tracking_uri, "train")  # a cluster needs both
             result = train(config, resume=resume, register=args.register)  # which handles the signals while a run is open
     except KeyboardInterrupt as interrupt:
-        detail = getattr(interrupt, "detail", "") or "before a run started"
-        print(f"daif train: interrupted by {signal.Signals(signal_number(interrupt)).name}; {detail}", file=sys.stderr)
-        return exit_status(interrupt)
+        return report_interrupt("train", interrupt, getattr(interrupt, "detail", "") or "before a run started")
     print(f"MLflow run:       {result.run_id}  ({result.tracking_uri})")
     print(f"model URI:        {result.model_uri}")
     if args.register is not None:

@@ -12,12 +12,11 @@ before Ray starts.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from daif.config import TRAINING_PRESETS
 from daif.errors import UsageError
-from daif.signals import exit_status, signal_number
+from daif.signals import report_interrupt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -191,9 +190,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"daif tune: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: run_search ended its MLflow runs KILLED
-        print(f"daif tune: interrupted by {signal.Signals(signal_number(interrupt)).name}; the search's MLflow runs ended KILLED; "
-              f"continue with: daif tune --resume (same options)", file=sys.stderr)
-        return exit_status(interrupt)
+        return report_interrupt("tune", interrupt, "the search's MLflow runs ended KILLED; continue with: daif tune --resume (same options)")
     print(resolve(result.paths["table_md"]).read_text())
     counts = {}
     for row in result.rows:
