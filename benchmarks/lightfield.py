@@ -1,6 +1,6 @@
 """A real-optics benchmark with strong blur: light fields of procedural scenes refocused by shift-and-add (issue 27).
 
-Scenes (tests/helpers/lightfield.py, each drawn from a seed, nothing downloaded), all inside 1..8 m:
+Scenes (daif/data/lightfield.py, each drawn from a seed, nothing downloaded), all inside 1..8 m:
 - "planes": fronto-parallel cards at 3.2, 2.0 and 1.2 m over a back plane at 7 m (entry 12's layout, scaled);
 - "receding": a floor or wall receding from about 1 m to about 8 m (continuous depth), part of it barely
   textured, with a bust and a post in front of it (occluding edges);
@@ -9,7 +9,7 @@ Each is seen by an n x n grid of pinhole views (n = VIEWS) with a "square" apert
 (those inside the inscribed circle), each view's rays cast against the scene's planes and composited front to
 back, so occlusion is the light field's own: a blurred near edge spreads over the background behind it.
 A refocused image is the mean of the views' rays at shift delta = F b / s, so a point's blur is the aperture's
-shape, (n - 1) F b |1/s - 1/d| px wide (tests/helpers/lightfield.py).
+shape, (n - 1) F b |1/s - 1/d| px wide (daif/data/lightfield.py).
 
 Camera: nyuv2-5's lens (f = 50 mm, p = 12 um) at half its resolution, 160 x 120 (p = 24 um), opened from
 f/8 to f/4.8 so that the largest blur of the depth range at NYUv2-5's focus distances (1, 1.5, 2.5, 4, 6 m)
@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -55,11 +54,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers.lightfield
-
-from tests.helpers.lightfield import SCENE_DEPTH_RANGE, SCENE_FAMILIES, aperture_views, surface_light_field_stack  # noqa: E402
-
-from daif.optics import ThinLensCamera, defocus_sigma, max_defocus_sigma  # noqa: E402
+from daif.data.lightfield import SCENE_DEPTH_RANGE, SCENE_FAMILIES, aperture_views, surface_light_field_stack, write_captured_scene
+from daif.optics import ThinLensCamera, defocus_sigma, max_defocus_sigma
 
 SIZE = (120, 160)  # (H, W)
 FOCUS = (1.0, 1.5, 2.5, 4.0, 6.0)  # NYUv2-5's focus distances, metres
@@ -221,8 +217,6 @@ def parse_names(choices):
 
 def export(root: Path, scenes, seeds, apertures, size, views: int) -> None:
     """`--export`: each scene x seed x aperture's light-field stack as a captured scene under root/train."""
-    from tests.helpers.lightfield import write_captured_scene
-
     started = time.perf_counter()
     for scene_name in scenes:
         for seed in seeds:

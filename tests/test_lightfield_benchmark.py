@@ -1,4 +1,4 @@
-"""The light fields of benchmarks/lightfield.py (tests/helpers/lightfield.py's surface scenes): their blur is the
+"""The light fields of benchmarks/lightfield.py (daif/data/lightfield.py's surface scenes): their blur is the
 aperture's shape, their occlusion is the light field's own, and the benchmark runs end to end at its smoke size."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers.lightfield import (
+from daif.data.lightfield import (
     SCENE_DEPTH_RANGE,
     SCENE_FAMILIES,
     Surface,

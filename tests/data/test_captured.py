@@ -1,5 +1,5 @@
 """Captured focal stacks (`daif render --source focal-stack-folder`): a stack made without our renderer, a 9x9
-light field refocused by shift-and-add (tests/helpers/lightfield.py), stored as given and checked against
+light field refocused by shift-and-add (daif/data/lightfield.py), stored as given and checked against
 physics; scenes without depth or AIF through `daif evaluate` and training; bad folders as one-line errors."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 from scipy.ndimage import binary_erosion, uniform_filter
-from tests.helpers.lightfield import LightFieldScene, light_field_stack, write_captured_scene
+from daif.data.lightfield import LightFieldScene, light_field_stack, write_captured_scene
 
 import daif.cli
 from daif.baseline import depth_from_focus

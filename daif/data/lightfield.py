@@ -1,4 +1,8 @@
-"""A captured focal stack made without our renderer: an n x n light field of textured planes, refocused by shift-and-add.
+"""Focal stacks made without our renderer: an n x n light field of textured planes, refocused by shift-and-add.
+
+An optics model independent of daif.optics (a box or round grid of views, exact per-ray occlusion), for the
+real-optics benchmark (benchmarks/lightfield.py) and the tests of captured stacks; `write_captured_scene` stores a
+stack in the folder layout `--source focal-stack-folder` reads.
 
 Scene: fronto-parallel planes at known depths d [m] (a back plane filling the view, nearer rectangular
 cards), each textured with `daif.data.synthetic.make_texture`. Cameras: an n x n (n odd, 9 by default) grid of
@@ -23,7 +27,7 @@ s = 1 m with f = 50 mm). Only the width matches: the renderer's PSF is a Gaussia
 the synthetic aperture's a grid of points. Per axis its variance is W^2 (n + 1) / (12 (n - 1)) for the square
 of width W = c / p (1.67 times the Gaussian's and a disc's W^2 / 16 at n = 9), about W^2 / 16 for the disc.
 
-`SurfaceScene` (benchmarks/lightfield.py) generalises the planes to any planes, slanted ones included (a floor or
+`SurfaceScene` generalises the planes to any planes, slanted ones included (a floor or
 wall receding in depth), with any coverage. Its light field is not rendered view by view: each refocused pixel x
 is the mean over the views of the colour that view's ray through x - (i, j) delta meets first (`cast_rays`:
 every plane intersected, composited front to back by depth along that ray), so occlusion is exact per ray
