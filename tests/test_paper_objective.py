@@ -1,6 +1,6 @@
 """The paper's objective learns depth: DAIF-Net (one regressed depth channel, no analytic depth anywhere) trained
-from a constant start on 16 rendered scenes, with the quickstart preset's objective and no ground truth (data and model
-at the paper's 7x7 renderer window, depth linear in metres, where the figures below were measured).
+from a constant start on 16 rendered scenes, with the quickstart preset's objective exactly as it ships (no renderer
+window, depth linear in log depth) and no ground truth.
 
 Independent expectations, from the true depth that training never sees:
 - the depth is no longer a constant: its spread std(log D) reaches a share of the true spread;
@@ -8,14 +8,16 @@ Independent expectations, from the true depth that training never sees:
 - it beats every constant: its mean |log D - log D*| falls below that of the best constant per image (the
   median of the true depth, an oracle no collapsed model can beat).
 And the control: the same training with the "select" head's defocus prior off (its untrained AIF is the stack's
-mean, the shortcut of docs/experiments.md entry 1) leaves the depth uncorrelated with the truth and no better
+mean, the shortcut of docs/experiments.md entry 1) leaves the depth barely correlated with the truth and no better
 than a constant: the checks can fail.
 
-Figures on this machine (2 threads; 400 Adam steps of batch 4, 64x64, width 8, three levels): seeds 0/1/2
-reached correlation 0.65 / 0.26 / 0.49, spread 0.43 / 0.29 / 0.34 of the truth's, error 0.74 / 1.01 / 0.85 of
-the best constant's (one thread: 0.63 / 0.26 / 0.57, 0.77 / 1.01 / 0.81); the control read correlation 0.20,
-spread 0.25, error 1.07. The onset of learning varies with the seed, so the checks are on the median seed
-(correlation > 0.35, error < 0.95) and on every seed for the spread; the control must fail the median checks.
+Figures on this machine (2 threads; 400 Adam steps of batch 4, 64x64, width 8, three levels, about 45 s a run):
+seeds 0/1/2 reached correlation 0.80 / 0.58 / 0.58, spread 0.71 / 0.40 / 0.37 of the truth's, error 0.56 / 0.84 /
+0.84 of the best constant's (one thread: 0.81 / 0.50 / 0.58, 0.70 / 0.36 / 0.37, 0.56 / 0.89 / 0.85); the
+control read correlation 0.33, spread 0.31, error 0.97 (one thread: 0.33, 0.30, 0.97). Seeds 3 and 4, not
+checked: correlation 0.67 and 0.24 (the onset of learning varies with the seed). So the checks are on the median
+seed (correlation > 0.45, error < 0.92) and on every seed for the spread (> 0.2); the control must fail the median
+checks (docs/experiments.md entry 28).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ SEEDS = (0, 1, 2)
 
 @pytest.fixture(scope="module")
 def scenes():
-    """16 quickstart-like scenes (daif.data.synthetic) rendered with the NYUv2 5-image camera."""
+    """16 quickstart-like scenes (daif.data.synthetic) rendered with the NYUv2 5-image camera and no window."""
     from daif.data.synthetic import make_scene
     from daif.optics import ThinLensCamera, render_focal_stack
 
@@ -45,15 +47,14 @@ def scenes():
     depth = torch.stack([torch.from_numpy(scene["depth"])[None] for scene in made])
     focus = torch.tensor([1.0, 1.5, 2.5, 4.0, 6.0]).expand(SCENES, -1).contiguous()
     with torch.no_grad():
-        stack = render_focal_stack(aif, depth, focus, camera)
+        stack = render_focal_stack(aif, depth, focus, camera, None)
     return stack, focus, depth, camera
 
 
 def _train(seed: int, scenes, overrides=()) -> torch.Tensor:
     """The depth (B, 1, H, W) of every scene after STEPS steps of the quickstart objective; no ground truth."""
     stack, focus, _, camera = scenes
-    config = load_config(preset="quickstart", overrides=["model.width=8", "loss.kernel_size=7", "model.depth_mapping=sigmoid",
-                                                           *overrides])  # the data's window; the mapping of the figures above
+    config = load_config(preset="quickstart", overrides=["model.width=8", *overrides])
     torch.manual_seed(seed)
     net = build_model(config, 0.75, 7.5, camera)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
@@ -93,14 +94,14 @@ def test_the_papers_objective_moves_depth_from_a_constant_towards_the_truth(scen
     for seed, (spread, correlation, error) in zip(SEEDS, scores):
         print(f"seed {seed}: spread {spread:.2f}, correlation {correlation:.2f}, error / best constant's {error:.2f}")
     print(f"control (no defocus prior): spread {control[0]:.2f}, correlation {control[1]:.2f}, error {control[2]:.2f}")
-    assert all(spread > 0.15 for spread, _, _ in scores), scores  # no seed leaves the depth a constant
+    assert all(spread > 0.2 for spread, _, _ in scores), scores  # no seed leaves the depth a constant
     assert _median_passes(scores), scores
     assert not _median_passes([control]), control  # the collapse path does not pass the same checks
 
 
 def _median_passes(scores) -> bool:
-    """The median seed's correlation exceeds 0.35 and its error falls below 0.95 of the best constant's."""
+    """The median seed's correlation exceeds 0.45 and its error falls below 0.92 of the best constant's."""
     middle = len(scores) // 2
     correlation = sorted(correlation for _, correlation, _ in scores)[middle]
     error = sorted(error for _, _, error in scores)[middle]
-    return correlation > 0.35 and error < 0.95
+    return correlation > 0.45 and error < 0.92
