@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 from scipy.ndimage import binary_erosion, uniform_filter
-from daif.data.lightfield import LightFieldScene, light_field_stack, write_captured_scene
 
 import daif.cli
 from daif.baseline import depth_from_focus
+from daif.data.lightfield import LightFieldScene, light_field_stack, write_captured_scene
 from daif.data.store import open_store
 from daif.optics import ThinLensCamera
 
