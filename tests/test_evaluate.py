@@ -16,6 +16,7 @@ from daif.baseline import depth_from_focus
 from daif.search import defocus_search
 from daif.data.bins import BinSampler
 from daif.data.store import open_store
+from daif.losses import reconstruction_error
 from daif.metrics import depth_metrics
 from daif.model import DAIFNet
 
@@ -52,15 +53,18 @@ def tracking_uri(tmp_path_factory):
 
 
 def direct_predictions(store_path: Path, net: DAIFNet, indices) -> dict[str, torch.Tensor]:
-    """Model, baseline and search depth on the test scenes' stacks at `indices`, computed here."""
+    """Model, baseline and search depth on the test scenes' stacks at `indices`, and the model's reconstruction
+    error, computed here."""
     store = open_store(str(store_path))
     scenes = list(store.iter_scenes("test"))
     stack = torch.from_numpy(np.stack([s["stack"][list(indices)] for s in scenes]).transpose(0, 1, 4, 2, 3).copy()).float() / 255
     focus = torch.tensor(store.focus_distances[list(indices)]).expand(len(scenes), -1)
     with torch.no_grad():
-        model_depth = net(stack, focus)[1]
+        model_aif, model_depth = net(stack, focus)
+        model_recon = reconstruction_error(stack, focus, model_aif, model_depth, store.camera)
     return {
         "daif-net": model_depth,
+        "daif-net recon": model_recon,  # (B,), no ground truth
         "baseline": depth_from_focus(stack, focus, store.camera)[0],
         "search": defocus_search(stack, focus, store.camera, net.near, net.far),  # over the model's depth range
         "gt": torch.from_numpy(np.stack([s["depth"] for s in scenes]))[:, None],
@@ -90,6 +94,7 @@ def test_evaluate_writes_metrics_equal_to_daif_metrics(store_and_model, tracking
             assert_metrics_equal(section[reduction], depth_metrics(main[method], main["gt"], main["valid"], reduction=reduction))
             masked = depth_metrics(main[method], main["gt"], main["valid"], max_depth=3.0, reduction=reduction)
             assert_metrics_equal(section[f"{reduction}_max3m"], masked)
+    assert written["methods"]["daif-net"]["aif"]["recon"] == pytest.approx(float(main["daif-net recon"].mean()), rel=1e-5)
     image = depth_metrics(main["daif-net"], main["gt"], main["valid"])
     assert_metrics_equal({k: written[k] for k in ("abs_rel", "sq_rel", "rmse", "rmse_log10", "delta1", "delta2", "delta3")}, {
         k: image[k] for k in ("abs_rel", "sq_rel", "rmse", "rmse_log10", "delta1", "delta2", "delta3")})
@@ -108,6 +113,8 @@ def test_evaluate_writes_metrics_equal_to_daif_metrics(store_and_model, tracking
     assert table[6].startswith("| defocus search |")
     assert f"{written['methods']['baseline']['image']['delta1']:.4f}" in table[5]
     assert f"{written['methods']['search']['image']['delta1']:.4f}" in table[6]
+    images = (out / "metrics.md").read_text().split("### images")[1].strip().splitlines()
+    assert images[2].split(" | ")[-1] == "recon |" and f"{written['methods']['daif-net']['aif']['recon']:.4f}" in images[4]
 
     # generalisation: sizes 2, 3, 5 of the 5-image stacks; 8 skipped with a note; one focus set
     with open(out / "generalisation.csv") as file:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from daif.config import LossConfig
-from daif.losses import blurriness, coarse_aif, objective, photometric_loss, smoothness_loss, term_names
+from daif.losses import blurriness, coarse_aif, objective, photometric_loss, reconstruction_error, smoothness_loss, term_names
 from daif.optics import render_focal_stack
 from tests.helpers.scenes import CAMERA, FOCUS_DISTANCES, make_scenes
 
@@ -92,6 +92,24 @@ def test_ground_truth_reconstructs_its_stack_and_a_wrong_depth_does_not():
     wrong = objective(stack, focus, aif, torch.full_like(depth, 1.0), CAMERA).terms["recon"]
     assert float(right) < 1e-6
     assert float(wrong) > 0.02
+
+
+def test_reconstruction_error_per_scene_by_hand():
+    # constant AIFs re-render to themselves at any depth; each scene's stack is another constant
+    aif = torch.cat([_constant(0.3), _constant(0.6)])
+    stack = torch.cat([_constant(0.5), _constant(0.2)])[:, None].expand(-1, 3, -1, -1, -1)
+    depth = torch.full((2, 1, 16, 16), 2.0, dtype=torch.float64)
+    c1 = 0.01**2
+    expected = [0.85 * (1 - (2 * a * b + c1) / (a * a + b * b + c1)) + 0.15 * abs(a - b) for a, b in ((0.3, 0.5), (0.6, 0.2))]
+    got = reconstruction_error(stack, torch.tensor([1.0, 2.0, 4.0]), aif, depth, CAMERA)
+    assert got.shape == (2,) and got.tolist() == pytest.approx(expected, rel=1e-9)
+
+
+def test_reconstruction_error_is_zero_for_the_truth_of_a_ladder_stack_only():
+    _, focus, aif, depth = make_scenes(2, 32, 32, seed=2)
+    stack = render_focal_stack(aif, depth, focus, CAMERA, kernel_size=None)  # no window: the blur recon renders
+    assert reconstruction_error(stack, focus, aif, depth, CAMERA).max() < 1e-6
+    assert reconstruction_error(stack, focus, aif, torch.full_like(depth, 1.0), CAMERA).min() > 0.02
 
 
 def test_gradient_routing_of_the_reconstruction_terms():

@@ -30,16 +30,17 @@ def _fmt(value: float) -> str:
     return "nan" if value != value else f"{value:.4f}"
 
 
-def markdown_table(methods: dict[str, dict[str, Any]], variant: str) -> str:
-    header = ["method", *TABLE_KEYS]
+def markdown_table(methods: dict[str, dict[str, Any]], variant: str, keys: Sequence[str] = TABLE_KEYS) -> str:
+    header = ["method", *keys]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, section in methods.items():
-        lines.append("| " + " | ".join([label_of(name), *(_fmt(section[variant][k]) for k in TABLE_KEYS)]) + " |")
+        lines.append("| " + " | ".join([label_of(name), *(_fmt(section[variant][k]) for k in keys)]) + " |")
     return "\n".join(lines)
 
 
 def markdown_report(result: dict[str, Any]) -> str:
-    """metrics.md: one table per variant of `result` (metrics.json's content)."""
+    """metrics.md: one table of depth metrics per variant of `result` (metrics.json's content), then one of the
+    image metrics (AIF_KEYS)."""
     focus = result["stack"]["focus_distances"]
     parts = [f"Depth metrics on split '{result['split']}' of {result['data']} ({result['scenes']} scenes, "
              f"stack of {len(focus)} at {', '.join(f'{f:g}' for f in focus)} m)."]
@@ -49,6 +50,9 @@ def markdown_report(result: dict[str, Any]) -> str:
         if mask:
             title += f", ground truth < {mask[3:]}"
         parts += ["", f"### {variant}: {title}", "", markdown_table(result["methods"], variant)]
+    parts += ["", "### images: the AIF's psnr and ssim (against the true AIF), mg and sf, and recon, the error of the stack "
+                  "re-rendered from the method's AIF and depth (no ground truth: lower fits the stack better); means over "
+                  "images", "", markdown_table(result["methods"], "aif", AIF_KEYS)]
     return "\n".join(parts) + "\n"
 
 

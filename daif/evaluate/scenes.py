@@ -23,7 +23,7 @@ class SceneEvaluator:
     daif.data.store). Output: `daif.evaluate.rows.to_columns` of one ImageRow per (scene,
     condition, method, mask), in that nesting order from the outside: condition, method, mask, scene.
     `scenes_without_aif`: ids whose stored AIF is no ground truth (captured stacks without one): their
-    PSNR and SSIM are NaN (MG and SF need no ground truth and are kept).
+    PSNR and SSIM are NaN (MG, SF and recon need no ground truth and are kept).
     """
 
     def __init__(
@@ -98,6 +98,8 @@ class SceneEvaluator:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
+        from daif.losses import reconstruction_error
+
         gt_depth = torch.from_numpy(np.asarray(batch["depth"], dtype=np.float32))[:, None]
         valid = torch.from_numpy(np.asarray(batch["valid"], dtype=bool))[:, None]
         gt_aif = to_float_chw(batch["aif"])
@@ -106,25 +108,30 @@ class SceneEvaluator:
         for condition in self.conditions:
             stack, focus = self.inputs(batch, condition)
             for method in [*self.models, *ANALYTIC]:
-                depth, aif = (t.float().cpu() for t in self.predict(method, stack, focus))
+                depth, aif = (t.float() for t in self.predict(method, stack, focus))
                 if condition.study == "main":
-                    aif_values = aif_metrics(aif, gt_aif)
+                    with torch.no_grad():
+                        recon = reconstruction_error(stack, focus, aif, depth, self.camera).cpu()
+                    depth, aif = depth.cpu(), aif.cpu()
+                    aif_values = image_metrics(aif, gt_aif, recon)
                     for scene_id, values in zip(scene_ids, aif_values):
                         if scene_id in self.scenes_without_aif:
                             values.update(psnr=math.nan, ssim=math.nan)
                 else:
+                    depth, aif = depth.cpu(), aif.cpu()
                     aif_values = [{key: math.nan for key in AIF_KEYS} for _ in scene_ids]
                 for max_depth in self.max_depths:
                     rows += depth_rows(scene_ids, condition.name, method, max_depth, depth, gt_depth, valid, aif_values)
         return to_columns(rows)
 
 
-def aif_metrics(aif, gt_aif) -> list[dict[str, float]]:
-    """Per image of the batch: {AIF_KEYS: value} of predicted `aif` against `gt_aif` (B, 3, H, W)."""
+def image_metrics(aif, gt_aif, recon) -> list[dict[str, float]]:
+    """Per image of the batch: {AIF_KEYS: value}, of predicted `aif` against `gt_aif` (B, 3, H, W), and `recon` (B,),
+    the method's `daif.losses.reconstruction_error` of the stack it was given (no ground truth)."""
     from daif.metrics import mean_gradient, psnr, spatial_frequency, ssim
 
     values = {"mg": mean_gradient(aif).tolist(), "sf": spatial_frequency(aif).tolist(),
-              "psnr": psnr(aif, gt_aif).tolist(), "ssim": ssim(aif, gt_aif).tolist()}
+              "psnr": psnr(aif, gt_aif).tolist(), "ssim": ssim(aif, gt_aif).tolist(), "recon": recon.tolist()}
     return [{key: float(values[key][i]) for key in AIF_KEYS} for i in range(len(aif))]
 
 

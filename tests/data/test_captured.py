@@ -143,6 +143,7 @@ def test_evaluate_reports_no_depth_or_aif_metrics_where_there_is_no_ground_truth
         bare, full = rows[("bare", method)], rows[("full", method)]
         assert bare["count"] == "0" and math.isnan(float(bare["delta1"])) and math.isnan(float(bare["psnr"]))
         assert math.isfinite(float(bare["mg"])) and math.isfinite(float(full["psnr"])) and int(full["count"]) == 24 * 32
+        assert 0 < float(bare["recon"]) < 1  # the stack's reconstruction needs no ground truth
         assert result["methods"][method]["image"]["delta1"] == pytest.approx(float(full["delta1"]))  # "bare" left out
         assert result["methods"][method]["aif"]["psnr"] == pytest.approx(float(full["psnr"]))
     full = next(s for s in store.iter_scenes("test") if s["scene_id"] == "full")
