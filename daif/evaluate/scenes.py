@@ -109,16 +109,15 @@ class SceneEvaluator:
             stack, focus = self.inputs(batch, condition)
             for method in [*self.models, *ANALYTIC]:
                 depth, aif = (t.float() for t in self.predict(method, stack, focus))
-                if condition.study == "main":
-                    with torch.no_grad():
-                        recon = reconstruction_error(stack, focus, aif, depth, self.camera).cpu()
-                    depth, aif = depth.cpu(), aif.cpu()
+                main = condition.study == "main"
+                recon = reconstruction_error(stack, focus, aif, depth, self.camera).cpu() if main else None
+                depth, aif = depth.cpu(), aif.cpu()
+                if main:
                     aif_values = image_metrics(aif, gt_aif, recon)
                     for scene_id, values in zip(scene_ids, aif_values):
                         if scene_id in self.scenes_without_aif:
                             values.update(psnr=math.nan, ssim=math.nan)
                 else:
-                    depth, aif = depth.cpu(), aif.cpu()
                     aif_values = [{key: math.nan for key in AIF_KEYS} for _ in scene_ids]
                 for max_depth in self.max_depths:
                     rows += depth_rows(scene_ids, condition.name, method, max_depth, depth, gt_depth, valid, aif_values)
