@@ -93,8 +93,8 @@ def main() -> None:
     options = args.options.split(",")
     sets = {
         "rgbd-dev": RenderConfig(out="unused", source="rgbd-folder", input=args.rgbd, depth_scale=1000.0, preset="nyuv2-dense",
-                                 split="test", val_fraction=0.0),
-        "synthetic": RenderConfig(out="unused", preset="nyuv2-dense", scenes=args.synthetic, split="train", val_fraction=0.0),
+                                 split="test", val_fraction=0.0, kernel_size=7),
+        "synthetic": RenderConfig(out="unused", preset="nyuv2-dense", scenes=args.synthetic, split="train", val_fraction=0.0, kernel_size=7),
     }
     workdir = tempfile.mkdtemp(prefix="daif-bench-compression-", dir=os.environ.get("TMPDIR"))
     result = {"setting": "nyuv2-dense preset, 320x240, 100 focus distances, kernel 7; one shard per set; 1 thread",

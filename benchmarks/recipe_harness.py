@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     parser.add_argument("--train-scenes", type=int, default=256)
     parser.add_argument("--val-scenes", type=int, default=48)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--data-kernel-size", default="7", help="renderer window of the data; 'none': the ladder")
+    parser.add_argument("--data-kernel-size", default="none", help="renderer window of the data: none (the ladder, training's default) or K")
     parser.add_argument("--eval-every", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", dest="overrides", nargs="*", default=[])

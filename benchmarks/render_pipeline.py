@@ -74,12 +74,13 @@ def bare_render(config: RenderConfig, threads: int) -> dict:
 
 
 def timed_renders(workdir: str, scenes: int, shard_size: int, compression: str, num_cpus: int, repeats: int, reading: bool) -> dict:
-    config = RenderConfig(out="", preset="nyuv2-dense", scenes=scenes, shard_size=shard_size, val_fraction=0.0, compression=compression)
+    config = RenderConfig(out="", preset="nyuv2-dense", scenes=scenes, shard_size=shard_size, val_fraction=0.0, compression=compression,
+                          kernel_size=7)  # the window its recorded figures used
     ray.init(num_cpus=num_cpus, object_store_memory=600 << 20, include_dashboard=False)
     runs, bares = [], [bare_render(config, num_cpus)]
     try:
         warm = RenderConfig(out=os.path.join(workdir, f"warmup-{num_cpus}"), preset="nyuv2-dense", size=(48, 64),
-                            scenes=2 * num_cpus, shard_size=1, val_fraction=0.0, compression=compression)
+                            scenes=2 * num_cpus, shard_size=1, val_fraction=0.0, compression=compression, kernel_size=7)
         render_store(warm)
         for repeat in range(repeats):
             out = os.path.join(workdir, f"cpus{num_cpus}-{repeat}")

@@ -88,8 +88,8 @@ def window_size(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an odd integer >= 3 or none, got {text!r}") from None
 
 
-KERNEL_SIZE_HELP = ("side of the renderer's blur window in pixels (odd, >= 3; the paper's 7), or none: no window, the ladder "
-                    "renderer, whose blur has no ceiling (a window caps blur near sigma 0.41 K)")
+KERNEL_SIZE_HELP = ("the renderer's blur window: none (the default), the ladder renderer, whose blur has no ceiling; or its "
+                    "side K in pixels (odd, >= 3; the paper's 7), which caps blur near sigma 0.41 K")
 
 
 def warn_deprecated(parser: argparse.ArgumentParser, old: str, new: str) -> None:

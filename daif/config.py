@@ -32,7 +32,13 @@ SEARCH_TERMS = ("cost", "cost_smooth")  # loss terms of the "search" depth head 
 
 # Defaults that the model, the defocus search and the dataclasses below share (one place each)
 DEPTH_RANGE = (0.1, 10.0)  # metres, DAIF-Net's [near, far] when none is given (NYUv2's depth clip, method.md)
-KERNEL_SIZE = 7  # px, the renderer's window K (the paper's)
+# the renderer's window K [px] of `daif render`, `daif demo` and training (loss.kernel_size) by default: none, the
+# ladder renderer (daif.optics.ladder), whose blur has no ceiling, so the support covers whatever blur the camera
+# makes; a window K caps blur near sigma 0.41 K (the store records the data's largest blur, training checks it)
+KERNEL_SIZE: int | None = None
+# px, the paper's window: the default of the optics primitives (daif.optics.render) and the defocus search
+# (daif.search), which callers give the store's or the model's window
+PAPER_KERNEL_SIZE = 7
 AIF_TEMPERATURE = 1.0  # px, T of the "select" AIF head's defocus prior -sigma(D, s_k) / T
 SEARCH_CANDIDATES = 24  # candidate depths of the defocus search and the "search" head, log-spaced over [near, far]
 SEARCH_WINDOW = 3  # px, the box the defocus search averages its error over
@@ -127,7 +133,8 @@ def _check_unit(name: str, value: float) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Loss weights and parameters (`daif.losses.objective`); defaults are the paper's published command."""
+    """Loss weights and parameters (`daif.losses.objective`); defaults are the paper's published command, except the
+    renderer: no window (KERNEL_SIZE), where the paper's 7x7 window caps blur near sigma 2.9 px."""
 
     recon: float = 1000.0
     blur: float = 10.0
@@ -138,7 +145,7 @@ class LossConfig:
     alpha: float = 0.85  # SSIM share of the photometric terms
     coarse_aif: str = "hard"  # "hard" | "soft"
     temperature: float = 1.0  # px of defocus, softmin temperature of the "soft" coarse AIF
-    kernel_size: int | None = KERNEL_SIZE  # renderer window K (the paper's 7); null: no window (daif.optics.ladder, no blur ceiling)
+    kernel_size: int | None = KERNEL_SIZE  # renderer window K (odd, the paper's 7), or null: no window (daif.optics.ladder, no blur ceiling)
     recon_scales: int = 1  # the recon term is the mean over this many pyramid levels (2x average pooling each)
     recon_trains_depth: bool = True  # False: the recon term's gradient reaches the AIF only
     # the "search" depth head's terms (daif.search_head), beyond the paper; weight 0: off
@@ -248,7 +255,9 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 # regressed channel and learns through the paper's reconstruction; the "select" AIF head carries the defocus prior of
 # that depth (an untrained head's AIF is the soft coarse AIF, not the stack's mean, whose blur made depth collapse in
 # entry 1); the coarse AIF is soft, so the coarse-AIF blur loss reaches depth (Table 4's blur axis); loss scales at the
-# paper's best Table-4 cell (recon 100, blur 10).
+# paper's best Table-4 cell (recon 100, blur 10); no renderer window (the default): the stacks and the model's renders
+# carry every blur the camera makes (sigma up to 15.3 px on the quickstart's 64x64 data, where a 7x7 window caps it
+# near 2.9 px and the objective collapsed; entry 23).
 PAPER_RECIPE: dict[str, Any] = {
     "model": {"depth_head": "regress", "aif_head": "select", "aif_temperature": 1.0},
     "loss": {"recon": 100.0, "blur": 10.0, "coarse_aif": "soft", "temperature": 1.0, "aif_recon": 0.0, "aif_blur": 0.0,
@@ -273,24 +282,22 @@ TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     # one worker of 1.5 CPUs (two torch threads, half a CPU left to Ray Data on a 2-core machine)
     # (batch 4 and 40 epochs, chosen on the validation reconstruction: at equal compute, 2400 steps of batch 4
     # reached val/recon 0.0223 where 800 steps of batch 12 reached 0.0284, and it still fell at 2400; entry 18);
-    # no renderer window (the ladder): the store's stacks and the model's renders carry every blur the camera makes
-    # at the scenes' depths (sigma up to 15.3 px at 64x64, where a 7x7 window caps it near 2.9 px; entry 23)
     # depth linear in log depth (d sigma / d raw ~ 1 / D, not 1 / D^2: the far range keeps a gradient; chosen on the
     # validation reconstruction, entry 27)
     "quickstart": _merge(_merge(_QUICKSTART_RUN, PAPER_RECIPE), {
         "model": {"depth_mapping": "log"},
-        "loss": {"kernel_size": None},
         "optim": {"batch_size": 4},
         "train": {"epochs": 40, "figures_every": 10},
     }),
     # `daif quickstart --preset quickstart-search`: beyond the paper, the "search" depth head refines the defocus
     # search's cost volume (daif.search), trained on the expected cost with a light edge-aware smoothness (an MRF
     # energy); the "select" AIF head starts at the coarse AIF of that depth and learns from the paper's
-    # reconstruction with depth held fixed (docs/experiments.md, entries 11, 15 and 17)
+    # reconstruction with depth held fixed (docs/experiments.md, entries 11, 15 and 17); its cost volume renders with
+    # the paper's 7x7 window, as measured there (`daif quickstart` renders its store the same way)
     "quickstart-search": _merge(_QUICKSTART_RUN, {
         "model": {"depth_head": "search", "aif_head": "select"},
         "loss": {"cost": 1.0, "cost_smooth": 0.01, "recon": 1.0, "recon_trains_depth": False,
-                 "blur": 0.0, "aif_recon": 0.0, "aif_blur": 0.0, "smooth": 0.0},
+                 "blur": 0.0, "aif_recon": 0.0, "aif_blur": 0.0, "smooth": 0.0, "kernel_size": PAPER_KERNEL_SIZE},
         "optim": {"batch_size": 8, "lr": 1e-3},
         "train": {"epochs": 16, "figures_every": 8},
     }),

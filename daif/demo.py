@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from daif.config import KERNEL_SIZE
 from daif.data.synthetic import make_scene
 from daif.data.pipeline import render_scene_stack
 from daif.optics import defocus_sigma, get_preset
 from daif.viz import focal_stack_rows, grid_figure, save_figure
 
 
-def render_demo(out: str | Path, camera: str = "nyuv2-5", seed: int = 0, kernel_size: int | None = 7) -> Path:
+def render_demo(out: str | Path, camera: str = "nyuv2-5", seed: int = 0, kernel_size: int | None = KERNEL_SIZE) -> Path:
     """Render a textured synthetic scene with the camera preset's lens and focus distances; returns the PNG path."""
     setting = get_preset(camera)
     near = max(setting.depth_range[0], setting.focus_distances[0] * 0.7)
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                  help="camera preset: its camera, focus distances and image size")
     add_deprecated(parser, "--preset", camera)
     parser.add_argument("--seed", type=int, default=0, help="seeds the synthetic scene")
-    parser.add_argument("--kernel-size", type=window_size, default=7, help=KERNEL_SIZE_HELP)
+    parser.add_argument("--kernel-size", type=window_size, default=KERNEL_SIZE, help=KERNEL_SIZE_HELP)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from daif._checks import check_focus_distances, check_odd_size, check_tensor, check_unit_interval
-from daif.config import KERNEL_SIZE, SEARCH_CANDIDATES, SEARCH_INTENSITY_WEIGHT, SEARCH_WINDOW
+from daif.config import PAPER_KERNEL_SIZE, SEARCH_CANDIDATES, SEARCH_INTENSITY_WEIGHT, SEARCH_WINDOW
 from daif.optics import ThinLensCamera, defocus_sigma, render_uniform_defocus, sigma_for_variance, window_variance
 
 
@@ -78,7 +78,7 @@ def cost_volume(
     near: float,
     far: float,
     candidates: int = SEARCH_CANDIDATES,
-    kernel_size: int | None = KERNEL_SIZE,
+    kernel_size: int | None = PAPER_KERNEL_SIZE,
 ) -> CostVolume:
     """Per-pixel coarse reconstruction error of J candidate depths log-spaced over [near, far] metres.
 
@@ -135,7 +135,7 @@ def defocus_search(
     far: float,
     candidates: int = SEARCH_CANDIDATES,
     window: int = SEARCH_WINDOW,
-    kernel_size: int | None = KERNEL_SIZE,
+    kernel_size: int | None = PAPER_KERNEL_SIZE,
     intensity_weight: float = SEARCH_INTENSITY_WEIGHT,
 ) -> torch.Tensor:
     """Per-pixel depth (B, 1, H, W) metres in [near, far] minimising the coarse reconstruction error.

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from daif._checks import check_kernel_size, check_unit_interval
-from daif.config import KERNEL_SIZE, SEARCH_CANDIDATES, SEARCH_INTENSITY_WEIGHT, Config, LossConfig, check_model_int
+from daif.config import PAPER_KERNEL_SIZE, SEARCH_CANDIDATES, SEARCH_INTENSITY_WEIGHT, Config, LossConfig, check_model_int
 from daif.losses import ExtraTerms, smoothness_loss
 from daif.model import DepthHead, require_camera
 from daif.optics import ThinLensCamera
@@ -68,7 +68,7 @@ class SearchDepth(DepthHead):
 
     name = "search"
 
-    def __init__(self, near: float, far: float, candidates: int = SEARCH_CANDIDATES, kernel_size: int | None = KERNEL_SIZE,
+    def __init__(self, near: float, far: float, candidates: int = SEARCH_CANDIDATES, kernel_size: int | None = PAPER_KERNEL_SIZE,
                  cost_intensity_weight: float = SEARCH_INTENSITY_WEIGHT) -> None:
         super().__init__(near, far)
         self.candidates = check_model_int("candidates", candidates)

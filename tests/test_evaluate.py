@@ -66,7 +66,7 @@ def direct_predictions(store_path: Path, net: DAIFNet, indices) -> dict[str, tor
         "daif-net": model_depth,
         "daif-net recon": model_recon,  # (B,), no ground truth
         "baseline": depth_from_focus(stack, focus, store.camera)[0],
-        "search": defocus_search(stack, focus, store.camera, net.near, net.far),  # over the model's depth range
+        "search": defocus_search(stack, focus, store.camera, net.near, net.far, kernel_size=store.kernel_size),  # over the model's depth range
         "gt": torch.from_numpy(np.stack([s["depth"] for s in scenes]))[:, None],
         "valid": torch.from_numpy(np.stack([s["valid"] for s in scenes]))[:, None],
     }

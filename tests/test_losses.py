@@ -128,7 +128,7 @@ def test_gradient_routing_of_the_reconstruction_terms():
 def test_targets_at_other_focus_distances():
     stack, focus, aif, depth = make_scenes(1, 32, 32, seed=4)
     target_focus = torch.tensor([[0.35, 0.6, 1.0]])
-    targets = render_focal_stack(aif, depth, target_focus, CAMERA)
+    targets = render_focal_stack(aif, depth, target_focus, CAMERA, LossConfig().kernel_size)
     result = objective(stack, focus, aif, depth, CAMERA, LossConfig(), targets, target_focus)
     assert result.reconstruction.shape == (1, 3, 3, 32, 32)
     assert float(result.terms["recon"]) < 1e-6
@@ -152,7 +152,7 @@ def test_total_is_the_weighted_sum_of_the_terms():
 def test_loss_config_defaults_and_checks():
     config = LossConfig()
     assert (config.recon, config.blur, config.aif_recon, config.aif_blur, config.smooth) == (1000, 10, 100, 10, 10)
-    assert (config.smooth_beta, config.alpha, config.coarse_aif, config.kernel_size) == (2.5, 0.85, "hard", 7)
+    assert (config.smooth_beta, config.alpha, config.coarse_aif, config.kernel_size) == (2.5, 0.85, "hard", None)
     assert (config.recon_trains_depth, config.cost, config.cost_smooth) == (True, 0, 0)  # the paper's objective
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.recon = 1.0

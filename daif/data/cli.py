@@ -44,6 +44,7 @@ def command_line() -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from daif.align import ALIGN_MODES
     from daif.cli import KERNEL_SIZE_HELP, ValuesAction, add_deprecated, window_size
+    from daif.config import KERNEL_SIZE
     from daif.data.pipeline import DEFAULT_PRESET, SPLIT_CHOICES
     from daif.data.registry import SOURCES
     from daif.data.store import DEFAULT_COMPRESSION
@@ -70,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-focus", type=int, help="number of focus distances, uniform in --focus-range")
     parser.add_argument("--focus-range", action=ValuesAction, type=float, count=2, metavar=("LOW", "HIGH"),
                         help="metres, default the camera preset's range")
-    parser.add_argument("--kernel-size", type=window_size, default=7, help=KERNEL_SIZE_HELP)
+    parser.add_argument("--kernel-size", type=window_size, default=KERNEL_SIZE, help=KERNEL_SIZE_HELP)
     parser.add_argument("--psf", default="gaussian", choices=["gaussian", "disc", "layered"],
                         help="point-spread function of the rendered stacks: gaussian (the model's renderer, --kernel-size), "
                              "disc (a round aperture) or layered (discs with occlusion at depth edges, as a real lens)")

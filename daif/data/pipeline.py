@@ -26,6 +26,7 @@ import torch
 
 from daif._checks import check_kernel_size
 from daif.align import ALIGN_MODES
+from daif.config import KERNEL_SIZE
 from daif.data import store
 from daif.data.bins import split_bins
 from daif.data.progress import configure_progress
@@ -59,7 +60,7 @@ class RenderConfig:
     num_focus: int | None = None
     focus_range: tuple[float, float] | None = None
     camera: str | None = None  # "f,N,p" in metres or a preset name; default the preset's camera
-    kernel_size: int | None = 7  # the renderer window K; None: no window (the ladder renderer)
+    kernel_size: int | None = KERNEL_SIZE  # the renderer window K; None: no window (the ladder renderer)
     psf: str = "gaussian"  # daif.optics.psf.PSF_MODELS: "gaussian" (the renderer above), "disc" or "layered"
     align: str = "scale"  # captured sources: "scale" aligns each stack for focus breathing, "none" (daif.data.captured)
     compression: str = store.DEFAULT_COMPRESSION
@@ -231,7 +232,7 @@ def render_scene_stack(
     scene: dict[str, Any],
     focus_distances: np.ndarray,
     camera: ThinLensCamera,
-    kernel_size: int | None = 7,
+    kernel_size: int | None = KERNEL_SIZE,
     device: str = "cpu",
     psf: str = "gaussian",
 ) -> np.ndarray:

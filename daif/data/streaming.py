@@ -16,6 +16,7 @@ import numpy as np
 import ray
 import torch
 
+from daif.config import KERNEL_SIZE
 from daif.data.bins import split_bins
 from daif.data.progress import configure_progress
 from daif.data.sources import Source, prepare_scene
@@ -37,7 +38,7 @@ def draw_focus_distances(rng: np.random.Generator, ranges: np.ndarray, batch_siz
     return (low + rng.random((batch_size, len(ranges))) * (high - low)).astype(np.float32)
 
 
-def render_rows(rows: dict[str, np.ndarray], focus_distances: np.ndarray, camera: ThinLensCamera, kernel_size: int | None = 7) -> np.ndarray:
+def render_rows(rows: dict[str, np.ndarray], focus_distances: np.ndarray, camera: ThinLensCamera, kernel_size: int | None = KERNEL_SIZE) -> np.ndarray:
     """(B, K, H, W, 3) uint8 stacks of a numpy batch of scenes at per-sample focus distances (B, K)."""
     aif = to_float_chw(rows["aif"])
     depth = torch.from_numpy(np.array(rows["depth"], dtype=np.float32))[:, None]
@@ -53,7 +54,7 @@ class StreamRenderer:
     across epochs and are reproducible.
     """
 
-    def __init__(self, camera: dict[str, float], ranges: np.ndarray, seed: int, epoch: int, kernel_size: int | None = 7):
+    def __init__(self, camera: dict[str, float], ranges: np.ndarray, seed: int, epoch: int, kernel_size: int | None = KERNEL_SIZE):
         self.camera = ThinLensCamera.from_dict(camera)
         self.ranges, self.seed, self.epoch, self.kernel_size = np.asarray(ranges), seed, epoch, kernel_size
 
@@ -71,7 +72,7 @@ def stream_focal_stacks(
     num_bins: int = 5,
     seed: int = 0,
     epoch: int = 0,
-    kernel_size: int | None = 7,
+    kernel_size: int | None = KERNEL_SIZE,
     batch_size: int = 4,
 ) -> ray.data.Dataset:
     """Rows of `scenes` plus an on-the-fly stack of `num_bins` images drawn from the bins of `focus_distances`."""

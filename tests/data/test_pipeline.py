@@ -40,7 +40,7 @@ def test_summary_and_manifest(dense_store):
         assert shard.attrs["camera_focal_length"] == preset.camera.focal_length
         assert shard.attrs["camera_f_number"] == preset.camera.f_number
         assert shard.attrs["camera_pixel_size"] == preset.camera.pixel_size
-        assert (shard.attrs["kernel_size"], shard.attrs["source"], shard.attrs["split"]) == (7, "synthetic", "train")
+        assert (shard.attrs["kernel_size"], shard.attrs["source"], shard.attrs["split"]) == (0, "synthetic", "train")  # no window (the default); HDF5 holds no null
         assert shard["stack"].shape == (2, 10, 24, 32, 3) and shard["stack"].chunks == (1, 1, 24, 32, 3)
         assert shard["stack"].compression is None  # the default, store.DEFAULT_COMPRESSION = "none"
         np.testing.assert_array_equal(shard["focus_distances"][()], store.focus_distances)
@@ -59,7 +59,7 @@ def test_rendered_stacks_equal_the_renderer_applied_directly(dense_store):
         np.testing.assert_array_equal(scene["depth"], expected["depth"])
         aif = torch.from_numpy(expected["aif"]).permute(2, 0, 1)[None].float() / 255.0
         depth = torch.from_numpy(expected["depth"])[None, None]
-        stack = render_focal_stack(aif, depth, torch.from_numpy(store.focus_distances), store.camera)[0]
+        stack = render_focal_stack(aif, depth, torch.from_numpy(store.focus_distances), store.camera, store.kernel_size)[0]
         stack = (stack.clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()
         assert np.abs(scene["stack"].astype(np.float64) - stack).max() <= 1.0
         assert np.abs(scene["stack"].astype(np.float64) - scene["aif"][None]).mean() > 1.0  # defocus is visible

@@ -29,7 +29,7 @@ def test_streamed_stacks_match_the_renderer_and_vary_by_epoch(dense_store):
     store = open_store(str(out))
     scenes = read_split(str(out), "train", columns=SCENE_COLUMNS).materialize()
     epochs = [
-        stream_focal_stacks(scenes, store.camera, store.focus_distances, num_bins=5, seed=1, epoch=e).take_all()
+        stream_focal_stacks(scenes, store.camera, store.focus_distances, num_bins=5, seed=1, epoch=e, kernel_size=store.kernel_size).take_all()
         for e in (0, 1, 0)
     ]
     rows = epochs[0]
@@ -40,7 +40,7 @@ def test_streamed_stacks_match_the_renderer_and_vary_by_epoch(dense_store):
     np.testing.assert_array_equal(rows[0]["focus_distances"], epochs[2][0]["focus_distances"])
     aif = torch.tensor(rows[0]["aif"]).permute(2, 0, 1)[None].float() / 255.0
     depth = torch.tensor(rows[0]["depth"])[None, None]
-    expected = render_focal_stack(aif, depth, torch.tensor(rows[0]["focus_distances"])[None], store.camera)[0]
+    expected = render_focal_stack(aif, depth, torch.tensor(rows[0]["focus_distances"])[None], store.camera, store.kernel_size)[0]
     expected = (expected.clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()
     assert np.abs(rows[0]["stack"].astype(np.float64) - expected).max() <= 1.0
     batch = make_batch(

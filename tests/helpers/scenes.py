@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from daif.config import KERNEL_SIZE
 from daif.optics import ThinLensCamera, render_focal_stack
 
 # DefocusNet camera (method.md presets): defocus of several pixels across 0.3..1.8 m at small sizes
@@ -31,8 +32,10 @@ def depth_ramp(height: int, width: int, near: float, far: float, horizontal: boo
     return (depth[None, None, :].expand(1, height, width) if horizontal else depth[None, :, None].expand(1, height, width)).clone()
 
 
-def make_scenes(batch: int, height: int, width: int, seed: int = 0, focus_distances=FOCUS_DISTANCES, camera=CAMERA):
-    """Scenes with a ramp (alternating horizontal/vertical, random ends within 0.3..1.8 m).
+def make_scenes(batch: int, height: int, width: int, seed: int = 0, focus_distances=FOCUS_DISTANCES, camera=CAMERA,
+                kernel_size: int | None = KERNEL_SIZE):
+    """Scenes with a ramp (alternating horizontal/vertical, random ends within 0.3..1.8 m), their stacks rendered
+    with `kernel_size` (default: training's, daif.config.KERNEL_SIZE).
 
     Returns stack (B, S, 3, H, W), focus (B, S), aif (B, 3, H, W), depth (B, 1, H, W), float32.
     """
@@ -47,5 +50,5 @@ def make_scenes(batch: int, height: int, width: int, seed: int = 0, focus_distan
     depth = torch.stack(depths).float()
     focus = torch.tensor(focus_distances, dtype=torch.float32).expand(batch, -1).clone()
     with torch.no_grad():
-        stack = render_focal_stack(aif, depth, focus, camera)
+        stack = render_focal_stack(aif, depth, focus, camera, kernel_size)
     return stack, focus, aif, depth

@@ -33,9 +33,8 @@ def test_train_init_from_pretrained_starts_from_its_weights(tiny_store, tmp_path
     from daif.config import load_config
     from daif.train.driver import check_inputs
 
-    # tiny_store is rendered with the 7x7 window; the quickstart preset's own is none (the ladder)
     config = load_config(preset="quickstart", overrides=[f"data.path={tiny_store}", "train.init_from=pretrained",
-                                                         "loss.kernel_size=7", "model.depth_mapping=sigmoid", f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
+                                                         "model.depth_mapping=sigmoid", f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
     assert config.train.init_from == "pretrained"  # the shipped model's name, not a path in this folder
     state = check_inputs(config).init_state
     from daif.pretrained import load
@@ -57,7 +56,7 @@ def test_a_model_that_renders_otherwise_than_its_data_is_refused(tiny_store, tmp
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert err.endswith(f"loss.kernel_size: the model renders with a 5x5 window, the data in {tiny_store} was rendered with "
-                        "a 7x7 window; the data's blur reaches sigma 15.32 px: set loss.kernel_size=7")
+                        "no window (the ladder renderer); the data's blur reaches sigma 15.32 px: set loss.kernel_size=null")
     assert ray_starts == [] and not (tmp_path / "runs").exists()
 
 
@@ -69,7 +68,7 @@ def test_a_window_that_caps_the_blur_of_other_optics_is_refused(ray_local, tmp_p
     render_store(RenderConfig(out=str(store), source="synthetic", preset="nyuv2-5", size=(16, 16), scenes=6, shard_size=3,
                               psf="disc", depth_range=(0.75, 7.5)))
     capsys.readouterr()
-    code = main(["train", "--data", str(store), "--num-cpus", "2", "--storage", str(tmp_path / "runs")])
+    code = main(["train", "--data", str(store), "--num-cpus", "2", "--storage", str(tmp_path / "runs"), "--set", "loss.kernel_size=7"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert err.endswith(f"loss.kernel_size: the model renders with a 7x7 window, which caps blur near sigma 2.90 px; the stacks in {store} (disc) "
