@@ -183,6 +183,13 @@ class OptimConfig:
     schedule: str = "cosine"  # "cosine" annealing over all iterations, or "constant"
     batch_size: int = 32  # global, split across workers
     grad_clip: float = 0.0  # max gradient norm; 0 = off
+    warmup_epochs: float = 0.0  # linear warm-up of the learning rate over this many epochs, then the schedule
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule: expected 'cosine' or 'constant', got {self.schedule!r}")
+        if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
+            raise ValueError(f"warmup_epochs: expected a finite number of epochs >= 0, got {self.warmup_epochs!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,6 +39,8 @@ def test_flatten_gives_dotted_keys_for_mlflow():
         ("scaling.use_gpu=1", "scaling.use_gpu"),
         ("loss.coarse_aif=medium", "coarse_aif"),
         ("data.fixed_indices=3", "data.fixed_indices"),
+        ("optim.schedule=step", "schedule"),
+        ("optim.warmup_epochs=-1", "warmup_epochs"),
     ],
 )
 def test_bad_values_name_the_key(override, message):

@@ -56,11 +56,18 @@ def forward_objective(net: DAIFNet, model: torch.nn.Module, stack: torch.Tensor,
     return out, objective(stack, focus, out["aif"], out["depth"], camera, loss, extra_terms=net.depth_head.terms(loss, out))
 
 
-def lr_factor(step: int, total_steps: int, schedule: str) -> float:
-    """Cosine annealing over all iterations (held at its end if training runs longer)."""
+def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int = 0) -> float:
+    """The learning rate's factor at optimiser step `step` (0-based) of `total_steps`.
+
+    Warm-up: (step + 1) / warmup_steps while step < warmup_steps. Then "constant": 1, or "cosine":
+    0.5 (1 + cos(pi t)) with t = (step - warmup_steps) / (total_steps - warmup_steps), held at t = 1 if training
+    runs longer."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
     if schedule == "constant":
         return 1.0
-    return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
+    span = max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup_steps, span) / span))
 
 
 def samplers(config: Config, num_images: int) -> tuple[BinSampler, BinSampler]:
@@ -169,7 +176,9 @@ def _setup(loop_config: dict[str, Any]) -> Worker:
     model = ray.train.torch.prepare_model(net)  # to the device; DDP when world_size > 1
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     total_steps = loop_config["steps_per_epoch"] * config.train.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, config.optim.schedule))
+    warmup_steps = round(loop_config["steps_per_epoch"] * config.optim.warmup_epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, config.optim.schedule, warmup_steps))
     return Worker(
         config=config, loop_config=loop_config, rank=context.get_world_rank(), world_size=context.get_world_size(),
         device=device, camera=camera,
@@ -192,7 +201,7 @@ def _restore(worker: Worker, checkpoint, resume_dir: str | None) -> None:
     worker.step, worker.start_epoch = int(state["step"]), int(state["epoch"]) + 1
     worker.scheduler.last_epoch = worker.step
     for group in worker.optimizer.param_groups:
-        group["lr"] = group["initial_lr"] * lr_factor(worker.step, worker.total_steps, worker.config.optim.schedule)
+        group["lr"] = group["initial_lr"] * worker.scheduler.lr_lambdas[0](worker.step)
     worker.best, worker.stale = meta.get("best"), int(meta.get("stale", 0))
 
 

@@ -20,7 +20,7 @@ from daif.model_io import load_model
 from daif.tracking import TrackingUnavailable
 from daif.train.driver import train
 from daif.checkpoint import load_checkpoint
-from daif.train.loop import train_loop_per_worker
+from daif.train.loop import lr_factor, train_loop_per_worker
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -83,13 +83,25 @@ def test_two_cpu_workers_log_params_metrics_figures_a_loadable_model_and_stop_ea
     assert saved["model"]["width"] == 4 and saved["data"]["path"] == tiny_store
 
 
+def test_the_learning_rate_warms_up_linearly_then_anneals_over_the_remaining_steps():
+    # 4 warm-up steps of 12: 1/4, 2/4, 3/4, 1, then cos annealing over the other 8 steps
+    factors = [lr_factor(step, 12, "cosine", warmup_steps=4) for step in range(14)]
+    expected = [0.25, 0.5, 0.75, 1.0, 1.0, 0.9619, 0.8536, 0.6913, 0.5, 0.3087, 0.1464, 0.0381, 0.0, 0.0]
+    assert factors == pytest.approx(expected, abs=1e-4)
+    assert [lr_factor(step, 12, "constant", warmup_steps=2) for step in (0, 1, 2, 11)] == [0.5, 1.0, 1.0, 1.0]
+    assert lr_factor(6, 12, "cosine") == pytest.approx(0.5)  # no warm-up: the cosine over all steps
+
+
 def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_store, tmp_path):
     # the uninterrupted reference and the interrupted first part run the same loop in this process (no worker
     # group to start); the resume runs on Ray Train
-    whole = train(_config(tiny_store, tmp_path / "whole", train={"epochs": 3, "figures_every": 0}), in_process=True)
-    first = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "stop_after": 1, "figures_every": 0}), in_process=True)
+    # a warm-up of 1.5 epochs: the interruption falls inside it
+    warmup = {"warmup_epochs": 1.5}
+    whole = train(_config(tiny_store, tmp_path / "whole", train={"epochs": 3, "figures_every": 0}, optim=warmup), in_process=True)
+    first = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "stop_after": 1, "figures_every": 0}, optim=warmup),
+                  in_process=True)
     assert first.metrics["epoch"] == 0
-    resumed = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "figures_every": 0}),
+    resumed = train(_config(tiny_store, tmp_path / "split", train={"epochs": 3, "figures_every": 0}, optim=warmup),
                     resume=first.latest_checkpoint)
     assert resumed.metrics["epoch"] == 2 and resumed.run_id == first.run_id  # the same MLflow run goes on
     for key in ("train/total", "val/total", "val/abs_rel", "lr"):
