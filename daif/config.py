@@ -26,6 +26,7 @@ from daif._checks import check_kernel_size
 
 COARSE_AIF_MODES = ("hard", "soft")
 DEPTH_MAPPINGS = ("sigmoid", "inverse", "log")
+SCHEDULES = ("cosine", "constant")  # optim.schedule (daif.train.loop.lr_factor)
 AIF_HEADS = ("rgb", "select")
 DEPTH_HEADS = ("regress", "search")  # "search": daif.search_head, beyond the paper
 SEARCH_TERMS = ("cost", "cost_smooth")  # loss terms of the "search" depth head (daif.search_head)
@@ -186,8 +187,8 @@ class OptimConfig:
     warmup_epochs: float = 0.0  # linear warm-up of the learning rate over this many epochs, then the schedule
 
     def __post_init__(self) -> None:
-        if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"schedule: expected 'cosine' or 'constant', got {self.schedule!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
         if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
             raise ValueError(f"warmup_epochs: expected a finite number of epochs >= 0, got {self.warmup_epochs!r}")
 
