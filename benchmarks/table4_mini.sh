@@ -3,14 +3,15 @@
 # x loss.blur {0.1, 1, 10}, with the paper's model and objective as the quickstart trains them (`--preset
 # quickstart`: the regressed depth, the select AIF head with its defocus prior, the soft coarse AIF, no renderer
 # window), 20 epochs a cell (EPOCHS=N for another budget) on the quickstart's store (320 synthetic 64x64 scenes,
-# seed 0, rendered without a window, as the preset renders), two trials at a time on 2 cores (0.5 CPU reserved
-# each, so that Ray Data can read: with 1 CPU each the trials' datasets wait forever; one torch thread each).
+# rendered without a window, as the preset renders; SEED, default 0, seeds the scenes and every trial's training),
+# two trials at a time on 2 cores (0.5 CPU reserved each, so that Ray Data can read: with 1 CPU each the trials'
+# datasets wait forever; one torch thread each).
 # Every cell trains with SET (default: a 2-epoch linear warm-up to twice the preset's learning rate, chosen on the
 # validation reconstruction at this budget, docs/experiments.md entry 33; SET="" trains the preset's own schedule,
 # as entries 24c and 28a did).
 # Trials rank on val/recon; no ground truth decides anything (delta1 in the table is measured, not used).
 #
-#     [EPOCHS=20] [SET="optim.lr=2e-3 optim.warmup_epochs=2"] bash benchmarks/table4_mini.sh [WORK_DIR]   # default /tmp/daif-table4
+#     [SEED=0] [EPOCHS=20] [SET="optim.lr=2e-3 optim.warmup_epochs=2"] bash benchmarks/table4_mini.sh [WORK_DIR]   # default /tmp/daif-table4
 #
 # Writes WORK_DIR/{store,runs,mlflow.db}, the table and heat map under WORK_DIR/paper/ and the wall time of the
 # search (with the load average) to WORK_DIR/times.txt.
@@ -20,10 +21,10 @@ daif=${DAIF:-$(dirname "$0")/../.venv/bin/daif}
 export RAY_USAGE_STATS_ENABLED=0
 mkdir -p "$work"
 [ -f "$work/store/manifest.json" ] || "$daif" render --source synthetic --scenes 320 --size 64x64 --camera nyuv2-5 \
-    --seed 0 --shard-size 32 --kernel-size none --out "$work/store"
+    --seed "${SEED:-0}" --shard-size 32 --kernel-size none --out "$work/store"
 load_before=$(cut -d' ' -f1 /proc/loadavg); started=$(date +%s)
 settings=${SET-optim.lr=2e-3 optim.warmup_epochs=2}
 # shellcheck disable=SC2086  # SET is a list of KEY=VALUE words
-"$daif" tune --data "$work/store" --preset quickstart --space table4 --epochs "${EPOCHS:-20}" ${settings:+--set $settings} \
+"$daif" tune --data "$work/store" --preset quickstart --space table4 --epochs "${EPOCHS:-20}" --seed "${SEED:-0}" ${settings:+--set $settings} \
     --cpus-per-trial 0.5 --max-concurrent 2 --num-cpus 2 --storage "$work/runs" --tracking-uri "sqlite:///$work/mlflow.db" --name table4-paper --out "$work/paper"
 echo "paper: $(( $(date +%s) - started )) s, load $load_before -> $(cut -d' ' -f1 /proc/loadavg)" | tee -a "$work/times.txt"
