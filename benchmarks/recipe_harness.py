@@ -8,7 +8,9 @@ The decision metric is `val/recon`: the single-scale photometric reconstruction 
 (alpha (1 - SSIM) + (1 - alpha) L1, unweighted, from the stacks alone), comparable across loss settings. Depth
 metrics against the synthetic truth (delta1, AbsRel, delta1 of the pixels beyond 5.5 m and of those nearer than
 0.9 m pooled, the smallest per-image spread ratio std(D)/std(D*)) are printed beside it as measurements; they
-decide nothing.
+decide nothing. The learning rate follows the preset's schedule over `--steps`, its warm-up the same share of
+them as the preset's of its epochs (optim.warmup_epochs / train.epochs); entries before 34 ran the preset's earlier
+lr 1e-3 without a warm-up (`--set optim.lr=1e-3 optim.warmup_epochs=0`).
 
     python benchmarks/recipe_harness.py --steps 2400 --seed 1 --set model.depth_mapping=inverse --out run.json
 """
@@ -96,7 +98,9 @@ def main(argv=None) -> int:
     near, far = (config.model.near, config.model.far) if config.model.near > 0 else SCENE_RANGE
     net = build_model(config, near, far, camera)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: lr_factor(step, args.steps, config.optim.schedule))
+    warmup = round(args.steps * config.optim.warmup_epochs / config.train.epochs)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: lr_factor(step, args.steps, config.optim.schedule, warmup))
     order = torch.Generator().manual_seed(args.seed)
     history, started, permutation = [], time.perf_counter(), torch.empty(0, dtype=torch.long)
     for step in range(1, args.steps + 1):

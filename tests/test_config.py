@@ -68,7 +68,8 @@ def test_the_quickstart_preset_is_the_papers_model_and_objective():
     assert (loss.cost, loss.cost_smooth) == (0.0, 0.0)  # no analytic depth anywhere
     assert (loss.alpha, loss.kernel_size) == (0.85, None)  # the paper's SSIM share; no window: the ladder (entry 23)
     assert (model.width, model.levels, model.range_source, model.near, model.depth_mapping) == (16, 3, "scenes", 0.0, "log")  # entry 27
-    assert (config.optim.batch_size, config.optim.lr, config.train.epochs, config.data.mode) == (4, 1e-3, 40, "fixed")
+    assert (config.optim.batch_size, config.optim.lr, config.optim.warmup_epochs) == (4, 2e-3, 2.0)  # entry 34
+    assert (config.train.epochs, config.data.mode) == (40, "fixed")
     assert (config.optim.weight_decay, config.optim.schedule) == (5e-4, "cosine")  # the paper's
     assert (config.scaling.num_workers, config.scaling.cpus_per_worker, config.tracking.experiment) == (1, 1.5, "daif-quickstart")
     for preset in ("quickstart", "quickstart-search", "nyuv2-5", "nyuv2-robust", None):  # no ground truth picks the model
