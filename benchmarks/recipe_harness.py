@@ -87,7 +87,7 @@ def main(argv=None) -> int:
 
     from daif.config import load_config
     from daif.losses import objective
-    from daif.train.loop import build_model, lr_factor
+    from daif.train.loop import build_model, make_optimiser
 
     torch.set_num_threads(args.threads)
     data_kernel = None if args.data_kernel_size.lower() == "none" else int(args.data_kernel_size)
@@ -97,10 +97,8 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     near, far = (config.model.near, config.model.far) if config.model.near > 0 else SCENE_RANGE
     net = build_model(config, near, far, camera)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     warmup = round(args.steps * config.optim.warmup_epochs / config.train.epochs)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: lr_factor(step, args.steps, config.optim.schedule, warmup))
+    optimiser, schedule = make_optimiser(net.parameters(), config.optim, args.steps, warmup)
     order = torch.Generator().manual_seed(args.seed)
     history, started, permutation = [], time.perf_counter(), torch.empty(0, dtype=torch.long)
     for step in range(1, args.steps + 1):

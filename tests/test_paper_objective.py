@@ -31,7 +31,7 @@ import torch
 
 from daif.config import load_config
 from daif.losses import objective
-from daif.train.loop import build_model, lr_factor
+from daif.train.loop import build_model, make_optimiser
 
 pytestmark = pytest.mark.slow
 
@@ -61,10 +61,8 @@ def _train(seed: int, scenes, overrides=()) -> torch.Tensor:
     config = load_config(preset="quickstart", overrides=["model.width=8", *overrides])
     torch.manual_seed(seed)
     net = build_model(config, 0.75, 7.5, camera)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     warmup = round(STEPS * config.optim.warmup_epochs / config.train.epochs)  # the preset's share of its training
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: lr_factor(step, STEPS, config.optim.schedule, warmup))
+    optimiser, schedule = make_optimiser(net.parameters(), config.optim, STEPS, warmup)
     order = torch.Generator().manual_seed(seed)
     for _ in range(STEPS):
         rows = torch.randperm(SCENES, generator=order)[:BATCH]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from daif.checkpoint import load_checkpoint, save_checkpoint
-from daif.config import Config, LossConfig, from_dict, to_yaml
+from daif.config import Config, LossConfig, OptimConfig, from_dict, to_yaml
 from daif.data.bins import BinSampler, make_batch
 from daif.losses import Objective, objective, term_names
 from daif.metrics import AIF_METRIC_NAMES, DEPTH_METRIC_NAMES, aif_metrics, depth_metrics
@@ -68,6 +68,16 @@ def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int = 0)
         return 1.0
     span = max(1, total_steps - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup_steps, span) / span))
+
+
+def make_optimiser(parameters, optim: OptimConfig, total_steps: int,
+                   warmup_steps: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW at optim.lr with optim.weight_decay, and its LambdaLR scheduler: the factor `lr_factor` at each of
+    `total_steps` optimiser steps, `optim.schedule` after a linear warm-up over `warmup_steps`."""
+    optimiser = torch.optim.AdamW(parameters, lr=optim.lr, weight_decay=optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: lr_factor(step, total_steps, optim.schedule, warmup_steps))
+    return optimiser, scheduler
 
 
 def samplers(config: Config, num_images: int) -> tuple[BinSampler, BinSampler]:
@@ -174,11 +184,9 @@ def _setup(loop_config: dict[str, Any]) -> Worker:
     camera = ThinLensCamera.from_dict(loop_config["camera"])
     net = build_model(config, near, far, camera)
     model = ray.train.torch.prepare_model(net)  # to the device; DDP when world_size > 1
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     total_steps = loop_config["steps_per_epoch"] * config.train.epochs
-    warmup_steps = round(loop_config["steps_per_epoch"] * config.optim.warmup_epochs)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, config.optim.schedule, warmup_steps))
+    optimizer, scheduler = make_optimiser(model.parameters(), config.optim, total_steps,
+                                          round(loop_config["steps_per_epoch"] * config.optim.warmup_epochs))
     return Worker(
         config=config, loop_config=loop_config, rank=context.get_world_rank(), world_size=context.get_world_size(),
         device=device, camera=camera,
