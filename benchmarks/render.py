@@ -1,5 +1,6 @@
 """Speed and memory of the defocus renderers: the windowed PSF layer (fast path and unfold reference, K = 7
-and 11) beside the window-free ladder renderer (support max_sigma = 4, 8, 16 px), and the ladder's accuracy.
+and 11) beside the window-free Gaussian ladder and disc ladder renderers (support max_sigma = 4, 8, 16 px), and
+the ladders' accuracy.
 
 Workload (issue 2): a 5-image 320x240 RGB stack, float32, 2 torch threads; sigma uniform in [0, 8] px for
 the window, in [0, max_sigma] for the ladder.
@@ -7,7 +8,9 @@ Throughput is in stack pixels per second (all 3 channels rendered), from the bes
 the process's resident high-water mark over its level after the inputs were made, measured in a fresh
 subprocess per case, as a multiple of the input image tensor (N C H W x 4 bytes).
 
-    python benchmarks/render.py [--device cpu|cuda] [--threads 2] [--out benchmarks/results/render.json]
+    python benchmarks/render.py [--device cpu|cuda] [--threads 2] [--only IMPL ...] [--out benchmarks/results/render.json]
+
+--only fast reference ladder disc: time those renderers only (the speed-up lines need both fast and reference).
 """
 
 from __future__ import annotations
@@ -23,15 +26,18 @@ from pathlib import Path
 N, C, H, W = 5, 3, 240, 320
 
 
-CASES = [("fast", 7), ("reference", 7), ("fast", 11), ("reference", 11), ("ladder", 4), ("ladder", 8), ("ladder", 16)]
+CASES = [("fast", 7), ("reference", 7), ("fast", 11), ("reference", 11), ("ladder", 4), ("ladder", 8), ("ladder", 16),
+         ("disc", 4), ("disc", 8), ("disc", 16)]
 
 
 def _renderer(impl: str, support: int):
     """(render(image, sigma), the largest sigma drawn [px]) for a case: K = support for the window, else max_sigma."""
-    from daif.optics import render_defocus, render_defocus_ladder, render_defocus_reference
+    from daif.optics import render_defocus, render_defocus_disc, render_defocus_ladder, render_defocus_reference
 
     if impl == "ladder":
         return (lambda image, sigma: render_defocus_ladder(image, sigma, support)), float(support)
+    if impl == "disc":
+        return render_defocus_disc, float(support)
     window = render_defocus if impl == "fast" else render_defocus_reference
     return (lambda image, sigma: window(image, sigma, support)), 8.0
 
@@ -132,6 +138,25 @@ def _ladder_accuracy() -> dict[str, float]:
     }
 
 
+def _disc_accuracy() -> dict[str, float]:
+    """The disc ladder against the exact disc of each radius (daif.optics.render_disc, the data renderer, whose
+    0.25 px radius grid holds these radii exactly), 5 px inside the frame of a 48x48 image, float64: on a rung
+    (4.0 px, the formulas agree) and between rungs (4.25 px, the blend of the 4.0 and 4.5 px discs), as the
+    largest and the mean |difference| for values in [0, 1]."""
+    import torch
+
+    from daif.optics import render_defocus_disc, render_disc
+
+    image = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    figures = {}
+    for label, radius in (("on a rung, 4.0 px", 4.0), ("between rungs, 4.25 px", 4.25)):
+        flat = torch.full((1, 1, 48, 48), radius, dtype=torch.float64)
+        error = (render_defocus_disc(image, flat) - render_disc(image, flat))[..., 5:-5, 5:-5].abs()
+        figures[f"max error {label}"] = float(error.max())
+        figures[f"mean error {label}"] = float(error.mean())
+    return figures
+
+
 def _reset_peak_rss() -> None:
     """Reset the resident high-water mark (VmHWM) to the current RSS (Linux)."""
     with open("/proc/self/clear_refs", "w") as clear_refs:
@@ -152,6 +177,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", default="benchmarks/results/render.json")
+    parser.add_argument("--only", nargs="+", choices=sorted({impl for impl, _ in CASES}), help="time these renderers only")
     parser.add_argument("--_memory", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -166,7 +192,7 @@ def main() -> None:
     input_bytes = N * C * H * W * 4
     pixels = N * H * W
     rows = []
-    for impl, support in CASES:
+    for impl, support in (case for case in CASES if args.only is None or case[0] in args.only):
         for mode in ("fwd", "fwd+bwd"):
             repeats = max(2, args.repeats // 5) if impl == "reference" else args.repeats
             seconds = _time_case(impl, support, mode, args.device, repeats)
@@ -183,6 +209,7 @@ def main() -> None:
             })
             print(f"done {impl} {support} {mode}", file=sys.stderr)
     accuracy = _ladder_accuracy()
+    disc_accuracy = _disc_accuracy()
 
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)"
     print(f"\nrenderers, {N}x{C}x{H}x{W} float32, {device_name}, {args.threads} torch threads, torch {torch.__version__}")
@@ -193,15 +220,18 @@ def main() -> None:
               f"| {row['peak_extra_mib']:.1f} | {row['peak_extra_x_input']:.2f} |")
     for kernel_size in (7, 11):
         for mode in ("fwd", "fwd+bwd"):
-            fast, ref = (next(r for r in rows if r["impl"] == i and r["support"] == kernel_size and r["mode"] == mode)
+            fast, ref = (next((r for r in rows if r["impl"] == i and r["support"] == kernel_size and r["mode"] == mode), None)
                          for i in ("fast", "reference"))
-            print(f"speed-up K={kernel_size} {mode}: {ref['ms'] / fast['ms']:.0f}x")
+            if fast and ref:
+                print(f"speed-up K={kernel_size} {mode}: {ref['ms'] / fast['ms']:.0f}x")
     for key, value in accuracy.items():
         print(f"ladder accuracy, {key}: {value:.3g}")
+    for key, value in disc_accuracy.items():
+        print(f"disc ladder against the exact disc, {key}: {value:.3g}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": device_name, "threads": args.threads, "shape": [N, C, H, W], "rows": rows,
-                               "ladder_accuracy": accuracy}, indent=2))
+                               "ladder_accuracy": accuracy, "disc_accuracy": disc_accuracy}, indent=2))
     print(f"wrote {out}")
 
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+RENDER_PSFS = ("gaussian", "disc")  # the differentiable renderers' PSFs (daif.optics.render.render_defocus)
+
 
 def check_tensor(name: str, value: object, shape: Sequence[int | str | None]) -> torch.Tensor:
     """Check that `value` is a floating tensor whose shape matches `shape`.

@@ -197,7 +197,7 @@ def objective(
         target_focus = check_focus_distances("target_focus_distances", target_focus_distances, batch, targets.shape[1], stack)
 
     depth_for_recon = depth if config.recon_trains_depth else depth.detach()
-    reconstruction = render_focal_stack(aif, depth_for_recon, target_focus, camera, config.kernel_size)
+    reconstruction = render_focal_stack(aif, depth_for_recon, target_focus, camera, config.kernel_size, config.psf)
     coarse = coarse_aif(stack, focus, depth, camera, config.coarse_aif, config.temperature)
     terms = {
         "recon": pyramid_photometric_loss(reconstruction, targets, config.alpha, config.recon_scales),

@@ -1,4 +1,5 @@
-"""Differentiable optics: thin-lens defocus, the Gaussian PSF renderer (method.md) and the window-free ladder renderer."""
+"""Differentiable optics: thin-lens defocus, the Gaussian PSF renderer (method.md), the window-free Gaussian and disc
+ladder renderers, and the data renderers of daif.optics.psf."""
 
 from daif.optics.camera import (
     CAMERA_PRESETS,
@@ -10,6 +11,8 @@ from daif.optics.camera import (
     get_preset,
 )
 from daif.optics.ladder import LADDER_RATIO, ladder_sigmas, render_defocus_ladder, render_ladder_reference
+from daif.optics.disc_ladder import DISC_RUNG_STEP, render_defocus_disc
+from daif._checks import RENDER_PSFS
 from daif.optics.render import (
     render_defocus,
     render_defocus_reference,
@@ -26,6 +29,8 @@ from daif.optics.psf import LAYER_PSFS, PSF_MODELS, depth_layers, render_disc, r
 
 __all__ = [
     "CAMERA_PRESETS",
+    "DISC_RUNG_STEP",
+    "RENDER_PSFS",
     "CAMERA_RANGES",
     "LADDER_RATIO",
     "MAX_FOCUS_DISTANCE",
@@ -38,6 +43,7 @@ __all__ = [
     "max_defocus_sigma",
     "ladder_sigmas",
     "render_defocus",
+    "render_defocus_disc",
     "render_defocus_ladder",
     "render_defocus_reference",
     "render_focal_stack",

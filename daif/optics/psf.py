@@ -50,6 +50,7 @@ import torch
 
 from daif._checks import check_kernel_size, check_tensor
 from daif.optics.camera import ThinLensCamera
+from daif.optics.disc_ladder import disc_spectra, fast_length, periodic_offsets
 from daif.optics.render import render_focal_stack
 from daif.optics.thin_lens import IN_FOCUS_SIGMA, defocus_sigma
 
@@ -108,39 +109,20 @@ def _reflect_pad(values: torch.Tensor, pad: int) -> torch.Tensor:
     return values.index_select(-2, indices(values.shape[-2])).index_select(-1, indices(values.shape[-1]))
 
 
-def _fast_length(size: int) -> int:
-    """The smallest n >= size whose only prime factors are 2, 3 and 5 (a fast FFT length)."""
-    while True:
-        rest = size
-        for prime in (2, 3, 5):
-            while rest % prime == 0:
-                rest //= prime
-        if rest == 1:
-            return size
-        size += 1
-
-
 def _kernel_spectra(blur: torch.Tensor, psf: str, shape: tuple[int, int], kernel_size: int | None) -> torch.Tensor:
     """rfft2 of the normalised PSFs of defocus `blur` (J,) [px], centred at (0, 0) of a periodic grid. (J, h, w // 2 + 1).
 
     disc: clamp(R + 1/2 - |o|, 0, 1); gaussian: exp(-2 |o|^2 / b^2) for |o_y|, |o_x| <= K // 2 (no window:
     ceil(2.5 b)). Both / their sum.
     """
-    height, width = shape
-
-    def offsets(size: int) -> torch.Tensor:  # 0, 1, ..., -2, -1: the periodic grid's signed offsets
-        index = torch.arange(size, dtype=blur.dtype, device=blur.device)
-        return torch.where(index <= size // 2, index, index - size)
-
-    offset_y, offset_x = offsets(height)[:, None], offsets(width)[None, :]
-    squared = offset_y**2 + offset_x**2  # (h, w)
-    blur = blur[:, None, None]
     if psf == "disc":
-        weights = (blur + 0.5 - squared.sqrt()).clamp(0.0, 1.0)
-    else:
-        half = kernel_size // 2 if kernel_size is not None else torch.ceil(_GAUSSIAN_TAIL * blur)
-        window = (offset_y.abs() <= half) & (offset_x.abs() <= half)
-        weights = torch.where(window, torch.exp(-2.0 * squared / blur.square()), 0.0)
+        return disc_spectra(blur, shape)
+    offset_y = periodic_offsets(shape[0], blur.dtype, blur.device)[:, None]
+    offset_x = periodic_offsets(shape[1], blur.dtype, blur.device)[None, :]
+    blur = blur[:, None, None]
+    half = kernel_size // 2 if kernel_size is not None else torch.ceil(_GAUSSIAN_TAIL * blur)
+    window = (offset_y.abs() <= half) & (offset_x.abs() <= half)
+    weights = torch.where(window, torch.exp(-2.0 * (offset_y**2 + offset_x**2) / blur.square()), 0.0)
     return torch.fft.rfft2(weights / weights.sum(dim=(-2, -1), keepdim=True))  # (J, h, w // 2 + 1)
 
 
@@ -161,7 +143,7 @@ def render_disc(image: torch.Tensor, radius: torch.Tensor, radius_step: float = 
         return out
     height, width = image.shape[-2:]
     # a period of >= H + 2 pad: light wrapping around the grid lands in the padding, never in the frame
-    shape = (_fast_length(height + 2 * pad), _fast_length(width + 2 * pad))
+    shape = (fast_length(height + 2 * pad), fast_length(width + 2 * pad))
     padded, padded_radius = _reflect_pad(image, pad), _reflect_pad(radius, pad)  # (N, C, ., .), (N, ., .)
     radii = torch.unique(radius[~_passes_through(radius, "disc")])  # every blurring radius of the batch
     spectrum = torch.zeros(*image.shape[:2], shape[0], shape[1] // 2 + 1, dtype=image.dtype.to_complex(), device=image.device)
@@ -236,7 +218,7 @@ def render_layers(
     pad = _half_width(blur, layer_psf, kernel_size)
     alphas = (_reflect_pad(layer, pad) == present[:, None, None, None]).to(image.dtype)  # (K, 1, H+2pad, W+2pad)
     planes = torch.cat([_reflect_pad(image, pad) * alphas, alphas], dim=1)  # (K, C+1, ., .): premultiplied colour, alpha
-    shape = (_fast_length(height + 2 * pad), _fast_length(width + 2 * pad))  # a period >= H + 2 pad, as in render_disc
+    shape = (fast_length(height + 2 * pad), fast_length(width + 2 * pad))  # a period >= H + 2 pad, as in render_disc
     spectra = torch.fft.rfft2(planes, s=shape) if pad else None
     frame = (..., slice(pad, pad + height), slice(pad, pad + width))
     stack = []

@@ -24,11 +24,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from daif._checks import check_kernel_size, check_tensor
+from daif._checks import RENDER_PSFS, check_kernel_size, check_tensor
 from daif.optics.camera import ThinLensCamera
+from daif.optics.disc_ladder import render_defocus_disc
 from daif.optics.ladder import render_defocus_ladder
 from daif.optics.thin_lens import IN_FOCUS_SIGMA, defocus_sigma
-
 
 
 def _check_inputs(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> None:
@@ -156,16 +156,23 @@ class _RenderDefocus(torch.autograd.Function):
         return grad_image, grad_sigma, None
 
 
-def render_defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | None = 7) -> torch.Tensor:
+def render_defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | None = 7, psf: str = "gaussian") -> torch.Tensor:
     """Blur `image` by the per-pixel defocus `sigma` (the PSF convolution layer of method.md).
 
     image: (N, C, H, W) float32/float64; sigma: (N, 1, H, W) pixels, same dtype and device.
     kernel_size: odd window size K >= 3 (7 in the paper), or None: no window, the ladder renderer
-    (daif.optics.ladder), whose blur has no ceiling. Returns (N, C, H, W).
-    Differentiable w.r.t. image and sigma; memory O(N C H W) in forward and backward (the ladder: one image
+    (daif.optics.ladder), whose blur has no ceiling. psf: "gaussian" (method.md's), or "disc": a round aperture
+    of radius sigma (daif.optics.disc_ladder; no window only). Returns (N, C, H, W).
+    Differentiable w.r.t. image and sigma; memory O(N C H W) in forward and backward (the ladders: one image
     per rung).
     """
     _check_inputs(image, sigma, kernel_size)
+    if psf not in RENDER_PSFS:
+        raise ValueError(f"psf: expected one of {RENDER_PSFS}, got {psf!r}")
+    if psf == "disc":
+        if kernel_size is not None:
+            raise ValueError(f"kernel_size: the disc renderer has no window (null), got {kernel_size}")
+        return render_defocus_disc(image, sigma)
     if kernel_size is None:
         return render_defocus_ladder(image, sigma)
     return _RenderDefocus.apply(image, sigma, kernel_size)
@@ -177,8 +184,9 @@ def render_focal_stack(
     focus_distances: torch.Tensor | list[float] | tuple[float, ...],
     camera: ThinLensCamera,
     kernel_size: int | None = 7,
+    psf: str = "gaussian",
 ) -> torch.Tensor:
-    """Render a focal stack from an all-in-focus image and its depth (`render_defocus`'s kernel_size).
+    """Render a focal stack from an all-in-focus image and its depth (`render_defocus`'s kernel_size and psf).
 
     aif: (B, 3, H, W); depth: (B, 1, H, W) metres; focus_distances: (B, S) or (S,) metres.
     Returns the stack (B, S, 3, H, W).
@@ -188,7 +196,7 @@ def render_focal_stack(
     sigma = defocus_sigma(depth, focus_distances, camera).to(aif.dtype)  # (B, S, H, W)
     b, s, h, w = sigma.shape
     images = aif[:, None].expand(b, s, *aif.shape[1:]).reshape(b * s, aif.shape[1], h, w)  # (B*S, C, H, W)
-    stack = render_defocus(images, sigma.reshape(b * s, 1, h, w), kernel_size)
+    stack = render_defocus(images, sigma.reshape(b * s, 1, h, w), kernel_size, psf)
     return stack.reshape(b, s, aif.shape[1], h, w)
 
 
