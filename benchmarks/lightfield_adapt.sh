@@ -11,9 +11,10 @@
 # depth range, a tenth of the paper recipe's learning rate without a warm-up (entry 13's convention for a second
 # stage), EPOCHS epochs (default 10).
 # Measured on the reported seeds, both apertures (the square is another camera: a control), MODEL beside the
-# fine-tuned model, the baseline and the search.
+# fine-tuned model, the baseline and the search. SET adds `--set` overrides to the fine-tune (SET="loss.psf=disc":
+# re-render through a round aperture).
 #
-#     bash benchmarks/lightfield_adapt.sh WORK_DIR MODEL NEAR FAR    # MODEL: a checkpoint directory, NEAR/FAR its depth range [m]
+#     [SET="KEY=VALUE ..."] bash benchmarks/lightfield_adapt.sh WORK_DIR MODEL NEAR FAR    # MODEL: a checkpoint directory, NEAR/FAR its depth range [m]
 #
 # Writes WORK_DIR/{stacks,store,runs,mlflow.db}, WORK_DIR/train.log, WORK_DIR/lightfield.json (the benchmark's
 # record) and the wall times (with the load average) to WORK_DIR/times.txt.
@@ -40,7 +41,7 @@ seeds=$(seq -s, 200 231)
 [ -f "$work/store/manifest.json" ] || step render "$daif" render --source focal-stack-folder --input "$work/stacks" --split train \
     --align none --out "$work/store"
 step train bash -c "\"$daif\" train --data \"$work/store\" --preset quickstart --init-from \"$model\" --epochs $epochs \
-    --set model.near=$near --set model.far=$far --set optim.lr=1e-4 --set optim.warmup_epochs=0 --storage \"$work/runs\" \
+    --set model.near=$near --set model.far=$far --set optim.lr=1e-4 --set optim.warmup_epochs=0 ${SET:+--set $SET} --storage \"$work/runs\" \
     --tracking-uri \"sqlite:///$work/mlflow.db\" --experiment daif-adapt 2>&1 | tee \"$work/train.log\""
 adapted=$(sed -n 's/^best checkpoint: *//p' "$work/train.log")
 step measure "$python" "$here/lightfield.py" --model "$model" --model "$adapted" --out "$work/lightfield.json"
