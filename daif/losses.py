@@ -60,21 +60,21 @@ def photometric_loss(prediction: torch.Tensor, target: torch.Tensor, alpha: floa
 
 def reconstruction_error(
     stack: torch.Tensor, focus_distances: torch.Tensor, aif: torch.Tensor, depth: torch.Tensor, camera: ThinLensCamera,
-    alpha: float = 0.85,
+    alpha: float = 0.85, psf: str = "gaussian",
 ) -> torch.Tensor:
     """The recon term of each scene, unweighted and with no ground truth: a model's fit to a stack it was given.
 
-        recon_b = photometric_loss(R_b, I_b, alpha),   R_b = render_focal_stack(aif_b, depth_b, s_b, camera, None)
+        recon_b = photometric_loss(R_b, I_b, alpha),   R_b = render_focal_stack(aif_b, depth_b, s_b, camera, None, psf)
 
     I_b the scene's stack (S, 3, H, W) in [0, 1], R_b its re-rendering from the predicted AIF and depth through the
-    thin lens and the Gaussian PSF with no window (the ladder: every blur the camera makes), means over the S
+    thin lens and the `psf` ("gaussian" or "disc") with no window (the ladders: every blur the camera makes), means over the S
     images and all pixels, as the training's `val/recon` at one scale. It needs no depth and no AIF truth, so it
     compares models (and the analytic methods' depth with their AIF) on captured stacks.
     stack: (B, S, 3, H, W); focus_distances: (B, S) or (S,) metres; aif: (B, 3, H, W); depth: (B, 1, H, W) metres.
     Returns (B,).
     """
     check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
-    rendered = render_focal_stack(aif, depth, focus_distances, camera, kernel_size=None)
+    rendered = render_focal_stack(aif, depth, focus_distances, camera, kernel_size=None, psf=psf)
     return torch.stack([photometric_loss(rendered[b], stack[b], alpha) for b in range(stack.shape[0])])
 
 

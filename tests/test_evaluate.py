@@ -16,7 +16,7 @@ from daif.baseline import depth_from_focus
 from daif.search import defocus_search
 from daif.data.bins import BinSampler
 from daif.data.store import open_store
-from daif.losses import reconstruction_error
+from daif.losses import coarse_aif, reconstruction_error
 from daif.metrics import depth_metrics
 from daif.model import DAIFNet
 
@@ -75,6 +75,30 @@ def direct_predictions(store_path: Path, net: DAIFNet, indices) -> dict[str, tor
 def assert_metrics_equal(written: dict, expected: dict) -> None:
     for key, value in expected.items():
         assert written[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
+def test_recon_through_a_disc_is_the_disc_re_rendering_error_and_a_bad_psf_is_refused(store_and_model, tmp_path):
+    from daif.evaluate import evaluate
+
+    store_path, checkpoint, net = store_and_model
+    result = evaluate(str(checkpoint), store_path, "test", tmp_path / "disc", stack_sizes=[5], backend="local",
+                      track=False, recon_psf="disc")
+    store = open_store(str(store_path))
+    scenes = list(store.iter_scenes("test"))
+    indices = list(BinSampler(5, 5, "middle").fixed)
+    stack = torch.from_numpy(np.stack([s["stack"][indices] for s in scenes]).transpose(0, 1, 4, 2, 3).copy()).float() / 255
+    focus = torch.tensor(store.focus_distances[indices]).expand(len(scenes), -1)
+    with torch.no_grad():  # the search's depth and AIF explain the stack closely: there the PSF shows
+        depth = defocus_search(stack, focus, store.camera, net.near, net.far, kernel_size=store.kernel_size)
+        aif = coarse_aif(stack, focus, depth, store.camera)
+        disc = reconstruction_error(stack, focus, aif, depth, store.camera, psf="disc")
+        gaussian = reconstruction_error(stack, focus, aif, depth, store.camera)
+    assert result["recon_psf"] == "disc"
+    assert result["methods"]["search"]["aif"]["recon"] == pytest.approx(float(disc.mean()), rel=1e-5)
+    assert float(disc.mean()) != pytest.approx(float(gaussian.mean()), rel=0.01)  # another renderer, another figure
+    assert "through a disc PSF" in result["markdown"]
+    with pytest.raises(ValueError, match="recon_psf"):
+        evaluate(str(checkpoint), store_path, "test", tmp_path / "bad", backend="local", track=False, recon_psf="box")
 
 
 def test_evaluate_writes_metrics_equal_to_daif_metrics(store_and_model, tracking_uri, tmp_path):

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from daif._checks import RENDER_PSFS
 from daif.evaluate.plan import BATCH_SIZE, DEFAULT_STACK_SIZES, RAY_MIN_SCENES
 from daif.evaluate.track import EXPERIMENT
 
@@ -38,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-to-run", default=None, metavar="RUN_ID", help="log into this run (default: a new run)")
     parser.add_argument("--experiment", default=EXPERIMENT, help="MLflow experiment of a new run")
     parser.add_argument("--no-tracking", action="store_true", help="write the files only")
+    parser.add_argument("--recon-psf", choices=RENDER_PSFS, default="gaussian",
+                        help="the PSF of the recon column's re-rendering (no ground truth): the one that fits a camera's "
+                             "stacks better is nearer its aperture (default gaussian)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             args.model, args.data, args.split, args.out, stack_sizes=args.stack_sizes, focus_sets=args.focus_sets,
             max_depths=args.max_depth, names=args.name, backend=args.backend, batch_size=args.batch_size, use_gpu=args.gpu,
             tracking_uri=args.tracking_uri, log_to_run=args.log_to_run, experiment=args.experiment, track=not args.no_tracking,
+            recon_psf=args.recon_psf,
         )
     except (ValueError, TrackingUnavailable) as error:  # bad arguments or data: the message names them
         print(f"daif evaluate: error: {error}", file=sys.stderr)

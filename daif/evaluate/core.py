@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from daif._checks import RENDER_PSFS
 from daif.evaluate.plan import (
     ANALYTIC,
     BATCH_SIZE,
@@ -46,6 +47,7 @@ def evaluate(
     log_to_run: str | None = None,
     experiment: str = EXPERIMENT,
     track: bool = True,
+    recon_psf: str = "gaussian",
 ) -> dict[str, Any]:
     """Evaluate models (MLflow URIs or checkpoint directories) and the analytic methods on `split` of
     the store `data`; write the files of daif.evaluate's docstring into `out` and log them to MLflow
@@ -54,7 +56,8 @@ def evaluate(
     stack_sizes: test stack sizes of the generalisation study (default 2, 3, 5, 8, 10).
     focus_sets: other focus-distance sets [m] ("1,2,4" or sequences), re-rendered from AIF + depth.
     max_depths: masked variants, ground truth < each [m]. backend: "auto" (Ray from RAY_MIN_SCENES
-    scenes on), "local" or "ray".
+    scenes on), "local" or "ray". recon_psf: the PSF of the `recon` column's re-rendering, "gaussian" or "disc"
+    (daif.losses.reconstruction_error): which one fits a camera's stacks better tells its aperture, with no ground truth.
     Returns metrics.json's content: top-level DEPTH_METRIC_NAMES of the first model (image mean, all valid
     pixels), "methods" {name: {source, image, pixel, <masked variants>, aif}} with "baseline" and "search" last,
     "generalisation", "notes", plus "markdown" (metrics.md's text), "paths" and "mlflow".
@@ -69,6 +72,8 @@ def evaluate(
     if not sources:
         raise ValueError("model_sources: at least one model is needed")
     check_run_options(backend, batch_size)
+    if recon_psf not in RENDER_PSFS:
+        raise ValueError(f"recon_psf: expected one of {RENDER_PSFS}, got {recon_psf!r}")
     masks = parse_max_depths(max_depths)
     labels = method_names(sources, names)
     if track:
@@ -89,7 +94,7 @@ def evaluate(
     evaluator_kwargs = {
         "model_sources": sources, "method_names": labels, "conditions": conditions, "camera": store.camera.to_dict(),
         "kernel_size": store.kernel_size, "max_depths": masks, "tracking_uri": tracking_uri,
-        "device": "cuda" if use_gpu else "cpu", "scenes_without_aif": without_aif,
+        "device": "cuda" if use_gpu else "cpu", "scenes_without_aif": without_aif, "recon_psf": recon_psf,
     }
     per_image = run_scenes(data, split, evaluator_kwargs, chosen, batch_size, use_gpu)
     seconds = time.perf_counter() - started
@@ -100,7 +105,7 @@ def evaluate(
     methods = method_sections(per_image, [*zip(labels, sources), *((name, source) for name, (_, source) in ANALYTIC.items())], masks)
     generalisation = generalisation_rows(per_image, conditions, by_size, list(methods))
     result = result_document(store, data, split, scenes, labels, masks, methods, conditions, by_size, generalisation)
-    result.update({"notes": notes, "backend": chosen, "seconds": seconds})
+    result.update({"recon_psf": recon_psf, "notes": notes, "backend": chosen, "seconds": seconds})
     out_path = Path(out).resolve()
     paths = write_outputs(result, per_image, generalisation, out_path)
     result["markdown"] = (out_path / "metrics.md").read_text()

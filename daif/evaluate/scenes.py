@@ -38,6 +38,7 @@ class SceneEvaluator:
         device: str = "cpu",
         threads: int | None = None,
         scenes_without_aif: Sequence[str] = (),
+        recon_psf: str = "gaussian",
     ):
         import torch
 
@@ -53,6 +54,7 @@ class SceneEvaluator:
         self.kernel_size = kernel_size
         self.max_depths = list(max_depths)
         self.scenes_without_aif = frozenset(scenes_without_aif)
+        self.recon_psf = recon_psf
         first = next(iter(self.models.values()))
         # the defocus search spans the first model's depth range, with the error its cost volume is read with (a
         # "search" head's own, else the default)
@@ -110,7 +112,7 @@ class SceneEvaluator:
             for method in [*self.models, *ANALYTIC]:
                 depth, aif = (t.float() for t in self.predict(method, stack, focus))
                 main = condition.study == "main"
-                recon = reconstruction_error(stack, focus, aif, depth, self.camera).cpu() if main else None
+                recon = reconstruction_error(stack, focus, aif, depth, self.camera, psf=self.recon_psf).cpu() if main else None
                 depth, aif = depth.cpu(), aif.cpu()
                 if main:
                     aif_values = image_metrics(aif, gt_aif, recon)
