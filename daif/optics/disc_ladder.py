@@ -21,7 +21,8 @@ Sources outside the image are left out (the normalisation); a constant image sta
 
 Each B_j is one FFT product: the image's spectrum (taken once, zero-padded to a period >= H + reach) times the
 disc's. Gradients to the image and to sigma are exact for this formula (autograd through the FFTs and the blend;
-d out / d sigma has a kink at each rung). Memory: one blurred image per rung used. Pure torch: any device.
+d out / d sigma has a kink at each rung). Each rung is computed for the images with a pixel on it only; memory:
+one blurred image per (image, rung) used. Pure torch: any device.
 """
 
 from __future__ import annotations
@@ -99,9 +100,10 @@ def render_defocus_disc(image: torch.Tensor, sigma: torch.Tensor, step: float = 
     out = torch.where(blurred, 0.0, image)
     for j in range(len(radii)):
         below, above = blurred & (lower == j), blurred & (lower == j - 1)  # pixels blending rung j from above / below it
-        if not bool((below | above).any()):
+        users = (below | above).flatten(1).any(1).nonzero()[:, 0]  # the images with a pixel on rung j
+        if len(users) == 0:
             continue
-        weight = torch.where(below, 1.0 - t, 0.0) + torch.where(above, t, 0.0)
-        rung = torch.fft.irfft2(spectrum * kernels[j], s=shape)[frame] / coverage[j]
-        out = out + weight * rung
+        weight = torch.where(below[users], 1.0 - t[users], 0.0) + torch.where(above[users], t[users], 0.0)
+        rung = torch.fft.irfft2(spectrum[users] * kernels[j], s=shape)[frame] / coverage[j]
+        out = out.index_add(0, users, weight * rung)
     return out
