@@ -40,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", default=EXPERIMENT, help="MLflow experiment of a new run")
     parser.add_argument("--no-tracking", action="store_true", help="write the files only")
     parser.add_argument("--recon-psf", choices=RENDER_PSFS, default="gaussian",
-                        help="the PSF of the recon column's re-rendering (no ground truth): the one that fits a camera's "
-                             "stacks better is nearer its aperture (default gaussian)")
+                        help="the PSF of the recon column's re-rendering (no ground truth; default gaussian). Rank models "
+                             "with one PSF for all: each model's own favours the models trained through it")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -57,7 +57,7 @@ def evaluate(
     focus_sets: other focus-distance sets [m] ("1,2,4" or sequences), re-rendered from AIF + depth.
     max_depths: masked variants, ground truth < each [m]. backend: "auto" (Ray from RAY_MIN_SCENES
     scenes on), "local" or "ray". recon_psf: the PSF of the `recon` column's re-rendering, "gaussian" or "disc"
-    (daif.losses.reconstruction_error): which one fits a camera's stacks better tells its aperture, with no ground truth.
+    (daif.losses.reconstruction_error), one for every method: a yardstick common to the models it ranks.
     Returns metrics.json's content: top-level DEPTH_METRIC_NAMES of the first model (image mean, all valid
     pixels), "methods" {name: {source, image, pixel, <masked variants>, aif}} with "baseline" and "search" last,
     "generalisation", "notes", plus "markdown" (metrics.md's text), "paths" and "mlflow".
