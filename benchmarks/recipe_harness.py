@@ -97,8 +97,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     near, far = (config.model.near, config.model.far) if config.model.near > 0 else SCENE_RANGE
     net = build_model(config, near, far, camera)
-    warmup = round(args.steps * config.optim.warmup_epochs / config.train.epochs)
-    optimiser, schedule = make_optimiser(net.parameters(), config.optim, args.steps, warmup)
+    optimiser, schedule = make_optimiser(net.parameters(), config.optim, args.steps, config.train.epochs)
     order = torch.Generator().manual_seed(args.seed)
     history, started, permutation = [], time.perf_counter(), torch.empty(0, dtype=torch.long)
     for step in range(1, args.steps + 1):

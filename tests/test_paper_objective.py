@@ -61,8 +61,8 @@ def _train(seed: int, scenes, overrides=()) -> torch.Tensor:
     config = load_config(preset="quickstart", overrides=["model.width=8", *overrides])
     torch.manual_seed(seed)
     net = build_model(config, 0.75, 7.5, camera)
-    warmup = round(STEPS * config.optim.warmup_epochs / config.train.epochs)  # the preset's share of its training
-    optimiser, schedule = make_optimiser(net.parameters(), config.optim, STEPS, warmup)
+    # the preset's warm-up share of its training (2 of 40 epochs), over these STEPS
+    optimiser, schedule = make_optimiser(net.parameters(), config.optim, STEPS, config.train.epochs)
     order = torch.Generator().manual_seed(seed)
     for _ in range(STEPS):
         rows = torch.randperm(SCENES, generator=order)[:BATCH]

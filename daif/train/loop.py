@@ -71,9 +71,11 @@ def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int = 0)
 
 
 def make_optimiser(parameters, optim: OptimConfig, total_steps: int,
-                   warmup_steps: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+                   epochs: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW at optim.lr with optim.weight_decay, and its LambdaLR scheduler: the factor `lr_factor` at each of
-    `total_steps` optimiser steps, `optim.schedule` after a linear warm-up over `warmup_steps`."""
+    `total_steps` optimiser steps (spread over `epochs` epochs), `optim.schedule` after a linear warm-up over
+    round(total_steps * optim.warmup_epochs / epochs) steps: the warm-up's share of the training, at any step count."""
+    warmup_steps = round(total_steps * optim.warmup_epochs / epochs)
     optimiser = torch.optim.AdamW(parameters, lr=optim.lr, weight_decay=optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: lr_factor(step, total_steps, optim.schedule, warmup_steps))
@@ -185,8 +187,7 @@ def _setup(loop_config: dict[str, Any]) -> Worker:
     net = build_model(config, near, far, camera)
     model = ray.train.torch.prepare_model(net)  # to the device; DDP when world_size > 1
     total_steps = loop_config["steps_per_epoch"] * config.train.epochs
-    optimizer, scheduler = make_optimiser(model.parameters(), config.optim, total_steps,
-                                          round(loop_config["steps_per_epoch"] * config.optim.warmup_epochs))
+    optimizer, scheduler = make_optimiser(model.parameters(), config.optim, total_steps, config.train.epochs)
     return Worker(
         config=config, loop_config=loop_config, rank=context.get_world_rank(), world_size=context.get_world_size(),
         device=device, camera=camera,
