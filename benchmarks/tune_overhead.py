@@ -41,7 +41,7 @@ def search(store: str, root: Path, name: str, trials: int, epochs: int, concurre
     load_before = os.getloadavg()
     started = time.perf_counter()
     result = run_search(SearchOptions(base=base, space=space, max_concurrent=concurrent, name=name, storage=str(root),
-                                      cpus_per_trial=0.5, collapse_spread=0.0, verbose=0))
+                                      cpus_per_trial=0.5, min_depth_gain=0.0, verbose=0))
     wall = time.perf_counter() - started
     per_trial = []
     for row in result.rows:

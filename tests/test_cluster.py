@@ -162,7 +162,7 @@ def test_tune_job_with_ddp_trials_records_a_parent_and_its_trials_and_evaluates_
     out = shared / "tune-results"
     succeeded(cluster.submit(
         "python", "jobs/tune.py", "--data", str(store), "--space", str(space), "--epochs", "1", *TINY_NET,
-        "--set", "optim.batch_size=4", "--set", "train.figures_every=0", "--collapse-spread", "0",
+        "--set", "optim.batch_size=4", "--set", "train.figures_every=0", "--min-depth-gain", "0",
         "--set", "scaling.placement_strategy=STRICT_SPREAD", "--num-workers", "2", "--evaluate-best",
         "--max-concurrent", "1", "--name", "cluster-tune", "--storage", str(shared / "runs"),
         "--tracking-uri", cluster.tracking_uri, "--experiment", "cluster-tune", "--out", str(out),

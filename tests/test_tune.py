@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import mlflow
@@ -23,7 +24,7 @@ from daif.config import flatten, load_config, replace
 from daif.model_io import load_model
 from daif.tune import report
 from daif.tune.space import TABLE4, SpaceError, load_space, parse_space
-from daif.tune.trial import COLLAPSE_SPREAD, FAILED_SCORE, STATUS, TRIAL_ID_TAG, depth_spread, latest_checkpoint, scored
+from daif.tune.trial import FAILED_SCORE, MIN_DEPTH_GAIN, STATUS, TRIAL_ID_TAG, depth_gain, final_result, latest_checkpoint, scored
 
 TINY = ["--set", "model.width=4", "--set", "model.levels=2", "--set", "optim.batch_size=4", "--set", "train.figures_every=0"]
 
@@ -218,7 +219,7 @@ def _children(tracking_uri: str, parent_run_id: str):
 @pytest.mark.timeout(600)
 def test_grid_search_with_a_diverging_cell_writes_table_heatmap_best_and_mlflow_runs(tiny_store, tmp_path, capsys):
     space = {"loss.recon": {"grid": [10.0, 1000.0]}, "optim.lr": {"grid": [0.002, 1.0e12]}}  # lr 1e12: NaN weights
-    out, rows = _tune(tiny_store, tmp_path, space, "--epochs", "2", "--collapse-spread", "0", "--register", "daif-tuned")
+    out, rows = _tune(tiny_store, tmp_path, space, "--epochs", "2", "--min-depth-gain", "0", "--register", "daif-tuned")
     printed = capsys.readouterr().out
     assert len(rows) == 4
     by_cell = {(float(r["loss.recon"]), float(r["optim.lr"])): r for r in rows}
@@ -331,7 +332,7 @@ def test_a_search_whose_every_trial_fails_exits_non_zero(tiny_store, tmp_path, c
     space_path = tmp_path / "space.yaml"
     space_path.write_text(yaml.safe_dump({"optim.lr": {"grid": [1.0e12]}}))  # NaN weights: diverged
     args = ["tune", "--data", tiny_store, "--space", str(space_path), "--name", "failing", "--storage", str(tmp_path / "runs"),
-            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--epochs", "1", "--collapse-spread", "0", *TINY]
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--epochs", "1", "--min-depth-gain", "0", *TINY]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "daif tune: error: no trial of 1 trained to completion" in err and "table.md" in err
@@ -340,9 +341,10 @@ def test_a_search_whose_every_trial_fails_exits_non_zero(tiny_store, tmp_path, c
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.timeout(600)
-def test_collapse_is_a_near_constant_depth_measured_on_validation(tiny_store, tmp_path):
-    """An untrained net's depth is nearly constant: its spread, computed from the stacks alone, is below the
-    threshold, and matches std(D)/mean(D) of its depth computed here per image; the true depth's is above it."""
+def test_collapse_is_a_depth_that_does_not_explain_the_validation_stacks(tiny_store, tmp_path):
+    """The depth gain (reconstruction error with each image's depth flattened over that with the depth, minus 1)
+    is large for the scenes' true depth and AIF, which rendered the stacks, exactly 0 for a constant depth, and
+    below the threshold for an untrained net, whose depth is nearly constant."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "jobs"))
     from _smoke import untrained_checkpoint
 
@@ -350,20 +352,30 @@ def test_collapse_is_a_near_constant_depth_measured_on_validation(tiny_store, tm
     from daif.model_io import load_model
 
     store = open_store(tiny_store)
+    config = load_config(overrides=[f"data.path={tiny_store}", "data.mode=fixed", "data.val_split=train"])
+    truth = list(store.iter_scenes("train", ("aif", "depth")))
+    assert len(truth) > 8  # more than one call of the model (8 scenes a call)
+
+    def oracle(constant: bool):
+        scenes = iter(truth)
+
+        def model(stack, focus_distances):
+            rows = [next(scenes) for _ in range(stack.shape[0])]
+            aif = torch.stack([torch.from_numpy(np.asarray(r["aif"])).permute(2, 0, 1).float() / 255 for r in rows])
+            depth = torch.stack([torch.from_numpy(np.asarray(r["depth"], dtype=np.float32))[None] for r in rows])
+            return aif, torch.full_like(depth, 2.0) if constant else depth
+        return model
+
+    assert depth_gain(oracle(constant=False), config) > 5 * MIN_DEPTH_GAIN
+    assert depth_gain(oracle(constant=True), config) == pytest.approx(0.0, abs=1e-12)
     checkpoint = untrained_checkpoint(tmp_path / "untrained", store.camera.to_dict(), store.focus_distances.tolist())
-    config = load_config(overrides=[f"data.path={tiny_store}", "data.mode=fixed"])
-    spread = depth_spread(checkpoint, config)
-    model, _ = load_model(checkpoint)
-    focus = torch.as_tensor(store.focus_distances, dtype=torch.float32)[None]
-    expected = []
-    for scene in store.iter_scenes("val", ("stack",)):
-        stack = torch.from_numpy(np.asarray(scene["stack"])).permute(0, 3, 1, 2).float()[None] / 255
-        with torch.no_grad():
-            depth = model(stack, focus)[1].double()
-        expected.append(float(depth.std(correction=0) / depth.mean()))
-    assert spread == pytest.approx(np.mean(expected), rel=1e-4) and spread < COLLAPSE_SPREAD
-    true = [float(np.std(s["depth"]) / np.mean(s["depth"])) for s in store.iter_scenes("val", ("depth",))]
-    assert np.mean(true) > 2 * COLLAPSE_SPREAD  # the scenes' depth is far from constant
+    assert depth_gain(load_model(checkpoint)[0], config) < MIN_DEPTH_GAIN
+    # a trial's last result: such a model is "collapsed", and scores as failed; with the test off, "complete"
+    trained = types.SimpleNamespace(metrics={"epoch": 1, "val/recon": 0.1, "train/total": 1.0, "val/total": 1.0},
+                                    best_metrics={"val/recon": 0.1}, best_checkpoint=checkpoint, latest_checkpoint=checkpoint, run_id="r")
+    result = final_result(trained, config, "val/recon", "min", 0.0)
+    assert result[STATUS] == "collapsed" and result["depth_gain"] < MIN_DEPTH_GAIN and result["score"] == FAILED_SCORE["min"]
+    assert final_result(trained, config, "val/recon", "min", 0.0, min_depth_gain=0)[STATUS] == "complete"
 
 
 @pytest.mark.slow
@@ -375,7 +387,7 @@ def test_asha_stops_a_trial_whose_depth_range_cannot_reach_the_scenes(tiny_store
     space = {"model.far": {"grid": [10.0, 0.2]}}
     _, rows = _tune(tiny_store, tmp_path, space, "--epochs", "2", "--scheduler", "asha", "--max-concurrent", "1",
                     "--set", "model.near=0.1", "--set", "model.far=10", "--set", "train.val_metric=val/delta1",
-                    "--set", "train.val_mode=max", "--collapse-spread", "0", name="asha")
+                    "--set", "train.val_mode=max", "--min-depth-gain", "0", name="asha")
     by_far = {float(r["model.far"]): r for r in rows}
     assert by_far[10.0]["status"] == "complete" and by_far[10.0]["epochs"] == "2" and float(by_far[10.0]["best"]) > 0
     assert by_far[0.2]["status"] == "pruned" and by_far[0.2]["epochs"] == "1" and float(by_far[0.2]["final"]) == 0.0
@@ -391,7 +403,7 @@ def test_asha_stops_a_trial_whose_depth_range_cannot_reach_the_scenes(tiny_store
 def test_optuna_search_samples_inside_the_space(tiny_store, tmp_path):
     space = {"optim.lr": {"loguniform": [1e-3, 1e-2]}, "loss.smooth": {"choice": [1.0, 10.0]}}
     _, rows = _tune(tiny_store, tmp_path, space, "--epochs", "1", "--search", "optuna", "--num-samples", "3",
-                    "--collapse-spread", "0", name="optuna")  # one-epoch tiny nets are near-constant maps
+                    "--min-depth-gain", "0", name="optuna")  # one-epoch tiny nets have learned no depth
     assert len(rows) == 3
     lrs = [float(r["optim.lr"]) for r in rows]
     assert all(1e-3 <= lr <= 1e-2 for lr in lrs) and len(set(lrs)) == 3
@@ -422,7 +434,7 @@ def test_a_killed_search_resumes_and_every_trial_runs_once(ray_local, tiny_store
     space_path.write_text(yaml.safe_dump(space))
     args = ["tune", "--data", tiny_store, "--space", str(space_path), "--name", "resume", "--storage", str(tmp_path / "runs"),
             "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--epochs", "2", "--max-concurrent", "1",
-            "--collapse-spread", "0", *TINY]
+            "--min-depth-gain", "0", *TINY]
     # Tune saves its experiment state at most every 10 s by default: every loop here, so that a finished trial is
     # on disk before the search ends (what a resume reads, as after a kill of a long search)
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
@@ -488,7 +500,7 @@ def test_a_search_keeps_its_state_trials_and_results_in_the_storage_given(tiny_s
     space_path = tmp_path / "space.yaml"
     space_path.write_text(yaml.safe_dump({"loss.recon": {"grid": [10.0]}}))
     args = ["tune", "--data", tiny_store, "--space", str(space_path), "--name", "stored", "--storage", given_storage,
-            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--epochs", "1", "--collapse-spread", "0", *TINY]
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--epochs", "1", "--min-depth-gain", "0", *TINY]
     try:
         assert main([*args, "--evaluate-best"]) == 0
         printed = capsys.readouterr().out

@@ -55,9 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-models", action="store_true", help="log every trial's model to MLflow")
     parser.add_argument("--register", metavar="NAME", help="register the best trial's model in the MLflow model registry as "
                         "NAME (logged into that trial's run if --log-models did not); use it as --model models:/NAME/latest")
-    parser.add_argument("--collapse-spread", type=float, default=None,
-                        help="a trial whose validation depth varies less than this, mean std(D)/mean(D) per image, is "
-                             "'collapsed' (default 0.05; 0 turns the test off)")
+    parser.add_argument("--min-depth-gain", type=float, default=None,
+                        help="a trial is 'collapsed' when flattening its depth to each image's mean raises its validation "
+                             "reconstruction error by less than this fraction (default 0.2; 0 turns the test off)")
     parser.add_argument("--seed", type=int, help="seeds every trial's training (train.seed: the same initialisation and "
                         "draws in every cell, so cells differ by their settings alone) and Optuna's sampler (default: "
                         "train.seed of the config, 0)")
@@ -91,8 +91,8 @@ def options_from_args(args: argparse.Namespace):
         raise TuneInputError(f"--gpu: expected a share >= 0, got {args.gpu:g}")
     if args.retry_errored and args.resume is None:
         raise TuneInputError("--retry-errored: only with --resume")
-    if args.collapse_spread is not None and not 0 <= args.collapse_spread < 1:
-        raise TuneInputError(f"--collapse-spread: expected a value in [0, 1), got {args.collapse_spread}")
+    if args.min_depth_gain is not None and not args.min_depth_gain >= 0:
+        raise TuneInputError(f"--min-depth-gain: expected a value >= 0, got {args.min_depth_gain}")
     if args.register is not None:
         from daif.model_io import check_registered_name
 
@@ -134,7 +134,7 @@ def options_from_args(args: argparse.Namespace):
         workers_per_trial=args.num_workers, name=args.name, storage=args.storage or "", experiment=args.experiment,
         out=args.out or "", resume=args.resume is not None, retry_errored=args.retry_errored, log_models=args.log_models, seed=base.train.seed,
         register=args.register or "",
-        **({"collapse_spread": args.collapse_spread} if args.collapse_spread is not None else {}),
+        **({"min_depth_gain": args.min_depth_gain} if args.min_depth_gain is not None else {}),
     )
     if args.resume is not None:
         from daif.tune.runner import SEARCH_FILE, search_root

@@ -24,7 +24,7 @@ from typing import Any
 from daif import storage
 from daif.signals import interrupts_raise
 from daif.tune.space import Space, overrides_of, to_param_space
-from daif.tune.trial import COLLAPSE_SPREAD, STATUS, STATUS_TAG, TRIAL_ID_TAG, TrialSettings
+from daif.tune.trial import MIN_DEPTH_GAIN, STATUS, STATUS_TAG, TRIAL_ID_TAG, TrialSettings
 
 EXPERIMENT = "daif-tune"
 SEARCH_FILE = "search.json"
@@ -51,7 +51,7 @@ class SearchOptions:
     retry_errored: bool = False  # with resume: errored trials run again from scratch
     log_models: bool = False
     register: str = ""  # registered model name for the best trial's model; empty: none
-    collapse_spread: float = COLLAPSE_SPREAD  # 0 = no collapse test
+    min_depth_gain: float = MIN_DEPTH_GAIN  # 0 = no collapse test
     seed: int = 0
     verbose: int = 1
 
@@ -88,7 +88,7 @@ def run_search(options: SearchOptions) -> SearchResult:
     parent_run_id = _parent_run(options, base, root, tracking_uri)
     settings = TrialSettings(base=to_dict(base), root=root.uri, parent_run_id=parent_run_id,
                              log_models=options.log_models, cpus_per_trial=options.cpus_per_trial,
-                             collapse_spread=options.collapse_spread)
+                             min_depth_gain=options.min_depth_gain)
 
     try:
         with interrupts_raise(signal.SIGTERM):  # SIGTERM as Ctrl-C (which Tune handles itself): runs end KILLED
@@ -255,7 +255,7 @@ def _rows(results, options: SearchOptions, metric: str) -> list[dict[str, Any]]:
             "delta1": float(last.get("selected_delta1", float("nan"))),
             "epochs": int(last.get("epochs_done", 0)), "seconds": float(last.get("time_total_s", float("nan"))),
             "run_id": last.get("mlflow_run_id", ""), "message": message,
-            "best_checkpoint": last.get("best_checkpoint", ""), "depth_spread": last.get("depth_spread"),
+            "best_checkpoint": last.get("best_checkpoint", ""), "depth_gain": last.get("depth_gain"),
         })
     return sorted(rows, key=lambda r: r["trial_id"])
 

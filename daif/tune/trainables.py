@@ -80,7 +80,7 @@ class InProcessTrial(tune.Trainable):
                 return self.step()  # the status (a scheduler stops a trial at max_t before asking for more)
             return result
         if kind == "done":
-            result = final_result(payload, self.trial, self.metric, self.mode, self.started, self.settings.collapse_spread)
+            result = final_result(payload, self.trial, self.metric, self.mode, self.started, self.settings.min_depth_gain)
             result.update(done=True, started_at=self.started_at, epoch_ends=list(self.epoch_ends), finished_at=time.time())
             return result
         if kind == "diverged":
@@ -137,4 +137,4 @@ def trainer_trial(config: dict[str, Any], settings: TrialSettings | None = None)
             raise
         tune.report(diverged_result(error, started, mode))
         return
-    tune.report(final_result(result, trial, metric, mode, started, settings.collapse_spread))
+    tune.report(final_result(result, trial, metric, mode, started, settings.min_depth_gain))

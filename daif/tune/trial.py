@@ -12,10 +12,10 @@ Every result carries `score` (the validation metric, finite: a diverged epoch sc
 ASHA never stops a NaN trial and Optuna fails it) and, on the last, `trial_status`:
 - "diverged": a non-finite training or validation loss (the trial stops at that epoch), or training raised on a
   non-finite value (NaN weights give NaN depth, which the renderer's input check rejects within the epoch).
-- "collapsed": training ended but the best model's depth is a near-constant map: the mean over validation
-  images of the relative spread std(D)/mean(D) of the predicted depth is below COLLAPSE_SPREAD (`depth_spread`;
-  no ground truth: the threshold lies between the near-constant and varying maps measured in
-  docs/experiments.md "Table 4 on this machine").
+- "collapsed": training ended but the best model's depth does not explain the stacks: re-rendering the
+  validation stacks with each image's depth flattened to its mean raises the reconstruction error by less than
+  MIN_DEPTH_GAIN (`depth_gain`; no ground truth: the threshold lies between the untrained and the trained
+  checkpoints of two Table 4 grids, docs/experiments.md entry 39).
 - "complete": trained, not collapsed.
 ASHA-stopped trials end without a status ("pruned"), failing ones as Tune errors ("error"); daif.tune.runner
 reads both from Tune. A trial resumes from the newest checkpoint in its own storage folder
@@ -33,7 +33,7 @@ from typing import Any
 
 from daif import storage
 
-COLLAPSE_SPREAD = 0.05  # mean relative spread std(D)/mean(D) of the predicted validation depth below this = collapsed
+MIN_DEPTH_GAIN = 0.2  # depth_gain below this = collapsed
 FAILED_SCORE = {"max": -1.0, "min": 1e9}  # the score of a diverged epoch: worse than any real value of delta/error metrics
 LOSS_KEYS = ("train/total", "val/total")
 STATUS = "trial_status"
@@ -50,7 +50,7 @@ class TrialSettings:
     parent_run_id: str  # MLflow parent run
     log_models: bool = False
     cpus_per_trial: float = 0.5
-    collapse_spread: float = COLLAPSE_SPREAD  # 0 = no collapse test
+    min_depth_gain: float = MIN_DEPTH_GAIN  # 0 = no collapse test
 
 
 class TrialStopped(Exception):
@@ -119,41 +119,55 @@ def scored(metrics: dict[str, Any], metric: str, mode: str) -> dict[str, Any]:
     return out
 
 
-def depth_spread(checkpoint_dir: str, config) -> float:
-    """Relative depth spread of the model on the validation split: the mean over images of std(D)/mean(D) over
-    all pixels of its predicted depth D (the collapse test; the stacks only, no ground truth)."""
+def depth_gain(model, config) -> float:
+    """How much the model's depth explains the validation stacks (the collapse test; the stacks only, no ground truth):
+
+        G = r_flat / r_model - 1,   r = mean over scenes of daif.losses.reconstruction_error(I, s, A, D)
+
+    r_model with the AIF A and depth D that `model(stack, focus_distances)` returns (a DAIFNet, or any callable
+    with its contract) for the validation stacks I (the validation draw of each stack's images, in store order,
+    8 scenes a call), r_flat with each image's D replaced by its mean over the image (A kept), through the
+    config's PSF and alpha. A near-constant depth, or one the re-rendering ignores, gives G near 0; a depth the
+    stack's defocus is rendered from gives G of order 1 (docs/experiments.md entry 39). NaN without validation
+    scenes.
+    """
     import numpy as np
     import torch
 
     from daif.data.bins import make_batch
     from daif.data.store import open_store
-    from daif.model_io import load_model
+    from daif.losses import reconstruction_error
     from daif.train.loop import samplers
 
-    model, _ = load_model(checkpoint_dir)
     store = open_store(config.data.path)
     focus_all = np.asarray(store.focus_distances, dtype=np.float32)
     _, sampler = samplers(config, len(focus_all))
     stacks = [scene["stack"] for scene in store.iter_scenes(config.data.val_split, ("stack",))]
-    spreads = []
+    model_errors, flat_errors = [], []
     with torch.no_grad():
         for start in range(0, len(stacks), 8):
             rows = {"stack": np.stack(stacks[start:start + 8])}
             batch = make_batch(rows, sampler.draw(np.random.default_rng(0), len(rows["stack"])), focus_all)
-            _, depth = model(batch["stack"], batch["focus_distances"])
-            for d in depth.double().flatten(1):
-                spreads.append(float(d.std(correction=0) / d.mean().clamp_min(1e-12)))
-    return float(np.mean(spreads)) if spreads else float("nan")
+            aif, depth = model(batch["stack"], batch["focus_distances"])
+            flat = depth.mean(dim=(1, 2, 3), keepdim=True).expand_as(depth)
+            for target, errors in ((depth, model_errors), (flat, flat_errors)):
+                errors += reconstruction_error(batch["stack"], batch["focus_distances"], aif, target, store.camera,
+                                               config.loss.alpha, config.loss.psf).tolist()
+    if not model_errors:
+        return float("nan")
+    return float(np.mean(flat_errors) / max(float(np.mean(model_errors)), 1e-12) - 1.0)
 
 
-def final_result(train_result, config, metric: str, mode: str, started: float, collapse_spread: float = COLLAPSE_SPREAD) -> dict[str, Any]:
-    """The last result of a trained trial: its last epoch, best values, spread and status."""
+def final_result(train_result, config, metric: str, mode: str, started: float, min_depth_gain: float = MIN_DEPTH_GAIN) -> dict[str, Any]:
+    """The last result of a trained trial: its last epoch, best values, depth gain and status."""
+    from daif.model_io import load_model
+
     result = scored(train_result.metrics, metric, mode)
     if STATUS not in result:
         checkpoint = train_result.best_checkpoint or train_result.latest_checkpoint
-        spread = depth_spread(checkpoint, config) if checkpoint else float("nan")
-        result["depth_spread"] = spread
-        result[STATUS] = "collapsed" if collapse_spread > 0 and not (spread >= collapse_spread) else "complete"
+        gain = depth_gain(load_model(checkpoint)[0], config) if checkpoint and min_depth_gain > 0 else float("nan")
+        result["depth_gain"] = gain
+        result[STATUS] = "collapsed" if min_depth_gain > 0 and not (gain >= min_depth_gain) else "complete"
     best = train_result.best_metrics.get(metric)
     result["best_metric"] = float(best) if isinstance(best, (int, float)) else float("nan")
     measured = train_result.best_metrics.get("val/delta1")  # reported beside the ranking metric, never ranks
