@@ -162,13 +162,14 @@ def test_table_and_heatmap_show_dashes_for_failed_cells(tmp_path):
     rows = [
         {"trial_id": "t0", "loss.recon": 1.0, "loss.blur": 0.1, "status": "diverged", "final": float("nan"), "best": float("nan")},
         {"trial_id": "t1", "loss.recon": 10.0, "loss.blur": 0.1, "status": "complete", "final": 0.81, "best": 0.904},
-        {"trial_id": "t2", "loss.recon": 1.0, "loss.blur": 10.0, "status": "collapsed", "final": 0.3, "best": 0.31},
+        {"trial_id": "t2", "loss.recon": 1.0, "loss.blur": 10.0, "status": "collapsed", "final": 0.3, "best": 0.31,
+         "depth_gain": 0.04},
         {"trial_id": "t3", "loss.recon": 10.0, "loss.blur": 10.0, "status": "pruned", "final": 0.5, "best": 0.52},
     ]
     paths = report.write_outputs(rows, keys, "val/delta1", "max", tmp_path, "a: 1\n", "test")
     text = paths["table_md"].read_text()
     assert "| 0.1 | - | 0.904 |" in text and "| 10 | - | 0.520 |" in text  # Table 4's layout: rows blur, columns recon
-    assert "| t2 | 1 | 10 | collapsed | - | - | - |" in text
+    assert "| t2 | 1 | 10 | collapsed | - | - | - | 0.04 |" in text  # the collapse test's reading stays shown
     assert paths["heatmap"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "heatmap_delta1" not in paths
     assert report.best_row(rows, "max")["trial_id"] == "t1"  # pruned t3 and collapsed t2 are not candidates
     # ranked on val/recon (min): the cell shows its lowest recon, and beside it, in a second grid and map, the
@@ -183,6 +184,7 @@ def test_table_and_heatmap_show_dashes_for_failed_cells(tmp_path):
     with open(paths["table_csv"]) as file:
         table = list(csv.DictReader(file))
     assert [r["status"] for r in table] == ["diverged", "complete", "collapsed", "pruned"] and table[2]["best"] == "0.31"
+    assert table[2]["depth_gain"] == "0.04" and table[1]["depth_gain"] == ""
 
 
 # ------------------------------------------------------------------ on a local Ray

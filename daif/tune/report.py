@@ -2,8 +2,10 @@
 
 A row per trial: the searched keys by their config names, status, the final and best validation metric (the
 search's ranking metric), `delta1`: the validation delta1 of the checkpoint that metric selected (measured where
-the store has depth, never used to rank), epochs run, seconds, the MLflow run and, for errors, the message. Cells of diverged, collapsed and errored
-trials show "-", as the paper's Table 4 does; pruned trials keep their (partial) values.
+the store has depth, never used to rank), `depth_gain` (the collapse test's reading, daif.tune.trial.depth_gain;
+empty where the test did not run), epochs run, seconds, the MLflow run and, for errors, the message. Cells of
+diverged, collapsed and errored trials show "-", as the paper's Table 4 does; pruned trials keep their (partial)
+values.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def shown(row: dict[str, Any], column: str) -> str:
 
 
 def columns(keys: Sequence[str]) -> list[str]:
-    return ["trial_id", *keys, "status", "final", "best", "delta1", "epochs", "seconds", "run_id", "message"]
+    return ["trial_id", *keys, "status", "final", "best", "delta1", "depth_gain", "epochs", "seconds", "run_id", "message"]
 
 
 def write_csv(rows: list[dict[str, Any]], keys: Sequence[str], path: Path) -> Path:
