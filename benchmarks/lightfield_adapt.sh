@@ -40,7 +40,7 @@ seeds=$(seq -s, 200 231)
 [ -d "$work/stacks/train" ] || step export "$python" "$here/lightfield.py" --export "$work/stacks" --seeds "$seeds" --apertures disc
 [ -f "$work/store/manifest.json" ] || step render "$daif" render --source focal-stack-folder --input "$work/stacks" --split train \
     --align none --out "$work/store"
-step train bash -c "\"$daif\" train --data \"$work/store\" --preset quickstart --init-from \"$model\" --epochs $epochs \
+step train bash -c "set -o pipefail; \"$daif\" train --data \"$work/store\" --preset quickstart --init-from \"$model\" --epochs $epochs \
     --set model.near=$near --set model.far=$far --set optim.lr=1e-4 --set optim.warmup_epochs=0 ${SET:+--set $SET} --storage \"$work/runs\" \
     --tracking-uri \"sqlite:///$work/mlflow.db\" --experiment daif-adapt 2>&1 | tee \"$work/train.log\""
 adapted=$(sed -n 's/^best checkpoint: *//p' "$work/train.log")

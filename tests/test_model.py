@@ -120,8 +120,8 @@ def test_depth_mappings_by_hand():
 
 
 def test_a_regress_model_saved_with_the_search_heads_options_loads_without_them():
-    """Before the "search" head had a module of its own every saved config carried its options (the shipped
-    pretrained model's json does); a "regress" model ignores them. Another key is an error naming it."""
+    """Before the "search" head had a module of its own every saved config carried its options (models saved
+    then hold them in their meta.json); a "regress" model ignores them. Another key is an error naming it."""
     net = _small_net(levels=2)
     saved = {**net.config, "candidates": 24, "kernel_size": 11, "cost_intensity_weight": 0.2}
     rebuilt = DAIFNet.from_config(saved)

@@ -34,7 +34,7 @@ def test_train_init_from_pretrained_starts_from_its_weights(tiny_store, tmp_path
     from daif.train.driver import check_inputs
 
     config = load_config(preset="quickstart", overrides=[f"data.path={tiny_store}", "train.init_from=pretrained",
-                                                         "model.depth_mapping=sigmoid", f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
+                                                         f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
     assert config.train.init_from == "pretrained"  # the shipped model's name, not a path in this folder
     state = check_inputs(config).init_state
     from daif.pretrained import load
