@@ -122,6 +122,8 @@ def test_missing_space_file_and_missing_store_are_errors_naming_them(tmp_path, c
     assert str(tmp_path / "nothing") in capsys.readouterr().err
     assert main(["tune", "--data", str(tmp_path), "--space", "table4", "--cpus-per-trial", "0"]) == 2
     assert "--cpus-per-trial" in capsys.readouterr().err
+    assert main(["tune", "--data", str(tmp_path), "--space", "table4", "--min-depth-gain", "-0.1"]) == 2
+    assert "--min-depth-gain: expected a value >= 0, got -0.1" in capsys.readouterr().err
 
 
 def test_table4_is_the_papers_grid():
