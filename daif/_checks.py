@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-RENDER_PSFS = ("gaussian", "disc")  # the differentiable renderers' PSFs (daif.optics.render.render_defocus)
+RENDER_PSFS = ("gaussian", "disc", "layered")  # the differentiable renderers' PSFs (daif.optics.render.render_focal_stack)
 
 
 def check_tensor(name: str, value: object, shape: Sequence[int | str | None]) -> torch.Tensor:

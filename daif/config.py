@@ -147,7 +147,7 @@ class LossConfig:
     coarse_aif: str = "hard"  # "hard" | "soft"
     temperature: float = 1.0  # px of defocus, softmin temperature of the "soft" coarse AIF
     kernel_size: int | None = KERNEL_SIZE  # renderer window K (odd, the paper's 7), or null: no window (daif.optics.ladder, no blur ceiling)
-    psf: str = "gaussian"  # the recon term's PSF: "gaussian" (method.md's) or "disc", a round aperture (daif.optics.disc_ladder; kernel_size null)
+    psf: str = "gaussian"  # the recon term's PSF: "gaussian" (method.md's), "disc", a round aperture (daif.optics.disc_ladder), or "layered", round-aperture depth layers with partial occlusion (daif.optics.soft_layers); the last two with kernel_size null
     recon_scales: int = 1  # the recon term is the mean over this many pyramid levels (2x average pooling each)
     recon_trains_depth: bool = True  # False: the recon term's gradient reaches the AIF only
     # the "search" depth head's terms (daif.search_head), beyond the paper; weight 0: off
@@ -168,8 +168,8 @@ class LossConfig:
         check_kernel_size("kernel_size", self.kernel_size)
         if self.psf not in RENDER_PSFS:
             raise ValueError(f"psf: expected one of {RENDER_PSFS}, got {self.psf!r}")
-        if self.psf == "disc" and self.kernel_size is not None:
-            raise ValueError(f"psf: the disc renderer has no window; set kernel_size null (got {self.kernel_size})")
+        if self.psf != "gaussian" and self.kernel_size is not None:
+            raise ValueError(f"psf: the {self.psf} renderer has no window; set kernel_size null (got {self.kernel_size})")
         if isinstance(self.recon_scales, bool) or not isinstance(self.recon_scales, int) or not 1 <= self.recon_scales <= 6:
             raise ValueError(f"recon_scales: expected an integer in [1, 6], got {self.recon_scales!r}")
         if not 0.0 <= self.alpha <= 1.0:

@@ -162,13 +162,16 @@ def render_defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | 
     image: (N, C, H, W) float32/float64; sigma: (N, 1, H, W) pixels, same dtype and device.
     kernel_size: odd window size K >= 3 (7 in the paper), or None: no window, the ladder renderer
     (daif.optics.ladder), whose blur has no ceiling. psf: "gaussian" (method.md's), or "disc": a round aperture
-    of radius sigma (daif.optics.disc_ladder; no window only). Returns (N, C, H, W).
+    of radius sigma (daif.optics.disc_ladder; no window only); "layered" needs depth (`render_focal_stack`).
+    Returns (N, C, H, W).
     Differentiable w.r.t. image and sigma; memory O(N C H W) in forward and backward (the ladders: one image
     per rung).
     """
     _check_inputs(image, sigma, kernel_size)
     if psf not in RENDER_PSFS:
         raise ValueError(f"psf: expected one of {RENDER_PSFS}, got {psf!r}")
+    if psf == "layered":
+        raise ValueError("psf: the layered renderer composites depth layers; render_focal_stack takes depth, render_defocus does not")
     if psf == "disc":
         if kernel_size is not None:
             raise ValueError(f"kernel_size: the disc renderer has no window (null), got {kernel_size}")
@@ -186,13 +189,20 @@ def render_focal_stack(
     kernel_size: int | None = 7,
     psf: str = "gaussian",
 ) -> torch.Tensor:
-    """Render a focal stack from an all-in-focus image and its depth (`render_defocus`'s kernel_size and psf).
+    """Render a focal stack from an all-in-focus image and its depth (`render_defocus`'s kernel_size and psf; psf
+    "layered": daif.optics.soft_layers, round-aperture layers with partial occlusion, no window).
 
     aif: (B, 3, H, W); depth: (B, 1, H, W) metres; focus_distances: (B, S) or (S,) metres.
     Returns the stack (B, S, 3, H, W).
     """
     check_tensor("aif", aif, ("B", "C", "H", "W"))
     check_tensor("depth", depth, (aif.shape[0], 1, aif.shape[2], aif.shape[3]))
+    if psf == "layered":
+        if kernel_size is not None:
+            raise ValueError(f"kernel_size: the layered renderer has no window (null), got {kernel_size}")
+        from daif.optics.soft_layers import render_soft_layers  # daif.optics.psf imports this module
+
+        return render_soft_layers(aif, depth.to(aif.dtype), focus_distances, camera)
     sigma = defocus_sigma(depth, focus_distances, camera).to(aif.dtype)  # (B, S, H, W)
     b, s, h, w = sigma.shape
     images = aif[:, None].expand(b, s, *aif.shape[1:]).reshape(b * s, aif.shape[1], h, w)  # (B*S, C, H, W)
