@@ -12,7 +12,7 @@
 # validation recon than entry 26's tenth of it for both starts tried), EPOCHS epochs (default 10).
 # Measured on the reported seeds, both apertures (the square is another camera: a control), MODEL beside the
 # fine-tuned model, the baseline and the search. SET adds `--set` overrides to the fine-tune (SET="loss.psf=disc":
-# re-render through a round aperture).
+# re-render through a round aperture; "loss.psf=layered": through round-aperture layers with occlusion, entry 43).
 #
 #     [SET="KEY=VALUE ..."] bash benchmarks/lightfield_adapt.sh WORK_DIR MODEL NEAR FAR    # MODEL: a checkpoint directory, NEAR/FAR its depth range [m]
 #

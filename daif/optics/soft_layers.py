@@ -15,7 +15,8 @@ Layer k at focus distance s blurs by the disc of radius b_k(s) = defocus_sigma(1
 A pixel between two centres is split between two adjacent layers, the nearer in front: in focus the composite is
 exactly I; blurred, its two discs mix in the weights a / (1 - a + a^2) and (1 - a)^2 / (1 - a + a^2) instead of
 a and 1 - a, a disc radius off by at most b_k - b_{k+1} (the layer spacing: more layers, less error).
-Borders: the scene mirrored beyond the frame, as daif.optics.psf. Pure torch (FFTs): any device, float32/64.
+Borders: the scene mirrored beyond the frame, as daif.optics.psf. Pure torch (FFTs): any device, float32/64;
+memory per scene O(S L (C + 1) H' W'), H' x W' the frame padded by the widest disc (benchmarks/render_layered.py).
 """
 
 from __future__ import annotations
