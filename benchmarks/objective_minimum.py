@@ -67,6 +67,7 @@ def main() -> None:
     methods = suite.predictors(camera, {f"daif-net {k}": load_model(m)[0].eval() for k, m in enumerate(args.model)})
     methods = {name: f for name, f in methods.items() if not name.startswith("search")}
     focus = torch.tensor(suite.FOCUS)
+    candidates = ["true depth", *methods]
     started, rows = time.perf_counter(), []
     for scene_name in SCENE_FAMILIES:
         for seed in args.seeds:
@@ -92,7 +93,7 @@ def main() -> None:
                 print(f"{scene_name} seed {seed} {aperture} done", flush=True)
     summary = []
     for renderer in RENDERERS:
-        for name in depths:
+        for name in candidates:
             mine = [r for r in rows if r["renderer"] == renderer and r["depth"] == name]
             truth_rows = [r for r in rows if r["renderer"] == renderer and r["depth"] == "true depth"]
             line = {"renderer": renderer, "depth": name, "mean_error": float(np.mean([r["error_all"] for r in mine])),
