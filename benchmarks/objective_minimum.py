@@ -6,7 +6,9 @@ distances s_k through a renderer with each candidate depth D, and compared with 
 
     E(D) = alpha (1 - SSIM(R, I)) + (1 - alpha) |R - I|_1,   R_k = render(A*, sigma(D, s_k)),   alpha = 0.85
 
-(means over the five images and all pixels; also over the depth-edge band and the barely textured pixels). The
+and, beside it, the detail term's contrast-normalised high-pass error of the same R (`daif.losses.detail_error_map`;
+`loss.detail`) (means over the five images and all pixels; also over the depth-edge band, the barely textured
+pixels and those beyond the last focus distance). The
 candidates: the true depth D*, the depth-from-focus baseline's and each `--model`'s. If E(D*) > E(D) for a
 wrong D, no optimiser of that objective can reach the truth there: the gap is the objective's, not the
 training's. Renderers: "gaussian" and "disc" are the ones the recon term can train through (`loss.psf`, both
@@ -32,11 +34,14 @@ import torch
 import lightfield as suite
 from daif.data.lightfield import SCENE_FAMILIES, surface_light_field_stack
 from daif.filters import ssim_map
+from daif.losses import detail_error_map
 from daif.optics import ThinLensCamera, render_focal_stack
 from daif.optics.psf import render_stack
 
 ALPHA = 0.85
 RENDERERS = ("gaussian", "disc", "layered disc")
+OBJECTIVES = ("recon", "detail")
+MASKS = ("all", "edges", "weak", "beyond")  # weak: the barely textured pixels; beyond: depth past the last focus distance
 
 
 def render(name: str, aif: torch.Tensor, depth: torch.Tensor, focus: torch.Tensor, camera: ThinLensCamera) -> torch.Tensor:
@@ -46,9 +51,11 @@ def render(name: str, aif: torch.Tensor, depth: torch.Tensor, focus: torch.Tenso
     return render_focal_stack(aif[None], depth[None], focus, camera, None, name)[0]
 
 
-def error_map(rendered: torch.Tensor, stack: torch.Tensor) -> torch.Tensor:
-    """(H, W): the photometric error of the recon term per pixel, mean over the images and channels."""
-    return (ALPHA * (1 - ssim_map(rendered, stack)) + (1 - ALPHA) * (rendered - stack).abs()).mean(dim=(0, 1))
+def error_maps(rendered: torch.Tensor, stack: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{objective: (H, W)}: per pixel, the recon term's photometric error ("recon", mean over the images and
+    channels) and the detail term's ("detail", `daif.losses.detail_errors` before its mean over pixels)."""
+    recon = (ALPHA * (1 - ssim_map(rendered, stack)) + (1 - ALPHA) * (rendered - stack).abs()).mean(dim=(0, 1))
+    return {"recon": recon, "detail": detail_error_map(rendered[None], stack[None])[0]}
 
 
 def main() -> None:
@@ -80,37 +87,43 @@ def main() -> None:
                 truth = torch.from_numpy(captured.depth)[None]
                 with torch.no_grad():
                     depths = {"true depth": truth, **{name: f(stack[None], focus)[0].float() for name, f in methods.items()}}
-                masks = {"all": np.ones(suite.SIZE, bool), "edges": suite.edge_band(captured.depth)}
+                masks = {"all": np.ones(suite.SIZE, bool), "edges": suite.edge_band(captured.depth),
+                         "beyond": captured.depth > max(suite.FOCUS)}
                 weak = scene.weak_map()
                 if weak is not None and weak.any():
                     masks["weak"] = weak
                 for renderer in RENDERERS:
-                    with torch.no_grad():
-                        errors = {name: error_map(render(renderer, aif, depth, focus, camera), stack).numpy() for name, depth in depths.items()}
-                    for name, error in errors.items():
-                        rows.append({"scene": scene_name, "seed": seed, "aperture": aperture, "renderer": renderer, "depth": name,
-                                     **{f"error_{mask}": float(error[m].mean()) for mask, m in masks.items()}})
+                    for name, depth in depths.items():
+                        with torch.no_grad():
+                            errors = error_maps(render(renderer, aif, depth, focus, camera), stack)
+                        for objective, error in errors.items():
+                            rows.append({"scene": scene_name, "seed": seed, "aperture": aperture, "renderer": renderer,
+                                         "objective": objective, "depth": name,
+                                         **{f"error_{mask}": float(error.numpy()[m].mean()) for mask, m in masks.items() if m.any()}})
                 print(f"{scene_name} seed {seed} {aperture} done", flush=True)
     summary = []
     for renderer in RENDERERS:
-        for name in candidates:
-            mine = [r for r in rows if r["renderer"] == renderer and r["depth"] == name]
-            truth_rows = [r for r in rows if r["renderer"] == renderer and r["depth"] == "true depth"]
-            line = {"renderer": renderer, "depth": name, "mean_error": float(np.mean([r["error_all"] for r in mine])),
-                    "mean_error_edges": float(np.mean([r["error_edges"] for r in mine]))}
-            if name != "true depth":
-                line["truth_lower_in"] = sum(t["error_all"] < r["error_all"] for t, r in zip(truth_rows, mine))
-                line["truth_lower_at_edges_in"] = sum(t["error_edges"] < r["error_edges"] for t, r in zip(truth_rows, mine))
-                line["scenes"] = len(mine)
-            summary.append(line)
-    print("\n| renderer | depth | mean error | at edges | true depth lower in (all / edges) |\n|---|---|---|---|---|")
+        for objective in OBJECTIVES:
+            pick = lambda name: [r for r in rows if (r["renderer"], r["objective"], r["depth"]) == (renderer, objective, name)]
+            truth_rows = pick("true depth")
+            for name in candidates:
+                line = {"renderer": renderer, "objective": objective, "depth": name}
+                for mask in MASKS:
+                    pairs = [(t, r) for t, r in zip(truth_rows, pick(name)) if f"error_{mask}" in r]
+                    line[f"mean_error_{mask}"] = float(np.mean([r[f"error_{mask}"] for _, r in pairs]))
+                    if name != "true depth":  # in how many scenes the true depth scores lower
+                        line[f"truth_lower_{mask}"] = [sum(t[f"error_{mask}"] < r[f"error_{mask}"] for t, r in pairs), len(pairs)]
+                summary.append(line)
+    print("\nmean error (true depth lower in n of N scenes)")
+    print("| renderer | objective | depth | " + " | ".join(MASKS) + " |\n|---|---|---|" + "---|" * len(MASKS))
     for line in summary:
-        told = f"{line['truth_lower_in']} / {line['truth_lower_at_edges_in']} of {line['scenes']}" if "scenes" in line else ""
-        print(f"| {line['renderer']} | {line['depth']} | {line['mean_error']:.4f} | {line['mean_error_edges']:.4f} | {told} |")
+        cells = [f"{line[f'mean_error_{mask}']:.4f}" + (" ({} / {})".format(*line[f"truth_lower_{mask}"]) if f"truth_lower_{mask}" in line else "")
+                 for mask in MASKS]
+        print(f"| {line['renderer']} | {line['objective']} | {line['depth']} | " + " | ".join(cells) + " |")
     wall = time.perf_counter() - started
     print(f"\n{len(rows)} rows in {wall:.0f} s")
     record = {"seeds": list(args.seeds), "apertures": list(args.apertures), "models": args.model, "alpha": ALPHA,
-              "renderers": list(RENDERERS), "wall_seconds": wall, "rows": rows, "summary": summary}
+              "renderers": list(RENDERERS), "objectives": list(OBJECTIVES), "wall_seconds": wall, "rows": rows, "summary": summary}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1))
     print(f"wrote {args.out}")

@@ -29,7 +29,9 @@ DEPTH_MAPPINGS = ("sigmoid", "inverse", "log")
 SCHEDULES = ("cosine", "constant")  # optim.schedule (daif.train.loop.lr_factor)
 AIF_HEADS = ("rgb", "select")
 DEPTH_HEADS = ("regress", "search")  # "search": daif.search_head, beyond the paper
-SEARCH_TERMS = ("cost", "cost_smooth")  # loss terms of the "search" depth head (daif.search_head)
+SEARCH_TERMS = ("cost", "cost_smooth")
+DETAIL_FLOOR = 1.0 / 255  # one 8-bit grey level: the floor of the detail term's normaliser (daif.losses.detail_errors)
+DETAIL_WINDOW = 9  # px: the box over which the detail term's normaliser averages the targets' high-pass energy  # loss terms of the "search" depth head (daif.search_head)
 
 # Defaults that the model, the defocus search and the dataclasses below share (one place each)
 DEPTH_RANGE = (0.1, 10.0)  # metres, DAIF-Net's [near, far] when none is given (NYUv2's depth clip, method.md)
@@ -105,6 +107,7 @@ class ModelConfig:
     candidates: int = SEARCH_CANDIDATES  # "search" head: candidate depths, log-spaced over [near, far]
     cost_intensity_weight: float = SEARCH_INTENSITY_WEIGHT  # "search" head: w of the cost volume it reads after training
     aif_temperature: float = AIF_TEMPERATURE  # px; "select" AIF head on the "regress" depth head: T of its defocus prior -sigma/T (0 = off)
+    detail_input: bool = False  # beyond the paper: each image also enters as its contrast-normalised high-pass channel (daif.model)
 
     def __post_init__(self) -> None:
         check_model_size(self.width, self.levels)
@@ -150,6 +153,9 @@ class LossConfig:
     psf: str = "gaussian"  # the recon term's PSF: "gaussian" (method.md's), "disc", a round aperture (daif.optics.disc_ladder), or "layered", round-aperture depth layers with partial occlusion (daif.optics.soft_layers); the last two with kernel_size null
     recon_scales: int = 1  # the recon term is the mean over this many pyramid levels (2x average pooling each)
     recon_trains_depth: bool = True  # False: the recon term's gradient reaches the AIF only
+    # beyond the paper: weight of the contrast-normalised high-pass reconstruction (daif.losses.detail_errors); 0: off
+    detail: float = 0.0
+    detail_floor: float = DETAIL_FLOOR  # luma per pixel added to the local high-pass energy that divides the detail error
     # the "search" depth head's terms (daif.search_head), beyond the paper; weight 0: off
     cost: float = 0.0  # weight of the expected coarse reconstruction error under the head's depth distribution
     cost_intensity_weight: float = 1.0  # w of the `cost` energy's error (daif.search), also the w the head reads in training
@@ -161,9 +167,11 @@ class LossConfig:
             raise ValueError(f"coarse_aif: expected one of {COARSE_AIF_MODES}, got {self.coarse_aif!r}")
         if not self.temperature > 0:
             raise ValueError(f"temperature: expected > 0, got {self.temperature!r}")
-        for name in SEARCH_TERMS:
+        for name in (*SEARCH_TERMS, "detail"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name}: expected a finite weight >= 0, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.detail_floor) and self.detail_floor > 0):
+            raise ValueError(f"detail_floor: expected a finite luma step > 0, got {self.detail_floor!r}")
         _check_unit("cost_intensity_weight", self.cost_intensity_weight)
         check_kernel_size("kernel_size", self.kernel_size)
         if self.psf not in RENDER_PSFS:
@@ -179,7 +187,7 @@ class LossConfig:
     def weights(self) -> dict[str, float]:
         """Term name -> weight of every weighted term of the objective."""
         return {"recon": self.recon, "blur": self.blur, "aif_recon": self.aif_recon, "aif_blur": self.aif_blur,
-                "smooth": self.smooth, "cost": self.cost, "cost_smooth": self.cost_smooth}
+                "smooth": self.smooth, "detail": self.detail, "cost": self.cost, "cost_smooth": self.cost_smooth}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -68,3 +68,26 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, sigma: flo
     numerator = (2 * mu_x * mu_y + _SSIM_C1) * (2 * cov + _SSIM_C2)
     denominator = (mu_x**2 + mu_y**2 + _SSIM_C1) * (var_x + var_y + _SSIM_C2)
     return numerator / denominator
+
+
+def luma_laplacian(images: torch.Tensor) -> torch.Tensor:
+    """h = 4 g(y, x) - g(y - 1, x) - g(y + 1, x) - g(y, x - 1) - g(y, x + 1), g the luma (`to_grey`), replicate
+    padding. images: (N, 3, H, W) -> (N, 1, H, W)."""
+    grey = F.pad(to_grey(images), (1, 1, 1, 1), mode="replicate")
+    centre = grey[..., 1:-1, 1:-1]
+    return 4 * centre - grey[..., :-2, 1:-1] - grey[..., 2:, 1:-1] - grey[..., 1:-1, :-2] - grey[..., 1:-1, 2:]
+
+
+def stack_high_pass(stack: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """High-pass images of a stack and their local energy:
+
+        h_k = luma_laplacian(S_k),   n(p) = mean over the window x window box around p of max_k |h_k|
+
+    (replicate padding). stack: (B, S, 3, H, W) -> h (B, S, H, W), n (B, 1, H, W); n carries no gradient."""
+    batch, count, _, height, width = stack.shape
+    high = luma_laplacian(stack.reshape(-1, 3, height, width)).reshape(batch, count, height, width)
+    with torch.no_grad():
+        half = window // 2
+        energy = F.pad(high.abs().amax(dim=1, keepdim=True), (half, half, half, half), mode="replicate")
+        energy = F.avg_pool2d(energy, window, stride=1)
+    return high, energy

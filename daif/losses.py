@@ -5,6 +5,9 @@ Terms (all scalars, batch means):
                predicted AIF and depth at the targets' focus distances, T the targets (the input stack
                by default, or other images of a dense stack). With `recon_trains_depth` False the depth
                is detached in R: the term trains the AIF only.
+    detail     beyond the paper, weight 0 by default: the same R against T compared in their high-pass
+               (Laplacian) images, each pixel's error divided by the targets' local high-pass energy
+               (`detail_loss`): faint texture counts as much as strong texture.
     blur       blurriness of the coarse AIF (the per-pixel sharpest stack image under the predicted depth).
     aif_recon  alpha (1 - SSIM) + (1 - alpha) L1 between the predicted AIF and the detached coarse AIF.
     aif_blur   blurriness of the predicted AIF.
@@ -27,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from daif._checks import check_focus_distances, check_tensor
-from daif.config import COARSE_AIF_MODES, LossConfig
-from daif.filters import filter_channels, laplacian_of_gaussian_kernel, ssim_map, to_grey
+from daif.config import COARSE_AIF_MODES, DETAIL_FLOOR, DETAIL_WINDOW, LossConfig
+from daif.filters import filter_channels, laplacian_of_gaussian_kernel, luma_laplacian, ssim_map, stack_high_pass, to_grey
 from daif.optics import ThinLensCamera, defocus_sigma, render_focal_stack
 
 PAPER_TERMS = ("recon", "blur", "aif_recon", "aif_blur", "smooth")
@@ -58,24 +61,52 @@ def photometric_loss(prediction: torch.Tensor, target: torch.Tensor, alpha: floa
     return alpha * ssim_term + (1.0 - alpha) * (prediction - target).abs().mean()
 
 
-def reconstruction_error(
+def detail_error_map(prediction: torch.Tensor, target: torch.Tensor, floor: float = DETAIL_FLOOR, window: int = DETAIL_WINDOW) -> torch.Tensor:
+    """Contrast-normalised high-pass error per pixel (beyond the paper):
+
+        e_b(p) = mean over k of |h(R_bk)(p) - h(T_bk)(p)| / (n_b(p) + floor),
+        n_b(p) = mean over the window x window box around p of max_k |h(T_bk)|   (targets only: no gradient)
+
+    h the luma Laplacian (`daif.filters.stack_high_pass`). A texture's sharpness decides its depth whatever its contrast (as the
+    depth-from-focus focus measure's arg-max does); the photometric terms weigh errors by their size, so a faint
+    texture's defocus barely moves them (its local contrast below SSIM's C2 ** 0.5 = 0.03). `floor` (in [0, 1] luma
+    per pixel; default one 8-bit grey level, the input's quantisation step) keeps flat regions from dividing noise
+    by zero. Dividing both stacks' contrast by c about their means leaves detail unchanged where floor << n.
+    prediction, target: (B, T, 3, H, W). Returns e (B, H, W); `detail_errors` is its mean over pixels.
+    """
+    check_tensor("target", target, ("B", "T", 3, "H", "W"))
+    check_tensor("prediction", prediction, tuple(target.shape))
+    height, width = target.shape[-2:]
+    high_target, energy = stack_high_pass(target, window)  # (B, T, H, W), (B, 1, H, W)
+    high_prediction = luma_laplacian(prediction.reshape(-1, 3, height, width)).reshape(high_target.shape)
+    return ((high_prediction - high_target).abs() / (energy + floor)).mean(dim=1)
+
+
+def detail_errors(prediction: torch.Tensor, target: torch.Tensor, floor: float = DETAIL_FLOOR, window: int = DETAIL_WINDOW) -> torch.Tensor:
+    """The detail term of each scene, detail_b = mean over pixels of `detail_error_map`. (B, T, 3, H, W) -> (B,)."""
+    return detail_error_map(prediction, target, floor, window).mean(dim=(1, 2))
+
+
+def reconstruction_errors(
     stack: torch.Tensor, focus_distances: torch.Tensor, aif: torch.Tensor, depth: torch.Tensor, camera: ThinLensCamera,
     alpha: float = 0.85, psf: str = "gaussian",
-) -> torch.Tensor:
-    """The recon term of each scene, unweighted and with no ground truth: a model's fit to a stack it was given.
+) -> dict[str, torch.Tensor]:
+    """The recon and detail terms of each scene, unweighted and with no ground truth: a model's fit to a stack it was given.
 
-        recon_b = photometric_loss(R_b, I_b, alpha),   R_b = render_focal_stack(aif_b, depth_b, s_b, camera, None, psf)
+        recon_b  = photometric_loss(R_b, I_b, alpha),   R_b = render_focal_stack(aif_b, depth_b, s_b, camera, None, psf)
+        detail_b = detail_errors(R_b, I_b)
 
     I_b the scene's stack (S, 3, H, W) in [0, 1], R_b its re-rendering from the predicted AIF and depth through the
-    thin lens and the `psf` ("gaussian" or "disc") with no window (the ladders: every blur the camera makes), means over the S
-    images and all pixels, as the training's `val/recon` at one scale. It needs no depth and no AIF truth, so it
-    compares models (and the analytic methods' depth with their AIF) on captured stacks.
+    thin lens and the `psf` (`daif.optics.RENDER_PSFS`) with no window (every blur the camera makes), means over the S
+    images and all pixels, as the training's `val/recon` at one scale. They need no depth and no AIF truth, so they
+    compare models (and the analytic methods' depth with their AIF) on captured stacks.
     stack: (B, S, 3, H, W); focus_distances: (B, S) or (S,) metres; aif: (B, 3, H, W); depth: (B, 1, H, W) metres.
-    Returns (B,).
+    Returns {"recon": (B,), "detail": (B,)}.
     """
     check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
     rendered = render_focal_stack(aif, depth, focus_distances, camera, kernel_size=None, psf=psf)
-    return torch.stack([photometric_loss(rendered[b], stack[b], alpha) for b in range(stack.shape[0])])
+    recon = torch.stack([photometric_loss(rendered[b], stack[b], alpha) for b in range(stack.shape[0])])
+    return {"recon": recon, "detail": detail_errors(rendered, stack)}
 
 
 def pyramid_photometric_loss(prediction: torch.Tensor, target: torch.Tensor, alpha: float = 0.85, scales: int = 1) -> torch.Tensor:
@@ -206,6 +237,8 @@ def objective(
         "aif_blur": blurriness(aif).mean(),
         "smooth": smoothness_loss(depth, aif, config.smooth_beta),
     }
+    if config.detail:
+        terms["detail"] = detail_errors(reconstruction, targets, config.detail_floor).mean()
     if extra_terms is not None:
         terms.update(extra_terms(depth, coarse))
     missing = [name for name, weight in config.weights.items() if weight and name not in terms]

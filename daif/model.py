@@ -20,6 +20,12 @@ stack's mean, a blur that the reconstruction matches best with a depth at which 
 unblurred: the collapse of docs/experiments.md entry 1; with it, depth learns through the reconstruction
 (entry 18).
 
+Detail input (`detail_input`, beyond the paper; off by default): each image also enters with a fifth channel,
+its contrast-normalised high-pass image h_k / (n + floor) (`daif.filters.stack_high_pass`: h_k the luma
+Laplacian, n the local mean of max_k |h_k| over a DETAIL_WINDOW box, floor DETAIL_FLOOR), which reads the same
+for a faint texture as for a strong one, as the detail loss term does (`daif.losses.detail_error_map`). It is a
+filter of the images, not a depth estimate.
+
 Focus normalisation: the input plane is focus_distance / focus_scale with focus_scale defaulting to `far`,
 so focus distances inside the working range land in (0, 1] (1..9 m with far = 10 m gives 0.1..0.9) on the
 same scale as the RGB channels; it is a constructor argument, kept in `config`.
@@ -35,7 +41,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from daif._checks import check_focus_distances, check_tensor
-from daif.config import AIF_HEADS, AIF_TEMPERATURE, DEPTH_HEADS, DEPTH_MAPPINGS, DEPTH_RANGE, Config, LossConfig, check_model_size
+from daif.config import (AIF_HEADS, AIF_TEMPERATURE, DEPTH_HEADS, DEPTH_MAPPINGS, DEPTH_RANGE, DETAIL_FLOOR, DETAIL_WINDOW, Config,
+                         LossConfig, check_model_size)
+from daif.filters import stack_high_pass
 from daif.losses import ExtraTerms
 from daif.optics import ThinLensCamera, defocus_sigma
 
@@ -188,7 +196,7 @@ def depth_head_type(name: str) -> type[DepthHead]:
 
 # ---------------------------------------------------------------- the network
 
-_OWN_KEYS = ("width", "levels", "near", "far", "focus_scale", "aif_head", "depth_head", "camera", "aif_temperature")
+_OWN_KEYS = ("width", "levels", "near", "far", "focus_scale", "aif_head", "depth_head", "camera", "aif_temperature", "detail_input")
 
 
 class DAIFNet(nn.Module):
@@ -207,6 +215,7 @@ class DAIFNet(nn.Module):
         head_options are its options (`depth_mapping` for "regress").
     camera: the thin-lens camera as a dict (`ThinLensCamera.to_dict`), the default of a forward call's.
     aif_temperature: T [px] of the "select" head's defocus prior; 0 turns it off.
+    detail_input: add each image's contrast-normalised high-pass channel (module docstring).
     All arguments are plain JSON values; `config` returns them and `from_config` rebuilds the model.
     """
 
@@ -221,6 +230,7 @@ class DAIFNet(nn.Module):
         depth_head: str = "regress",
         camera: dict[str, float] | None = None,
         aif_temperature: float = AIF_TEMPERATURE,
+        detail_input: bool = False,
         **head_options: Any,
     ) -> None:
         super().__init__()
@@ -232,6 +242,9 @@ class DAIFNet(nn.Module):
         if isinstance(aif_temperature, bool) or not isinstance(aif_temperature, (int, float)) or not 0 <= aif_temperature < math.inf:
             raise ValueError(f"aif_temperature: expected a finite number of pixels >= 0, got {aif_temperature!r}")
         self.aif_temperature = float(aif_temperature)
+        if not isinstance(detail_input, bool):
+            raise ValueError(f"detail_input: expected true or false, got {detail_input!r}")
+        self.detail_input = detail_input
         self.camera = None if camera is None else ThinLensCamera.from_dict(camera)
         focus_scale = float(far) if focus_scale is None else float(focus_scale)
         if focus_scale <= 0:
@@ -245,7 +258,7 @@ class DAIFNet(nn.Module):
 
         channels = [width * 2**i for i in range(levels + 1)]
         self.encoder = nn.ModuleList()
-        in_channels = 4 + head.guide_channels  # RGB + focus plane (+ the depth head's guide)
+        in_channels = 4 + int(detail_input) + head.guide_channels  # RGB + focus plane (+ detail) (+ the depth head's guide)
         for level in range(levels):
             self.encoder.append(nn.Sequential(_conv_relu(in_channels, channels[level]), _conv_relu(channels[level], channels[level])))
             in_channels = 2 * channels[level]  # own pooled features + their maximum over the stack
@@ -282,6 +295,7 @@ class DAIFNet(nn.Module):
             "depth_head": self.depth_head.name,
             "camera": None if self.camera is None else self.camera.to_dict(),
             "aif_temperature": self.aif_temperature,
+            "detail_input": self.detail_input,
             **self.depth_head.config,
         }
 
@@ -322,9 +336,12 @@ class DAIFNet(nn.Module):
         pad_h, pad_w = -height % multiple, -width % multiple
         images = stack.reshape(batch * stack_size, 3, height, width)  # (B*S, 3, H, W)
         planes = [(focus / self.focus_scale).reshape(batch * stack_size, 1, 1, 1).expand(-1, 1, height, width)]
+        if self.detail_input:
+            high, energy = stack_high_pass(stack, DETAIL_WINDOW)  # (B, S, H, W), (B, 1, H, W)
+            planes.append((high / (energy + DETAIL_FLOOR)).reshape(batch * stack_size, 1, height, width))
         if guide is not None:
             planes.append(_repeat_over_stack(guide, stack_size))
-        features = torch.cat([images, *planes], dim=1)  # (B*S, 4 [+ C], H, W)
+        features = torch.cat([images, *planes], dim=1)  # (B*S, 4 [+ 1] [+ C], H, W)
         if pad_h or pad_w:
             features = F.pad(features, (0, pad_w, 0, pad_h), mode="replicate")
         crop = (..., slice(0, height), slice(0, width))

@@ -16,7 +16,7 @@ from daif.baseline import depth_from_focus
 from daif.search import defocus_search
 from daif.data.bins import BinSampler
 from daif.data.store import open_store
-from daif.losses import coarse_aif, reconstruction_error
+from daif.losses import coarse_aif, reconstruction_errors
 from daif.metrics import depth_metrics
 from daif.model import DAIFNet
 
@@ -61,7 +61,7 @@ def direct_predictions(store_path: Path, net: DAIFNet, indices) -> dict[str, tor
     focus = torch.tensor(store.focus_distances[list(indices)]).expand(len(scenes), -1)
     with torch.no_grad():
         model_aif, model_depth = net(stack, focus)
-        model_recon = reconstruction_error(stack, focus, model_aif, model_depth, store.camera)
+        model_recon = reconstruction_errors(stack, focus, model_aif, model_depth, store.camera)["recon"]
     return {
         "daif-net": model_depth,
         "daif-net recon": model_recon,  # (B,), no ground truth
@@ -91,10 +91,12 @@ def test_recon_through_a_disc_is_the_disc_re_rendering_error_and_a_bad_psf_is_re
     with torch.no_grad():  # the search's depth and AIF explain the stack closely: there the PSF shows
         depth = defocus_search(stack, focus, store.camera, net.near, net.far, kernel_size=store.kernel_size)
         aif = coarse_aif(stack, focus, depth, store.camera)
-        disc = reconstruction_error(stack, focus, aif, depth, store.camera, psf="disc")
-        gaussian = reconstruction_error(stack, focus, aif, depth, store.camera)
+        disc_errors = reconstruction_errors(stack, focus, aif, depth, store.camera, psf="disc")
+        disc = disc_errors["recon"]
+        gaussian = reconstruction_errors(stack, focus, aif, depth, store.camera)["recon"]
     assert result["recon_psf"] == "disc"
     assert result["methods"]["search"]["aif"]["recon"] == pytest.approx(float(disc.mean()), rel=1e-5)
+    assert result["methods"]["search"]["aif"]["detail"] == pytest.approx(float(disc_errors["detail"].mean()), rel=1e-5)
     assert float(disc.mean()) != pytest.approx(float(gaussian.mean()), rel=0.01)  # another renderer, another figure
     assert "through a disc PSF" in result["markdown"]
     with pytest.raises(ValueError, match="recon_psf"):
@@ -138,7 +140,7 @@ def test_evaluate_writes_metrics_equal_to_daif_metrics(store_and_model, tracking
     assert f"{written['methods']['baseline']['image']['delta1']:.4f}" in table[5]
     assert f"{written['methods']['search']['image']['delta1']:.4f}" in table[6]
     images = (out / "metrics.md").read_text().split("### images")[1].strip().splitlines()
-    assert images[2].split(" | ")[-1] == "recon |" and f"{written['methods']['daif-net']['aif']['recon']:.4f}" in images[4]
+    assert images[2].split(" | ")[-2:] == ["recon", "detail |"] and f"{written['methods']['daif-net']['aif']['recon']:.4f}" in images[4]
 
     # generalisation: sizes 2, 3, 5 of the 5-image stacks; 8 skipped with a note; one focus set
     with open(out / "generalisation.csv") as file:

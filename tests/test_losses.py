@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from daif.config import LossConfig
-from daif.losses import blurriness, coarse_aif, objective, photometric_loss, reconstruction_error, smoothness_loss, term_names
+from daif.losses import (blurriness, coarse_aif, detail_errors, objective, photometric_loss, reconstruction_errors,
+                         smoothness_loss, term_names)
 from daif.optics import render_focal_stack
+from tests.helpers.references import high_pass_reference
 from tests.helpers.scenes import CAMERA, FOCUS_DISTANCES, make_scenes
 
 
@@ -101,15 +103,59 @@ def test_reconstruction_error_per_scene_by_hand():
     depth = torch.full((2, 1, 16, 16), 2.0, dtype=torch.float64)
     c1 = 0.01**2
     expected = [0.85 * (1 - (2 * a * b + c1) / (a * a + b * b + c1)) + 0.15 * abs(a - b) for a, b in ((0.3, 0.5), (0.6, 0.2))]
-    got = reconstruction_error(stack, torch.tensor([1.0, 2.0, 4.0]), aif, depth, CAMERA)
-    assert got.shape == (2,) and got.tolist() == pytest.approx(expected, rel=1e-9)
+    got = reconstruction_errors(stack, torch.tensor([1.0, 2.0, 4.0]), aif, depth, CAMERA)
+    assert got["recon"].shape == (2,) and got["recon"].tolist() == pytest.approx(expected, rel=1e-9)
+    assert got["detail"].max() < 1e-12  # constant images have no high-pass content (to rounding)
 
 
 def test_reconstruction_error_is_zero_for_the_truth_of_a_ladder_stack_only():
     _, focus, aif, depth = make_scenes(2, 32, 32, seed=2)
     stack = render_focal_stack(aif, depth, focus, CAMERA, kernel_size=None)  # no window: the blur recon renders
-    assert reconstruction_error(stack, focus, aif, depth, CAMERA).max() < 1e-6
-    assert reconstruction_error(stack, focus, aif, torch.full_like(depth, 1.0), CAMERA).min() > 0.02
+    right = reconstruction_errors(stack, focus, aif, depth, CAMERA)
+    wrong = reconstruction_errors(stack, focus, aif, torch.full_like(depth, 1.0), CAMERA)
+    assert right["recon"].max() < 1e-6 and right["detail"].max() < 1e-4
+    assert wrong["recon"].min() > 0.02 and wrong["detail"].min() > 0.05
+
+
+def _detail_reference(prediction: np.ndarray, target: np.ndarray, floor: float, window: int) -> float:
+    """detail_errors of one scene from loop references: (T, 3, H, W) float64 arrays."""
+    high_target, energy = high_pass_reference(target, window)
+    high_prediction, _ = high_pass_reference(prediction, window)
+    return float((np.abs(high_prediction - high_target) / (energy + floor)).mean())
+
+
+def test_detail_errors_against_a_loop_reference_and_its_contrast_invariance():
+    rng = np.random.default_rng(3)
+    target = rng.uniform(0, 1, (2, 3, 3, 7, 9))
+    prediction = np.clip(target + rng.normal(0, 0.05, target.shape), 0, 1)
+    got = detail_errors(torch.from_numpy(prediction), torch.from_numpy(target), floor=0.01, window=5)
+    expected = [_detail_reference(prediction[b], target[b], 0.01, 5) for b in range(2)]
+    assert got.tolist() == pytest.approx(expected, rel=1e-9)
+    # the same scene at a hundredth of its contrast about grey (under one 8-bit level per pixel) scores the same
+    # where the floor is small against its high-pass energy; the photometric loss falls with the contrast
+    faint = lambda images: 0.5 + 0.01 * (images - 0.5)
+    faint_detail = detail_errors(torch.from_numpy(faint(prediction)), torch.from_numpy(faint(target)), floor=1e-9, window=5)
+    strong_detail = detail_errors(torch.from_numpy(prediction), torch.from_numpy(target), floor=1e-9, window=5)
+    assert faint_detail.tolist() == pytest.approx(strong_detail.tolist(), rel=1e-6)
+    strong_photometric = float(photometric_loss(torch.from_numpy(prediction), torch.from_numpy(target)))
+    assert float(photometric_loss(torch.from_numpy(faint(prediction)), torch.from_numpy(faint(target)))) < 0.05 * strong_photometric
+
+
+def test_detail_tells_a_faint_texture_at_the_wrong_depth_where_recon_barely_does():
+    # the same scene at a fiftieth of its contrast (texture std 0.004, about one 8-bit grey level), re-rendered at
+    # 1.5 times its depth: the photometric recon's rise falls below 2 % of the full-contrast scene's, the detail
+    # term's keeps more than half of it
+    stack, focus, aif, depth = make_scenes(1, 32, 32, seed=6)
+    rise = {}
+    for contrast in (1.0, 0.02):
+        scaled = aif.mean() + contrast * (aif - aif.mean())
+        scaled_stack = render_focal_stack(scaled, depth, focus, CAMERA, kernel_size=None)
+        right = reconstruction_errors(scaled_stack, focus, scaled, depth, CAMERA)
+        wrong = reconstruction_errors(scaled_stack, focus, scaled, depth * 1.5, CAMERA)
+        rise[contrast] = {key: float(wrong[key] - right[key]) for key in right}
+    assert rise[1.0]["recon"] > 0.05 and rise[1.0]["detail"] > 0.2
+    assert rise[0.02]["recon"] < 0.02 * rise[1.0]["recon"]
+    assert rise[0.02]["detail"] > 0.5 * rise[1.0]["detail"]
 
 
 def test_gradient_routing_of_the_reconstruction_terms():
@@ -123,6 +169,9 @@ def test_gradient_routing_of_the_reconstruction_terms():
     default = objective(stack, focus, predicted_aif, predicted, CAMERA, LossConfig()).terms
     to_aif, to_depth = torch.autograd.grad(default["recon"], (predicted_aif, predicted))
     assert float(to_aif.abs().sum()) > 1e-6 and float(to_depth.abs().sum()) > 1e-6  # the paper's: both
+    detail = objective(stack, focus, predicted_aif, predicted, CAMERA, LossConfig(detail=1.0)).terms["detail"]
+    to_aif, to_depth = torch.autograd.grad(detail, (predicted_aif, predicted))
+    assert float(to_aif.abs().sum()) > 1e-6 and float(to_depth.abs().sum()) > 1e-6  # detail: both as well
 
 
 def test_targets_at_other_focus_distances():
@@ -147,6 +196,10 @@ def test_total_is_the_weighted_sum_of_the_terms():
                 + 3 * terms["smooth"])
     assert float(result.total.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
     assert all(float(value.detach()) != 0 for value in terms.values())
+    with_detail = objective(stack, focus, noisy_aif, depth * 0.9, CAMERA, dataclasses.replace(config, detail=2.0))
+    assert list(with_detail.terms) == term_names(with_detail_config := dataclasses.replace(config, detail=2.0))
+    assert "detail" in with_detail.terms and with_detail_config.weights["detail"] == 2.0
+    assert float(with_detail.total.detach()) == pytest.approx(float((expected + 2 * with_detail.terms["detail"]).detach()), rel=1e-6)
 
 
 def test_loss_config_defaults_and_checks():
@@ -160,6 +213,11 @@ def test_loss_config_defaults_and_checks():
         LossConfig(coarse_aif="median")
     with pytest.raises(ValueError, match="kernel_size"):
         LossConfig(kernel_size=6)
+    assert (config.detail, config.detail_floor) == (0, 1 / 255)  # off by default: the paper's five terms
+    with pytest.raises(ValueError, match="detail"):
+        LossConfig(detail=-1.0)
+    with pytest.raises(ValueError, match="detail_floor"):
+        LossConfig(detail_floor=0.0)
 
 
 def test_bad_arguments_are_named():

@@ -8,8 +8,10 @@ import math
 import pytest
 import torch
 
+from daif.config import DETAIL_FLOOR, DETAIL_WINDOW
 from daif.model import DAIFNet, map_depth
 from daif.optics import ThinLensCamera
+from tests.helpers.references import high_pass_reference
 
 LENS = ThinLensCamera.preset("nyuv2-5").to_dict()  # the "select" head's defocus prior needs a camera
 
@@ -48,9 +50,9 @@ def test_any_stack_size(stack_size, aif_head):
     assert bool(torch.isfinite(depth).all())
 
 
-@pytest.mark.parametrize("aif_head", ["rgb", "select"])
-def test_permuting_the_stack_leaves_the_output_unchanged(aif_head):
-    net = _small_net(levels=3, aif_head=aif_head)
+@pytest.mark.parametrize("aif_head, detail_input", [("rgb", False), ("select", False), ("select", True)])
+def test_permuting_the_stack_leaves_the_output_unchanged(aif_head, detail_input):
+    net = _small_net(levels=3, aif_head=aif_head, detail_input=detail_input)
     stack, focus = _inputs(2, 5, 24, 30)
     order = torch.tensor([3, 0, 4, 1, 2])
     with torch.no_grad():
@@ -97,13 +99,35 @@ def test_config_is_json_and_rebuilds_the_same_model():
     net = _small_net(levels=2, depth_mapping="inverse", near=0.3, far=4.0, focus_scale=2.0)
     config = json.loads(json.dumps(net.config))
     assert config == {"width": 4, "levels": 2, "depth_mapping": "inverse", "near": 0.3, "far": 4.0, "focus_scale": 2.0, "aif_head": "rgb",
-                      "depth_head": "regress", "camera": LENS, "aif_temperature": 1.0}
+                      "depth_head": "regress", "camera": LENS, "aif_temperature": 1.0, "detail_input": False}
     rebuilt = DAIFNet.from_config(config)
     rebuilt.load_state_dict(net.state_dict())
     stack, focus = _inputs(1, 2, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(stack, focus), net(stack, focus))
     assert DAIFNet(far=6.0).config["focus_scale"] == 6.0  # default: the far end of the depth range
+
+
+def test_the_detail_input_is_each_images_normalised_high_pass_whatever_its_contrast():
+    # the first convolution's fifth input channel is h_k / (n + floor) (daif.model's docstring), checked against a loop
+    # reference; the same stack at a hundredth of its contrast about grey gives the same channel (up to the floor)
+    net = _small_net(levels=2, detail_input=True)
+    seen = []
+    net.encoder[0][0][0].register_forward_hook(lambda module, args, output: seen.append(args[0][:, 4].clone()))
+    stack, focus = _inputs(1, 3, 12, 10, seed=4)
+    stack = stack.double()
+    net.double()
+    with torch.no_grad():
+        net(stack, focus.double())
+        net(0.5 + 0.01 * (stack - 0.5), focus.double())
+    high, energy = high_pass_reference(stack[0].numpy(), DETAIL_WINDOW)
+    expected = high / (energy + DETAIL_FLOOR)
+    torch.testing.assert_close(seen[0][:, :12, :10], torch.from_numpy(expected), atol=1e-9, rtol=1e-9)
+    faint = 0.01 * high / (0.01 * energy + DETAIL_FLOOR)
+    torch.testing.assert_close(seen[1][:, :12, :10], torch.from_numpy(faint), atol=1e-9, rtol=1e-9)
+    assert float((seen[1] - seen[0]).abs().max()) < 0.5 * float(seen[0].abs().max())  # contrast / 100, channel far less
+    assert DAIFNet.from_config({**net.config, "detail_input": True}).encoder[0][0][0].in_channels == 5
+    assert DAIFNet.from_config({key: v for key, v in net.config.items() if key != "detail_input"}).detail_input is False
 
 
 def test_depth_mappings_by_hand():

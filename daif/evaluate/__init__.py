@@ -11,8 +11,9 @@ read with: a "search" head's own, else the default). Metrics come from
 `daif.metrics.depth_metrics` per image; the two aggregations are derived from them exactly: "image" is
 the mean over images (the reference), "pixel" pools all valid pixels (each per-image mean weighted by its
 valid count, rmse-type metrics through their squares). Every method also gets image metrics: the AIF's
-(`daif.metrics`: PSNR and SSIM against the true AIF, MG and SF) and recon, the stack's reconstruction error
-through the method's AIF and depth (`daif.losses.reconstruction_error`, ladder renderer); recon uses no ground
+(`daif.metrics`: PSNR and SSIM against the true AIF, MG and SF), recon, the stack's reconstruction error
+through the method's AIF and depth, and detail, its contrast-normalised high-pass error
+(`daif.losses.reconstruction_errors`, no renderer window); recon and detail use no ground
 truth, so on captured stacks it still ranks models by how well they explain the camera's images.
 `max_depths` adds masked variants (gt < d), e.g. "image_max0.5m" (DefocusNet's 0.5 m).
 Captured stacks (`daif.data.captured`) may lack ground truth: a scene without depth (valid all False)

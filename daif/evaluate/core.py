@@ -56,8 +56,8 @@ def evaluate(
     stack_sizes: test stack sizes of the generalisation study (default 2, 3, 5, 8, 10).
     focus_sets: other focus-distance sets [m] ("1,2,4" or sequences), re-rendered from AIF + depth.
     max_depths: masked variants, ground truth < each [m]. backend: "auto" (Ray from RAY_MIN_SCENES
-    scenes on), "local" or "ray". recon_psf: the PSF of the `recon` column's re-rendering, "gaussian", "disc" or "layered"
-    (daif.losses.reconstruction_error), one for every method: a yardstick common to the models it ranks.
+    scenes on), "local" or "ray". recon_psf: the PSF of the `recon` and `detail` columns' re-rendering, "gaussian", "disc" or
+    "layered" (daif.losses.reconstruction_errors), one for every method: a yardstick common to the models it ranks.
     Returns metrics.json's content: top-level DEPTH_METRIC_NAMES of the first model (image mean, all valid
     pixels), "methods" {name: {source, image, pixel, <masked variants>, aif}} with "baseline" and "search" last,
     "generalisation", "notes", plus "markdown" (metrics.md's text), "paths" and "mlflow".

@@ -21,7 +21,7 @@ from daif.evaluate.plan import Condition, mask_name, variant_name
 from daif.metrics import DEPTH_METRIC_NAMES
 
 SQUARED_KEYS = ("rmse", "rmse_log10", "rmse_log")  # pooled through their squares
-AIF_KEYS = ("mg", "sf", "psnr", "ssim", "recon")  # recon: daif.losses.reconstruction_error, no ground truth
+AIF_KEYS = ("mg", "sf", "psnr", "ssim", "recon", "detail")  # recon, detail: daif.losses.reconstruction_errors, no ground truth
 IMAGE_COLUMNS = ("scene_id", "condition", "method", "mask", "count", *DEPTH_METRIC_NAMES, *AIF_KEYS)
 _TEXT_COLUMNS = ("scene_id", "condition", "method", "mask")
 GENERALISATION_COLUMNS = (

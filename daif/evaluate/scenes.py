@@ -100,7 +100,7 @@ class SceneEvaluator:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        from daif.losses import reconstruction_error
+        from daif.losses import reconstruction_errors
 
         gt_depth = torch.from_numpy(np.asarray(batch["depth"], dtype=np.float32))[:, None]
         valid = torch.from_numpy(np.asarray(batch["valid"], dtype=bool))[:, None]
@@ -112,7 +112,7 @@ class SceneEvaluator:
             for method in [*self.models, *ANALYTIC]:
                 depth, aif = (t.float() for t in self.predict(method, stack, focus))
                 main = condition.study == "main"
-                recon = reconstruction_error(stack, focus, aif, depth, self.camera, psf=self.recon_psf).cpu() if main else None
+                recon = reconstruction_errors(stack, focus, aif, depth, self.camera, psf=self.recon_psf) if main else None
                 depth, aif = depth.cpu(), aif.cpu()
                 if main:
                     aif_values = image_metrics(aif, gt_aif, recon)
@@ -127,12 +127,14 @@ class SceneEvaluator:
 
 
 def image_metrics(aif, gt_aif, recon) -> list[dict[str, float]]:
-    """Per image of the batch: {AIF_KEYS: value}, of predicted `aif` against `gt_aif` (B, 3, H, W), and `recon` (B,),
-    the method's `daif.losses.reconstruction_error` of the stack it was given (no ground truth)."""
+    """Per image of the batch: {AIF_KEYS: value}, of predicted `aif` against `gt_aif` (B, 3, H, W), and `recon`,
+    the method's `daif.losses.reconstruction_errors` of the stack it was given ({"recon": (B,), "detail": (B,)}, no
+    ground truth)."""
     from daif.metrics import mean_gradient, psnr, spatial_frequency, ssim
 
     values = {"mg": mean_gradient(aif).tolist(), "sf": spatial_frequency(aif).tolist(),
-              "psnr": psnr(aif, gt_aif).tolist(), "ssim": ssim(aif, gt_aif).tolist(), "recon": recon.tolist()}
+              "psnr": psnr(aif, gt_aif).tolist(), "ssim": ssim(aif, gt_aif).tolist(),
+              **{key: errors.cpu().tolist() for key, errors in recon.items()}}
     return [{key: float(values[key][i]) for key in AIF_KEYS} for i in range(len(aif))]
 
 

@@ -37,7 +37,7 @@ def build_model(config: Config, near: float, far: float, camera: ThinLensCamera 
     return DAIFNet(
         width=config.model.width, levels=config.model.levels, near=near, far=far, focus_scale=config.model.focus_scale or None,
         aif_head=config.model.aif_head, depth_head=config.model.depth_head, camera=camera.to_dict() if camera is not None else None,
-        aif_temperature=config.model.aif_temperature, **head.options(config),
+        aif_temperature=config.model.aif_temperature, detail_input=config.model.detail_input, **head.options(config),
     )
 
 

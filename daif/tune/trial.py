@@ -122,7 +122,7 @@ def scored(metrics: dict[str, Any], metric: str, mode: str) -> dict[str, Any]:
 def depth_gain(model, config) -> float:
     """How much the model's depth explains the validation stacks (the collapse test; the stacks only, no ground truth):
 
-        G = r_flat / r_model - 1,   r = mean over scenes of daif.losses.reconstruction_error(I, s, A, D)
+        G = r_flat / r_model - 1,   r = mean over scenes of daif.losses.reconstruction_errors(I, s, A, D)["recon"]
 
     r_model with the AIF A and depth D that `model(stack, focus_distances)` returns (a DAIFNet, or any callable
     with its contract) for the validation stacks I (the validation draw of each stack's images, in store order,
@@ -136,7 +136,7 @@ def depth_gain(model, config) -> float:
 
     from daif.data.bins import make_batch
     from daif.data.store import open_store
-    from daif.losses import reconstruction_error
+    from daif.losses import reconstruction_errors
     from daif.train.loop import samplers
 
     store = open_store(config.data.path)
@@ -151,8 +151,8 @@ def depth_gain(model, config) -> float:
             aif, depth = model(batch["stack"], batch["focus_distances"])
             flat = depth.mean(dim=(1, 2, 3), keepdim=True).expand_as(depth)
             for target, errors in ((depth, model_errors), (flat, flat_errors)):
-                errors += reconstruction_error(batch["stack"], batch["focus_distances"], aif, target, store.camera,
-                                               config.loss.alpha, config.loss.psf).tolist()
+                errors += reconstruction_errors(batch["stack"], batch["focus_distances"], aif, target, store.camera,
+                                                config.loss.alpha, config.loss.psf)["recon"].tolist()
     if not model_errors:
         return float("nan")
     return float(np.mean(flat_errors) / max(float(np.mean(model_errors)), 1e-12) - 1.0)
