@@ -53,7 +53,7 @@ def render(name: str, aif: torch.Tensor, depth: torch.Tensor, focus: torch.Tenso
 
 def error_maps(rendered: torch.Tensor, stack: torch.Tensor) -> dict[str, torch.Tensor]:
     """{objective: (H, W)}: per pixel, the recon term's photometric error ("recon", mean over the images and
-    channels) and the detail term's ("detail", `daif.losses.detail_errors` before its mean over pixels)."""
+    channels) and the detail term's ("detail", `daif.losses.detail_error_map`)."""
     recon = (ALPHA * (1 - ssim_map(rendered, stack)) + (1 - ALPHA) * (rendered - stack).abs()).mean(dim=(0, 1))
     return {"recon": recon, "detail": detail_error_map(rendered[None], stack[None])[0]}
 

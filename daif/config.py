@@ -29,9 +29,9 @@ DEPTH_MAPPINGS = ("sigmoid", "inverse", "log")
 SCHEDULES = ("cosine", "constant")  # optim.schedule (daif.train.loop.lr_factor)
 AIF_HEADS = ("rgb", "select")
 DEPTH_HEADS = ("regress", "search")  # "search": daif.search_head, beyond the paper
-SEARCH_TERMS = ("cost", "cost_smooth")
-DETAIL_FLOOR = 1.0 / 255  # one 8-bit grey level: the floor of the detail term's normaliser (daif.losses.detail_errors)
-DETAIL_WINDOW = 9  # px: the box over which the detail term's normaliser averages the targets' high-pass energy  # loss terms of the "search" depth head (daif.search_head)
+SEARCH_TERMS = ("cost", "cost_smooth")  # loss terms of the "search" depth head (daif.search_head)
+DETAIL_FLOOR = 1.0 / 255  # one 8-bit grey level: the floor of the detail term's normaliser (daif.losses.detail_error_map)
+DETAIL_WINDOW = 9  # px: the box over which the detail normaliser averages the stack's high-pass energy (also model.detail_input)
 
 # Defaults that the model, the defocus search and the dataclasses below share (one place each)
 DEPTH_RANGE = (0.1, 10.0)  # metres, DAIF-Net's [near, far] when none is given (NYUv2's depth clip, method.md)
@@ -153,7 +153,7 @@ class LossConfig:
     psf: str = "gaussian"  # the recon term's PSF: "gaussian" (method.md's), "disc", a round aperture (daif.optics.disc_ladder), or "layered", round-aperture depth layers with partial occlusion (daif.optics.soft_layers); the last two with kernel_size null
     recon_scales: int = 1  # the recon term is the mean over this many pyramid levels (2x average pooling each)
     recon_trains_depth: bool = True  # False: the recon term's gradient reaches the AIF only
-    # beyond the paper: weight of the contrast-normalised high-pass reconstruction (daif.losses.detail_errors); 0: off
+    # beyond the paper: weight of the contrast-normalised high-pass reconstruction (daif.losses.detail_error_map); 0: off
     detail: float = 0.0
     detail_floor: float = DETAIL_FLOOR  # luma per pixel added to the local high-pass energy that divides the detail error
     # the "search" depth head's terms (daif.search_head), beyond the paper; weight 0: off

@@ -7,7 +7,7 @@ Terms (all scalars, batch means):
                is detached in R: the term trains the AIF only.
     detail     beyond the paper, weight 0 by default: the same R against T compared in their high-pass
                (Laplacian) images, each pixel's error divided by the targets' local high-pass energy
-               (`detail_loss`): faint texture counts as much as strong texture.
+               (`detail_error_map`): faint texture counts as much as strong texture.
     blur       blurriness of the coarse AIF (the per-pixel sharpest stack image under the predicted depth).
     aif_recon  alpha (1 - SSIM) + (1 - alpha) L1 between the predicted AIF and the detached coarse AIF.
     aif_blur   blurriness of the predicted AIF.
@@ -67,9 +67,9 @@ def detail_error_map(prediction: torch.Tensor, target: torch.Tensor, floor: floa
         e_b(p) = mean over k of |h(R_bk)(p) - h(T_bk)(p)| / (n_b(p) + floor),
         n_b(p) = mean over the window x window box around p of max_k |h(T_bk)|   (targets only: no gradient)
 
-    h the luma Laplacian (`daif.filters.stack_high_pass`). A texture's sharpness decides its depth whatever its contrast (as the
-    depth-from-focus focus measure's arg-max does); the photometric terms weigh errors by their size, so a faint
-    texture's defocus barely moves them (its local contrast below SSIM's C2 ** 0.5 = 0.03). `floor` (in [0, 1] luma
+    h the luma Laplacian (`daif.filters.stack_high_pass`). A texture's sharpness decides its depth whatever its
+    contrast (as the depth-from-focus focus measure's arg-max does); the photometric terms weigh errors by their
+    size, so a faint texture's defocus barely moves them (its local contrast below SSIM's C2 ** 0.5 = 0.03). `floor` (in [0, 1] luma
     per pixel; default one 8-bit grey level, the input's quantisation step) keeps flat regions from dividing noise
     by zero. Dividing both stacks' contrast by c about their means leaves detail unchanged where floor << n.
     prediction, target: (B, T, 3, H, W). Returns e (B, H, W); `detail_errors` is its mean over pixels.

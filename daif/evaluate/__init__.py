@@ -14,7 +14,7 @@ valid count, rmse-type metrics through their squares). Every method also gets im
 (`daif.metrics`: PSNR and SSIM against the true AIF, MG and SF), recon, the stack's reconstruction error
 through the method's AIF and depth, and detail, its contrast-normalised high-pass error
 (`daif.losses.reconstruction_errors`, no renderer window); recon and detail use no ground
-truth, so on captured stacks it still ranks models by how well they explain the camera's images.
+truth, so on captured stacks they still rank models by how well they explain the camera's images.
 `max_depths` adds masked variants (gt < d), e.g. "image_max0.5m" (DefocusNet's 0.5 m).
 Captured stacks (`daif.data.captured`) may lack ground truth: a scene without depth (valid all False)
 has no depth metrics and one without AIF (`Store.scenes_without_aif`) no AIF PSNR/SSIM; both are
