@@ -69,9 +69,9 @@ def detail_error_map(prediction: torch.Tensor, target: torch.Tensor, floor: floa
 
     h the luma Laplacian (`daif.filters.stack_high_pass`). A texture's sharpness decides its depth whatever its
     contrast (as the depth-from-focus focus measure's arg-max does); the photometric terms weigh errors by their
-    size, so a faint texture's defocus barely moves them (its local contrast below SSIM's C2 ** 0.5 = 0.03). `floor` (in [0, 1] luma
-    per pixel; default one 8-bit grey level, the input's quantisation step) keeps flat regions from dividing noise
-    by zero. Dividing both stacks' contrast by c about their means leaves detail unchanged where floor << n.
+    size, so a faint texture's defocus barely moves them (its local contrast below SSIM's C2 ** 0.5 = 0.03).
+    `floor` (in [0, 1] luma per pixel; default one 8-bit grey level, the input's quantisation step) keeps flat
+    regions from dividing noise by zero. Dividing both stacks' contrast by c about their means leaves detail unchanged where floor << n.
     prediction, target: (B, T, 3, H, W). Returns e (B, H, W); `detail_errors` is its mean over pixels.
     """
     check_tensor("target", target, ("B", "T", 3, "H", "W"))
