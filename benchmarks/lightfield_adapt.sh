@@ -12,6 +12,8 @@
 # validation recon than entry 26's tenth of it for both starts tried), EPOCHS epochs (default 10), with the detail term
 # (`loss.detail=20`, the contrast-normalised high-pass reconstruction; entry 45: it lowered the validation stacks'
 # detail error by 7 % at +1.6 % recon, within the rule written before the run).
+# The fine-tune builds the quickstart preset's network (with entry 47's high-pass input channel): a MODEL trained
+# without it needs SET="model.detail_input=false" (otherwise `daif train` refuses it, naming the key).
 # Measured on the reported seeds, both apertures (the square is another camera: a control), MODEL beside the
 # fine-tuned model, the baseline and the search. SET adds `--set` overrides to the fine-tune (SET="loss.psf=disc":
 # re-render through a round aperture; "loss.psf=layered": through round-aperture layers with occlusion, entry 43).

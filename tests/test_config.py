@@ -68,6 +68,8 @@ def test_the_quickstart_preset_is_the_papers_model_and_objective():
     assert (loss.cost, loss.cost_smooth) == (0.0, 0.0)  # no analytic depth anywhere
     assert (loss.alpha, loss.kernel_size) == (0.85, None)  # the paper's SSIM share; no window: the ladder (entry 23)
     assert (model.width, model.levels, model.range_source, model.near, model.depth_mapping) == (16, 3, "scenes", 0.0, "log")  # entry 27
+    assert model.detail_input and not loss.detail  # the high-pass input channel, not the detail term (entry 47)
+    assert not load_config(preset="nyuv2-5").model.detail_input  # the paper's presets keep its four channels
     assert (config.optim.batch_size, config.optim.lr, config.optim.warmup_epochs) == (4, 2e-3, 2.0)  # entry 34
     assert (config.train.epochs, config.data.mode) == (40, "fixed")
     assert (config.optim.weight_decay, config.optim.schedule) == (5e-4, "cosine")  # the paper's
