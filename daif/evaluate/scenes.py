@@ -23,7 +23,7 @@ class SceneEvaluator:
     daif.data.store). Output: `daif.evaluate.rows.to_columns` of one ImageRow per (scene,
     condition, method, mask), in that nesting order from the outside: condition, method, mask, scene.
     `scenes_without_aif`: ids whose stored AIF is no ground truth (captured stacks without one): their
-    PSNR and SSIM are NaN (MG, SF and recon need no ground truth and are kept).
+    PSNR and SSIM are NaN (MG, SF, recon and detail need no ground truth and are kept).
     """
 
     def __init__(
@@ -112,10 +112,10 @@ class SceneEvaluator:
             for method in [*self.models, *ANALYTIC]:
                 depth, aif = (t.float() for t in self.predict(method, stack, focus))
                 main = condition.study == "main"
-                recon = reconstruction_errors(stack, focus, aif, depth, self.camera, psf=self.recon_psf) if main else None
+                fit = reconstruction_errors(stack, focus, aif, depth, self.camera, psf=self.recon_psf) if main else None
                 depth, aif = depth.cpu(), aif.cpu()
                 if main:
-                    aif_values = image_metrics(aif, gt_aif, recon)
+                    aif_values = image_metrics(aif, gt_aif, fit)
                     for scene_id, values in zip(scene_ids, aif_values):
                         if scene_id in self.scenes_without_aif:
                             values.update(psnr=math.nan, ssim=math.nan)
@@ -126,15 +126,15 @@ class SceneEvaluator:
         return to_columns(rows)
 
 
-def image_metrics(aif, gt_aif, recon) -> list[dict[str, float]]:
-    """Per image of the batch: {AIF_KEYS: value}, of predicted `aif` against `gt_aif` (B, 3, H, W), and `recon`,
+def image_metrics(aif, gt_aif, fit) -> list[dict[str, float]]:
+    """Per image of the batch: {AIF_KEYS: value}, of predicted `aif` against `gt_aif` (B, 3, H, W), and `fit`,
     the method's `daif.losses.reconstruction_errors` of the stack it was given ({"recon": (B,), "detail": (B,)}, no
     ground truth)."""
     from daif.metrics import mean_gradient, psnr, spatial_frequency, ssim
 
     values = {"mg": mean_gradient(aif).tolist(), "sf": spatial_frequency(aif).tolist(),
               "psnr": psnr(aif, gt_aif).tolist(), "ssim": ssim(aif, gt_aif).tolist(),
-              **{key: errors.cpu().tolist() for key, errors in recon.items()}}
+              **{key: errors.cpu().tolist() for key, errors in fit.items()}}
     return [{key: float(values[key][i]) for key in AIF_KEYS} for i in range(len(aif))]
 
 
