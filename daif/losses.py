@@ -89,7 +89,7 @@ def detail_errors(prediction: torch.Tensor, target: torch.Tensor, floor: float =
 
 def reconstruction_errors(
     stack: torch.Tensor, focus_distances: torch.Tensor, aif: torch.Tensor, depth: torch.Tensor, camera: ThinLensCamera,
-    alpha: float = 0.85, psf: str = "gaussian",
+    alpha: float = 0.85, psf: str = "gaussian", detail: bool = True,
 ) -> dict[str, torch.Tensor]:
     """The recon and detail terms of each scene, unweighted and with no ground truth: a model's fit to a stack it was given.
 
@@ -101,12 +101,14 @@ def reconstruction_errors(
     images and all pixels, as the training's `val/recon` at one scale. They need no depth and no AIF truth, so they
     compare models (and the analytic methods' depth with their AIF) on captured stacks.
     stack: (B, S, 3, H, W); focus_distances: (B, S) or (S,) metres; aif: (B, 3, H, W); depth: (B, 1, H, W) metres.
-    Returns {"recon": (B,), "detail": (B,)}.
+    Returns {"recon": (B,), "detail": (B,)}; without "detail" when `detail` is False.
     """
     check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
     rendered = render_focal_stack(aif, depth, focus_distances, camera, kernel_size=None, psf=psf)
-    recon = torch.stack([photometric_loss(rendered[b], stack[b], alpha) for b in range(stack.shape[0])])
-    return {"recon": recon, "detail": detail_errors(rendered, stack)}
+    errors = {"recon": torch.stack([photometric_loss(rendered[b], stack[b], alpha) for b in range(stack.shape[0])])}
+    if detail:
+        errors["detail"] = detail_errors(rendered, stack)
+    return errors
 
 
 def pyramid_photometric_loss(prediction: torch.Tensor, target: torch.Tensor, alpha: float = 0.85, scales: int = 1) -> torch.Tensor:

@@ -152,7 +152,7 @@ def depth_gain(model, config) -> float:
             flat = depth.mean(dim=(1, 2, 3), keepdim=True).expand_as(depth)
             for target, errors in ((depth, model_errors), (flat, flat_errors)):
                 errors += reconstruction_errors(batch["stack"], batch["focus_distances"], aif, target, store.camera,
-                                                config.loss.alpha, config.loss.psf)["recon"].tolist()
+                                                config.loss.alpha, config.loss.psf, detail=False)["recon"].tolist()
     if not model_errors:
         return float("nan")
     return float(np.mean(flat_errors) / max(float(np.mean(model_errors)), 1e-12) - 1.0)
