@@ -9,10 +9,10 @@
 # validation split); the test split is measured once both are trained: stack sizes 2 3 5 8 10 (each size's
 # middle-of-bin images) and two 5-image focus sets the fixed run never saw (near and far).
 #
-# The network is the paper's: its four input channels per image (`model.detail_input=false`, before SET: the
-# quickstart preset's fifth, high-pass channel of entry 47 off; the README's figures were measured so).
-# SET adds `--set` overrides to both trainings (entries 24b and 28c ran before the preset's warm-up:
-# SET="optim.lr=1e-3 optim.warmup_epochs=0"; SET="model.detail_input=true": the preset's network).
+# The network is the quickstart preset's: the paper's four input channels per image and the fifth, high-pass channel
+# of entry 47 (the README's figures, entry 50). SET adds `--set` overrides to both trainings:
+# SET="model.detail_input=false" trains the paper's four channels alone (entry 36's reference figures); entries 24b
+# and 28c ran them before the preset's warm-up: SET="model.detail_input=false optim.lr=1e-3 optim.warmup_epochs=0".
 #
 #     [SET="KEY=VALUE ..."] bash benchmarks/figure6.sh [WORK_DIR] [SEED]     # default /tmp/daif-figure6, seed 0
 #
@@ -31,7 +31,7 @@ for mode in robust fixed; do
     if [ "$mode" = robust ]; then data="data.mode=binned data.num_bins=5"; else data="data.mode=fixed $fixed_middles"; fi
     load_before=$(cut -d' ' -f1 /proc/loadavg); started=$(date +%s)
     # shellcheck disable=SC2086
-    "$daif" train --data "$work/store" --preset quickstart --seed "$seed" --set $data model.detail_input=false ${SET:-} --storage "$work/runs" \
+    "$daif" train --data "$work/store" --preset quickstart --seed "$seed" --set $data ${SET:-} --storage "$work/runs" \
         --tracking-uri "sqlite:///$work/mlflow.db" --experiment daif-figure6 2>&1 | tee "$work/train-$mode.log"
     echo "train $mode: $(( $(date +%s) - started )) s, load $load_before -> $(cut -d' ' -f1 /proc/loadavg)" | tee -a "$work/times.txt"
 done

@@ -106,6 +106,8 @@ def test_reconstruction_error_per_scene_by_hand():
     got = reconstruction_errors(stack, torch.tensor([1.0, 2.0, 4.0]), aif, depth, CAMERA)
     assert got["recon"].shape == (2,) and got["recon"].tolist() == pytest.approx(expected, rel=1e-9)
     assert got["detail"].max() < 1e-12  # constant images have no high-pass content (to rounding)
+    recon_only = reconstruction_errors(stack, torch.tensor([1.0, 2.0, 4.0]), aif, depth, CAMERA, detail=False)
+    assert list(recon_only) == ["recon"] and recon_only["recon"].tolist() == pytest.approx(expected, rel=1e-9)
 
 
 def test_reconstruction_error_is_zero_for_the_truth_of_a_ladder_stack_only():
