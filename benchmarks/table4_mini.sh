@@ -8,7 +8,8 @@
 # datasets wait forever; one torch thread each).
 # The preset's schedule is a 2-epoch linear warm-up to lr 2e-3, then a cosine (chosen on the validation
 # reconstruction at this budget in entry 33 and at the quickstart's in entry 34); SET adds `--set` overrides to every
-# cell (SET="optim.lr=1e-3 optim.warmup_epochs=0" trains the earlier schedule of entries 24c and 28a).
+# cell (SET="model.detail_input=false optim.lr=1e-3 optim.warmup_epochs=0" trains the four channels at the earlier
+# schedule of entries 24c and 28a).
 # The network is the quickstart preset's: the paper's four input channels per image and the fifth, high-pass channel
 # of entry 47 (the README's grids, entry 49); SET="model.detail_input=false" trains the paper's four channels alone
 # (the reference grids of entries 33 and 39).
