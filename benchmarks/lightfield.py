@@ -34,7 +34,10 @@ the default and the only ones whose figures are reported. The output is one JSON
 x seed x method, and the means over seeds) and markdown tables of the means.
 
     python benchmarks/lightfield.py [--seeds reported|dev|S,S,...] [--scenes planes,receding,occluders]
-        [--apertures square,disc] [--views N] [--model M ...] [--controls] [--out FILE] [--smoke-test]
+        [--apertures square,disc] [--views N] [--model M ...] [--controls] [--out FILE] [--figure PNG] [--smoke-test]
+
+`--figure PNG` also draws every method's depth on the first seed of each scene family (disc aperture where it is
+run) beside the centre view and the true depth, on one log-depth colour scale.
 
 `--export DIR` writes the chosen seeds' light-field stacks instead, as `daif render --source focal-stack-folder`
 reads them (DIR/train/<scene>-<seed>-<aperture>/: the five PNGs, stack.json with the camera, depth.npy for
@@ -135,9 +138,12 @@ def control_stacks(captured, camera: ThinLensCamera) -> dict[str, torch.Tensor]:
 
 def run_stack(
     scene_name: str, seed: int, aperture: str, size, views: int, methods: dict, camera: ThinLensCamera, controls: bool = False,
+    maps: dict | None = None,
 ) -> list[dict]:
     """The rows of one scene x aperture x seed: one per method (and per control stack, with `controls`, for the
-    disc: the method's name followed by the control's in brackets)."""
+    disc: the method's name followed by the control's in brackets). `maps`, where given, receives the light
+    field's centre view ("centre", (H, W, 3) uint8), the true depth ("truth") and each method's depth on the
+    light-field stack ((H, W) metres, by method name), for `figure`."""
     started = time.perf_counter()
     scene = SCENE_FAMILIES[scene_name](seed, size, canvas_pad(views))
     captured = surface_light_field_stack(scene, FOCUS, FOCAL_LENGTH, PIXEL_SIZE, light_field_baseline(views), views, aperture)
@@ -154,6 +160,8 @@ def run_stack(
     if controls and aperture == "disc":
         stacks.update(control_stacks(captured, camera))
     focus = torch.tensor(FOCUS)
+    if maps is not None:
+        maps.update(centre=captured.aif, truth=depth)
     rows = []
     for label, stack in stacks.items():
         for method, predict in methods.items():
@@ -161,8 +169,33 @@ def run_stack(
             with torch.no_grad():
                 predicted = predict(stack[None], focus)
             name = method if label == "light field" else f"{method} [{label}]"
+            if maps is not None and label == "light field":
+                maps[name] = predicted[0, 0].numpy()
             rows.append({**setting, "stack": label, "method": name, "seconds": time.perf_counter() - started, **scores(predicted, depth, masks)})
     return rows
+
+
+def figure(panels: dict[str, dict], rows: list[dict], path: str) -> None:
+    """One row per stack in `panels` ({label: run_stack's maps}): the centre view, the true depth, then each
+    method's depth on one colour scale (log depth over SCENE_DEPTH_RANGE) with its delta1 / AbsRel from `rows`."""
+    from matplotlib.colors import LogNorm
+
+    from daif.viz import DEPTH_CMAP, grid_figure, save_figure
+
+    near, far = SCENE_DEPTH_RANGE
+    grid = []
+    for label, maps in panels.items():
+        scene, seed, aperture = label
+        scores_of = {r["method"]: r for r in rows if (r["scene"], r["seed"], r["aperture"], r["stack"]) == (scene, seed, aperture, "light field")}
+        row = [{"image": maps["centre"], "title": f"{scene} {seed} {aperture}: centre view"},
+               {"map": maps["truth"], "title": "true depth (measures only)"}]
+        row += [{"map": maps[name], "title": f"{name}: {scores_of[name]['delta1']:.3f} / {scores_of[name]['abs_rel']:.3f}"}
+                for name in maps if name not in ("centre", "truth")]
+        for panel in row[1:]:
+            panel.update(cmap=DEPTH_CMAP, norm=LogNorm(near, far), label="depth [m]", ticks=(1, 1.5, 2.5, 4, 6, 8))
+        grid.append(row)
+    save_figure(grid_figure(grid, "light-field suite: depth, delta1 / AbsRel per stack"), path)
+    print(f"wrote {path}")
 
 
 def means(rows: list[dict], keys=("scene", "method", "aperture")) -> list[dict]:
@@ -239,6 +272,7 @@ def main() -> None:
     parser.add_argument("--controls", action="store_true",
                         help="also the disc's control stacks: daif's renderer (gaussian without a window, layered disc) on the centre view and depth")
     parser.add_argument("--out", help="the JSON (default benchmarks/results/lightfield-suite.json; -dev / -custom for other seeds)")
+    parser.add_argument("--figure", metavar="PNG", help="depth maps of every method on each scene family's first seed (disc aperture where run)")
     parser.add_argument("--export", metavar="DIR", help="write the stacks as a focal-stack folder and evaluate nothing (docstring)")
     parser.add_argument("--smoke-test", action="store_true",
                         help=f"seconds: the first dev seed, {SMOKE_SIZE[1]}x{SMOKE_SIZE[0]}, {SMOKE_VIEWS} views; writes only --out")
@@ -269,11 +303,13 @@ def main() -> None:
     print(f"development seeds {DEV_SEEDS}; reported seeds {REPORTED_SEEDS}; this run: {seeds_name} {seeds}")
 
     started = time.perf_counter()
-    rows = []
+    rows, panels = [], {}
+    pictured = "disc" if "disc" in args.apertures else args.apertures[0]
     for scene_name in args.scenes:
         for seed in seeds:
             for aperture in args.apertures:
-                new = run_stack(scene_name, seed, aperture, size, views, methods, camera, args.controls)
+                maps = panels.setdefault((scene_name, seed, aperture), {}) if args.figure and seed == seeds[0] and aperture == pictured else None
+                new = run_stack(scene_name, seed, aperture, size, views, methods, camera, args.controls, maps)
                 rows.extend(new)
                 print(f"{scene_name} seed {seed} {aperture}: depth {new[0]['depth_range'][0]:.2f}..{new[0]['depth_range'][1]:.2f} m, "
                       f"largest sigma {new[0]['largest_sigma']:.2f} px (max_defocus_sigma {new[0]['max_defocus_sigma']:.2f}); "
@@ -288,6 +324,8 @@ def main() -> None:
           + markdown(by_scene, args.apertures, tuple(f"delta1_{mask}" for mask in MASKS)))
     print(f"\nmeans over all scenes and {seeds_name} seeds:\n" + markdown(overall, args.apertures, by_scene=False))
     print(f"\nwall time {wall:.0f} s ({wall / 60:.1f} min) for {len(args.scenes) * len(seeds) * len(args.apertures)} light fields")
+    if args.figure:
+        figure(panels, rows, args.figure)
     if out:
         record = {
             "size": list(size), "views": views, "apertures": list(args.apertures), "scenes": list(args.scenes),

@@ -48,8 +48,9 @@ def _panel(axis, title: str) -> None:
 
 
 def grid_figure(rows: Sequence[Sequence[dict]], title: str | None = None, panel_width: float = 2.6) -> plt.Figure:
-    """A grid of panels. Each panel is a dict: {"image": rgb} or {"map": (H, W), "cmap", "vmin", "vmax",
-    "label"} (a colour-mapped scalar map with its colour bar), plus "title". Empty dicts leave a gap."""
+    """A grid of panels. Each panel is a dict: {"image": rgb} or {"map": (H, W), "cmap", "vmin", "vmax" or "norm"
+    (a matplotlib Normalize, e.g. LogNorm), "label", "ticks" (values labelled on the colour bar)} (a colour-mapped scalar map with its colour bar), plus "title".
+    Empty dicts leave a gap."""
     n_rows, n_cols = len(rows), max(len(row) for row in rows)
     first = next(p for row in rows for p in row if p)
     height, width = np.asarray(first.get("image", first.get("map"))).shape[:2]
@@ -68,8 +69,12 @@ def grid_figure(rows: Sequence[Sequence[dict]], title: str | None = None, panel_
             if "image" in panel:
                 axis.imshow(_image(panel["image"]))
             else:
-                shown = axis.imshow(panel["map"], cmap=panel.get("cmap", DEPTH_CMAP), vmin=panel.get("vmin"), vmax=panel.get("vmax"))
+                shown = axis.imshow(panel["map"], cmap=panel.get("cmap", DEPTH_CMAP), vmin=panel.get("vmin"), vmax=panel.get("vmax"),
+                                    norm=panel.get("norm"))
                 bar = figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.02)
+                if panel.get("ticks") is not None:
+                    bar.ax.minorticks_off()
+                    bar.set_ticks(panel["ticks"], labels=[f"{tick:g}" for tick in panel["ticks"]])
                 bar.ax.tick_params(labelsize=6)
                 if panel.get("label"):
                     bar.set_label(panel["label"], fontsize=7)

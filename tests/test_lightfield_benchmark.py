@@ -79,8 +79,8 @@ def test_scene_families_are_drawn_from_their_seed_inside_the_depth_range(family)
 
 
 def test_benchmark_smoke_run_writes_every_row(tmp_path):
-    out = tmp_path / "suite.json"
-    subprocess.run([sys.executable, "benchmarks/lightfield.py", "--smoke-test", "--controls", "--out", str(out)], cwd=ROOT, check=True,
+    out, picture = tmp_path / "suite.json", tmp_path / "depth.png"
+    subprocess.run([sys.executable, "benchmarks/lightfield.py", "--smoke-test", "--controls", "--out", str(out), "--figure", str(picture)], cwd=ROOT, check=True,
                    capture_output=True, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}, timeout=300)
     record = json.loads(out.read_text())
     assert not set(record["dev_seeds"]) & set(record["reported_seeds"]) and record["seed_list"] == record["dev_seeds"][:1]
@@ -90,6 +90,10 @@ def test_benchmark_smoke_run_writes_every_row(tmp_path):
     assert {row["stack"] for row in record["rows"] if row["aperture"] == "square"} == {"light field"}
     assert all(0 <= row["delta1"] <= 1 and row["largest_sigma"] <= row["max_defocus_sigma"] + 1e-6 for row in record["rows"])
     assert {(m["method"], m["aperture"]) for m in record["means"]} == {(m, a) for _, a, m in keys}
+    from PIL import Image
+
+    width, height = Image.open(picture).size  # one row per scene family, 2 + 3 method panels of 4:3 maps per row
+    assert 1.2 < width / height < 2.5
 
 
 def test_export_writes_captured_stacks_of_the_light_field_camera(tmp_path):
