@@ -175,8 +175,8 @@ def run_stack(
     return rows
 
 
-def figure(panels: dict[str, dict], rows: list[dict], path: str) -> None:
-    """One row per stack in `panels` ({label: run_stack's maps}): the centre view, the true depth, then each
+def figure(panels: dict[tuple[str, int, str], dict], rows: list[dict], path: str) -> None:
+    """One row per stack in `panels` ({(scene, seed, aperture): run_stack's maps}): the centre view, the true depth, then each
     method's depth on one colour scale (log depth over SCENE_DEPTH_RANGE) with its delta1 / AbsRel from `rows`."""
     from matplotlib.colors import LogNorm
 
@@ -275,7 +275,7 @@ def main() -> None:
     parser.add_argument("--figure", metavar="PNG", help="depth maps of every method on each scene family's first seed (disc aperture where run)")
     parser.add_argument("--export", metavar="DIR", help="write the stacks as a focal-stack folder and evaluate nothing (docstring)")
     parser.add_argument("--smoke-test", action="store_true",
-                        help=f"seconds: the first dev seed, {SMOKE_SIZE[1]}x{SMOKE_SIZE[0]}, {SMOKE_VIEWS} views; writes only --out")
+                        help=f"seconds: the first dev seed, {SMOKE_SIZE[1]}x{SMOKE_SIZE[0]}, {SMOKE_VIEWS} views; writes only --out (and --figure)")
     args = parser.parse_args()
     seeds_name, seeds = ("dev", DEV_SEEDS[:1]) if args.smoke_test else args.seeds
     size, views = (SMOKE_SIZE, SMOKE_VIEWS) if args.smoke_test else (SIZE, args.views)

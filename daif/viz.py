@@ -49,8 +49,8 @@ def _panel(axis, title: str) -> None:
 
 def grid_figure(rows: Sequence[Sequence[dict]], title: str | None = None, panel_width: float = 2.6) -> plt.Figure:
     """A grid of panels. Each panel is a dict: {"image": rgb} or {"map": (H, W), "cmap", "vmin", "vmax" or "norm"
-    (a matplotlib Normalize, e.g. LogNorm), "label", "ticks" (values labelled on the colour bar)} (a colour-mapped scalar map with its colour bar), plus "title".
-    Empty dicts leave a gap."""
+    (a matplotlib Normalize, e.g. LogNorm), "label", "ticks" (values labelled on the colour bar)} (a colour-mapped
+    scalar map with its colour bar), plus "title". Empty dicts leave a gap."""
     n_rows, n_cols = len(rows), max(len(row) for row in rows)
     first = next(p for row in rows for p in row if p)
     height, width = np.asarray(first.get("image", first.get("map"))).shape[:2]
