@@ -74,7 +74,8 @@ def make_batch(
     indices: (B, K) stack indices (BinSampler.draw); focus_distances: (F,) metres, or (B, F) when
     each row carries its own (streamed rows).
     Returns stack (B, K, 3, H, W) float32 in [0, 1], focus_distances (B, K) float32 metres,
-    depth (B, 1, H, W) float32 metres, aif (B, 3, H, W) float32 in [0, 1], valid (B, 1, H, W) bool.
+    depth (B, 1, H, W) float32 metres, aif (B, 3, H, W) float32 in [0, 1], valid (B, 1, H, W) bool, and
+    has_aif (B,) bool where the rows carry it (False: `aif` is no ground truth).
     """
     stack = np.asarray(rows["stack"])
     indices = np.asarray(indices, dtype=np.int64)
@@ -95,4 +96,6 @@ def make_batch(
         batch["aif"] = to_float_chw(rows["aif"])
     if "valid" in rows:
         batch["valid"] = torch.from_numpy(np.array(rows["valid"], dtype=bool))[:, None]
+    if "has_aif" in rows:
+        batch["has_aif"] = torch.from_numpy(np.array(rows["has_aif"], dtype=bool))
     return batch

@@ -1,7 +1,7 @@
 """A store split as a Ray Dataset, one row per scene, for `ray.train.get_dataset_shard`.
 
 Columns: scene_id (str), aif (H, W, 3) uint8, depth (H, W) float32 metres, valid (H, W) bool,
-stack (F, H, W, 3) uint8. One read task per shard; each yields blocks of a few scenes, so a dense
+stack (F, H, W, 3) uint8, has_aif bool (False: `aif` is all zeros, no ground truth). One read task per shard; each yields blocks of a few scenes, so a dense
 100-image shard never sits in memory whole.
 
 Validation: the store holds a "val" split carved at render time from the training scenes
@@ -37,7 +37,7 @@ class StoreDatasource(Datasource):
         self.split, self.columns = split, tuple(columns)
         self.shard_names = self.store.shard_names(split)
         height, width = self.store.image_size
-        per_scene = {"aif": 3, "depth": 4, "valid": 1, "stack": 3 * len(self.store.focus_distances), "scene_id": 0}
+        per_scene = {"aif": 3, "depth": 4, "valid": 1, "stack": 3 * len(self.store.focus_distances), "scene_id": 0, "has_aif": 0}
         self.scene_bytes = sum(per_scene[c] for c in self.columns) * height * width + 64
 
     def estimate_inmemory_data_size(self) -> int:

@@ -56,7 +56,7 @@ FORMAT_VERSION = 1
 # them plain (about as much again as rendering), gzip-1 keeps 69 % for 16x; docs/experiments.md, "Throughput".
 DEFAULT_COMPRESSION = "none"
 MANIFEST = "manifest.json"
-COLUMNS = ("scene_id", "aif", "depth", "valid", "stack")
+COLUMNS = ("scene_id", "aif", "depth", "valid", "stack", "has_aif")
 MAX_MANIFEST_BYTES = 64 << 20  # a 100,000-shard store's manifest takes about 20 MB
 SHARD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.h5")  # a plain file name: no folder, no leading dot
 STACKS = ("rendered", "captured")
@@ -476,7 +476,7 @@ class Store:
 
     def iter_scenes(self, split: str, columns: Sequence[str] = COLUMNS) -> Iterator[dict[str, Any]]:
         """Yield one dict per scene: scene_id, aif (H, W, 3) uint8, depth (H, W) float32 metres,
-        valid (H, W) bool, stack (F, H, W, 3) uint8 (restricted to `columns`)."""
+        valid (H, W) bool, stack (F, H, W, 3) uint8, has_aif bool (restricted to `columns`)."""
         for name in self.shard_names(split):
             with self.open_shard(name) as file:
                 for index in range(file["scene_id"].shape[0]):
@@ -490,6 +490,8 @@ def read_scene(file: h5py.File, index: int, columns: Sequence[str] = COLUMNS) ->
             scene["scene_id"] = file["scene_id"].asstr()[index]
         elif column in ("aif", "depth", "valid", "stack"):
             scene[column] = file[column][index]
+        elif column == "has_aif":  # shards written before the column held a true AIF for every scene
+            scene["has_aif"] = bool(file["has_aif"][index]) if "has_aif" in file else True
         else:
             raise ValueError(f"columns: unknown column {column!r}, expected some of {list(COLUMNS)}")
     return scene

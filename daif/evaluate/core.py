@@ -94,7 +94,7 @@ def evaluate(
     evaluator_kwargs = {
         "model_sources": sources, "method_names": labels, "conditions": conditions, "camera": store.camera.to_dict(),
         "kernel_size": store.kernel_size, "max_depths": masks, "tracking_uri": tracking_uri,
-        "device": "cuda" if use_gpu else "cpu", "scenes_without_aif": without_aif, "recon_psf": recon_psf,
+        "device": "cuda" if use_gpu else "cpu", "recon_psf": recon_psf,
     }
     per_image = run_scenes(data, split, evaluator_kwargs, chosen, batch_size, use_gpu)
     seconds = time.perf_counter() - started

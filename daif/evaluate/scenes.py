@@ -22,8 +22,8 @@ class SceneEvaluator:
     batches in-process on the small path. Input batch: the store columns (numpy, see
     daif.data.store). Output: `daif.evaluate.rows.to_columns` of one ImageRow per (scene,
     condition, method, mask), in that nesting order from the outside: condition, method, mask, scene.
-    `scenes_without_aif`: ids whose stored AIF is no ground truth (captured stacks without one): their
-    PSNR and SSIM are NaN (MG, SF, recon and detail need no ground truth and are kept).
+    A scene whose stored AIF is no ground truth (`has_aif` False: a captured stack without one) gets NaN
+    PSNR and SSIM (MG, SF, recon and detail need no ground truth and are kept).
     """
 
     def __init__(
@@ -37,7 +37,6 @@ class SceneEvaluator:
         tracking_uri: str = "",
         device: str = "cpu",
         threads: int | None = None,
-        scenes_without_aif: Sequence[str] = (),
         recon_psf: str = "gaussian",
     ):
         import torch
@@ -53,7 +52,6 @@ class SceneEvaluator:
         self.camera = ThinLensCamera.from_dict(camera)
         self.kernel_size = kernel_size
         self.max_depths = list(max_depths)
-        self.scenes_without_aif = frozenset(scenes_without_aif)
         self.recon_psf = recon_psf
         first = next(iter(self.models.values()))
         # the defocus search spans the first model's depth range, with the error its cost volume is read with (a
@@ -116,8 +114,8 @@ class SceneEvaluator:
                 depth, aif = depth.cpu(), aif.cpu()
                 if main:
                     aif_values = image_metrics(aif, gt_aif, fit)
-                    for scene_id, values in zip(scene_ids, aif_values):
-                        if scene_id in self.scenes_without_aif:
+                    for values, known in zip(aif_values, np.asarray(batch["has_aif"], dtype=bool)):
+                        if not known:
                             values.update(psnr=math.nan, ssim=math.nan)
                 else:
                     aif_values = [{key: math.nan for key in AIF_KEYS} for _ in scene_ids]

@@ -269,7 +269,9 @@ def _wants_figures(config: Config, epoch: int) -> bool:
 @torch.no_grad()
 def _validate(worker: Worker, sampler: BinSampler, want_figures: bool) -> tuple[dict[str, float], dict | None]:
     """val/<term>, val/<depth metric>, val/<AIF metric> over the whole validation split, and the first
-    batch's first scene as `daif.viz.training_figure` arguments when `want_figures`."""
+    batch's first scene as `daif.viz.training_figure` arguments when `want_figures`. Depth metrics count
+    valid pixels only and psnr / ssim the scenes with a true AIF (`has_aif`); a split with none logs no such
+    metric (NaN, skipped by the tracker)."""
     config, net = worker.config, worker.net
     net.eval()
     sums = _Reducer()
@@ -281,7 +283,11 @@ def _validate(worker: Worker, sampler: BinSampler, want_figures: bool) -> tuple[
         count = batch["stack"].shape[0]
         sums.add({"total": float(result.total), **{k: float(v) for k, v in result.terms.items()}}, count)
         sums.add(depth_metrics(depth, batch["depth"], batch["valid"]), count)
-        sums.add(aif_metrics(aif, batch["aif"]), count)
+        sums.add(aif_metrics(aif), count)  # mg, sf: no ground truth
+        known = batch["has_aif"] if "has_aif" in batch else torch.ones(count, dtype=torch.bool, device=aif.device)
+        if known.any():  # a captured stack's stored AIF may be zeros, not a true AIF
+            fidelity = aif_metrics(aif[known], batch["aif"][known])
+            sums.add({k: fidelity[k] for k in ("psnr", "ssim")}, int(known.sum()))
         if want_figures and figure_batch is None:
             figure_batch = _figure_batch(worker, batch, result, aif, depth)
     keys = ["total", *term_names(config.loss), *DEPTH_METRIC_NAMES, *AIF_METRIC_NAMES]
@@ -294,7 +300,8 @@ def _figure_batch(worker: Worker, batch: dict, result, aif: torch.Tensor, depth:
         "stack": batch["stack"][0].cpu().numpy(), "focus_distances": batch["focus_distances"][0].cpu().numpy(),
         "reconstruction": result.reconstruction[0].cpu().numpy(), "aif": aif[0].cpu().numpy(),
         "coarse_aif": result.coarse_aif[0].cpu().numpy(), "depth": depth[0, 0].cpu().numpy(),
-        "true_depth": batch["depth"][0, 0].cpu().numpy(), "true_aif": batch["aif"][0].cpu().numpy(),
+        "true_depth": batch["depth"][0, 0].cpu().numpy() if bool(batch["valid"][0].any()) else None,
+        "true_aif": batch["aif"][0].cpu().numpy() if "has_aif" not in batch or bool(batch["has_aif"][0]) else None,
         "sigma": defocus_sigma(depth[:1], batch["focus_distances"][:1], worker.camera)[0].cpu().numpy(),
     }
 

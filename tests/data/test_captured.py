@@ -177,6 +177,8 @@ def test_training_runs_on_captured_stacks_without_depth_or_aif(partial_store, tm
     metrics = result.metrics
     assert metrics["epoch"] == 0 and math.isfinite(metrics["train/total"]) and math.isfinite(metrics["val/total"])
     assert math.isnan(metrics["val/delta1"])  # no depth to compare with: no number rather than a wrong one
+    assert math.isnan(metrics["val/psnr"]) and math.isnan(metrics["val/ssim"])  # the stored AIF is zeros, no truth
+    assert metrics["val/mg"] > 0 and metrics["val/sf"] > 0  # the predicted AIF's sharpness needs no ground truth
 
 
 # ------------------------------------------------------------------ bad folders: one line, exit 2, before Ray
