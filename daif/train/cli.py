@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "gs://...); on a cluster one every node reaches (default ./runs)")
     add_resume_argument(parser)
     parser.add_argument("--init-from", metavar="MODEL", help="fine-tune: start a new run from the weights of 'pretrained', "
-                        "a checkpoint directory or an MLflow model URI (train.init_from; same architecture)")
+                        "a checkpoint directory or an MLflow model URI (train.init_from; same architecture; its depth range unless "
+                        "model.near/far are set)")
     parser.add_argument("--register", metavar="NAME", help="register the best model in the MLflow model registry as NAME "
                         "(a new version each run); use it as --model models:/NAME/latest")
     parser.add_argument("--seed", type=int, help="seeds the initialisation and the bins' draws (train.seed)")

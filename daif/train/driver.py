@@ -54,11 +54,14 @@ def default_storage() -> str:
     return str(Path(os.getcwd(), "runs").resolve())
 
 
-def _depth_range(config: Config, store) -> tuple[float, float]:
-    """model.near/far, else the store's: the depth clip of the preset it was rendered with
-    (model.range_source "clip"), or the depths its scenes were made with ("scenes", synthetic stores)."""
+def _depth_range(config: Config, store, init_range: tuple[float, float] | None = None) -> tuple[float, float]:
+    """model.near/far, else `init_range` (train.init_from's network's: a fine-tune keeps the output range its
+    weights learnt), else the store's: the depth clip of the preset it was rendered with (model.range_source
+    "clip"), or the depths its scenes were made with ("scenes", synthetic stores)."""
     if config.model.near > 0 and config.model.far > config.model.near:
         return config.model.near, config.model.far
+    if init_range is not None:
+        return init_range
     content = store.manifest.get("content", {})
     if config.model.range_source == "scenes":
         scenes = content.get("source", {}).get("depth_range")
@@ -112,11 +115,12 @@ def check_inputs(config: Config, resume: str | None = None) -> Inputs:
     resume_meta = _check_resume(resume)
     store = _open_store(config)
     camera = check_camera(config, store)
-    depth_range = _depth_range(config, store)
     _check_resume_store(resume, resume_meta, store)
     tracking_uri = resolve_tracking_uri(config.tracking.tracking_uri)
     check_reachable(tracking_uri)
-    init_state = None if resume else _init_state(config, depth_range, camera, tracking_uri)  # a resume has its weights
+    initial = None if resume else _load_init(config, tracking_uri)  # a resume has its weights
+    depth_range = _depth_range(config, store, None if initial is None else (initial.near, initial.far))
+    init_state = None if initial is None else _init_state(config, initial, depth_range, camera)
     config = replace(config, tracking={"tracking_uri": tracking_uri, "storage": checkpoint_storage.uri})
     rows_per_worker = store.num_scenes(config.data.train_split) // config.scaling.num_workers
     if rows_per_worker < 1:
@@ -158,7 +162,8 @@ def train(
     run_id = resume_meta.get("run_id")
     resumed_status = _resume_run(tracking_uri, run_id, resume, resume_meta) if run_id else None
     if not run_id:
-        params = {**flatten(config), "data.manifest_hash": store.manifest_hash, "data.camera_used": str(camera.to_dict())}
+        params = {**flatten(config), "data.manifest_hash": store.manifest_hash, "data.camera_used": str(camera.to_dict()),
+                  "model.depth_range_used": f"{near!r},{far!r}"}  # model.near/far 0: from the store or train.init_from
         run_id = start_run(tracking_uri, config.tracking.experiment, config.tracking.run_name, params, to_yaml(config), tags=tags)
     per_worker_batch = max(1, config.optim.batch_size // config.scaling.num_workers)
     loop_config = {
@@ -281,19 +286,24 @@ def _open_store(config: Config):
     return store
 
 
-def _init_state(config: Config, depth_range: tuple[float, float], camera, tracking_uri: str) -> dict[str, Any] | None:
-    """`train.init_from`'s network weights as numpy arrays (None without it), checked against the network this
-    config builds: every constructor argument but the depth range and the camera must agree (UsageError naming
-    the first that does not). Read through daif.model_io: tensors only, never a pickle."""
+def _load_init(config: Config, tracking_uri: str):
+    """`train.init_from`'s network (None without it), read through daif.model_io: tensors only, never a pickle."""
     source = config.train.init_from
     if not source:
         return None
     from daif.model_io import load_model
 
     try:
-        loaded, _ = load_model(source, tracking_uri)
+        return load_model(source, tracking_uri)[0]
     except UsageError as error:
         raise UsageError(f"train.init_from: {error}") from None
+
+
+def _init_state(config: Config, loaded, depth_range: tuple[float, float], camera) -> dict[str, Any]:
+    """`loaded`'s (train.init_from's) weights as numpy arrays, checked against the network this config builds:
+    every constructor argument but the depth range and the camera must agree (UsageError naming the first that
+    does not)."""
+    source = config.train.init_from
     wanted, found = build_model(config, *depth_range, camera).config, loaded.config
     for key in [*found, *(key for key in wanted if key not in found)]:  # the depth heads' options differ
         if key not in ("near", "far", "camera") and wanted.get(key) != found.get(key):

@@ -179,6 +179,11 @@ def test_training_runs_on_captured_stacks_without_depth_or_aif(partial_store, tm
     assert math.isnan(metrics["val/delta1"])  # no depth to compare with: no number rather than a wrong one
     assert math.isnan(metrics["val/psnr"]) and math.isnan(metrics["val/ssim"])  # the stored AIF is zeros, no truth
     assert metrics["val/mg"] > 0 and metrics["val/sf"] > 0  # the predicted AIF's sharpness needs no ground truth
+    import mlflow
+
+    run = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(result.run_id)
+    assert "val/psnr" not in run.data.metrics and "val/mg" in run.data.metrics
+    assert run.data.params["model.depth_range_used"] == "0.1,10.0"  # the nyuv2-5 preset's model.near/far
 
 
 # ------------------------------------------------------------------ bad folders: one line, exit 2, before Ray

@@ -45,6 +45,29 @@ def test_train_init_from_pretrained_starts_from_its_weights(tiny_store, tmp_path
     assert all(np.array_equal(np.asarray(state[k]), expected[k].numpy()) for k in expected)
 
 
+@pytest.mark.ray
+def test_a_fine_tune_keeps_its_models_depth_range_unless_one_is_given(tiny_store, tmp_path):
+    """The store's scenes span 0.75..7.5 m (the quickstart's range_source "scenes"); a model learnt 1..5 m: a
+    fine-tune from it keeps 1..5 m (its weights' output range), and an explicit model.near/far still wins (with the
+    focus-distance input's scale, which defaults to `far`, kept at the model's)."""
+    from daif.checkpoint import save_checkpoint
+    from daif.config import load_config
+    from daif.data.store import open_store
+    from daif.train.driver import build_model, check_inputs
+
+    store = open_store(tiny_store)
+    base = ["train.init_from=" + str(tmp_path / "ckpt"), f"data.path={tiny_store}", f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]
+    net = build_model(load_config(preset="quickstart", overrides=base), 1.0, 5.0, store.camera)
+    save_checkpoint(tmp_path / "ckpt", net, {"camera": store.camera.to_dict(), "focus_distances": store.focus_distances.tolist(),
+                                             "depth_range": [1.0, 5.0]})
+    assert check_inputs(load_config(preset="quickstart", overrides=base[1:])).depth_range == (0.75, 7.5)  # no init: the store's
+    inputs = check_inputs(load_config(preset="quickstart", overrides=base))
+    assert inputs.depth_range == (1.0, 5.0)
+    assert all(np.array_equal(inputs.init_state[k], v.numpy()) for k, v in net.state_dict().items())
+    given = check_inputs(load_config(preset="quickstart", overrides=[*base, "model.near=0.5", "model.far=9", "model.focus_scale=5"]))
+    assert given.depth_range == (0.5, 9.0)
+
+
 def test_a_model_that_renders_otherwise_than_its_data_is_refused(tiny_store, tmp_path, capsys, ray_starts):
     import json
 
