@@ -72,6 +72,22 @@ def test_a_well_formed_store_opens_and_reads_its_scenes(store_path):
     np.testing.assert_array_equal(scenes[1]["aif"], _scene(3)[0]["aif"])
 
 
+def test_has_aif_is_read_per_scene_and_a_shard_without_the_column_had_a_true_aif(tmp_path):
+    attrs = store.shard_attrs(CAMERA, 7, "synthetic", "train", "hash")
+    with store.ShardWriter(str(tmp_path / "new.h5"), 2, SIZE, FOCUS, attrs) as writer:
+        scene, stack = _scene(0)
+        writer.add({**scene, "has_aif": False}, stack)
+        writer.add(*_scene(1))
+        writer.close()
+    with h5py.File(tmp_path / "new.h5", "r") as file:
+        assert [store.read_scene(file, i, ("has_aif",))["has_aif"] for i in (0, 1)] == [False, True]
+    shutil.copy(tmp_path / "new.h5", tmp_path / "old.h5")
+    with h5py.File(tmp_path / "old.h5", "a") as file:  # as shards were written before the column
+        del file["has_aif"]
+    with h5py.File(tmp_path / "old.h5", "r") as file:
+        assert store.read_scene(file, 0, ("has_aif",)) == {"has_aif": True}
+
+
 def _edit(key, value):
     return lambda manifest: {**manifest, key: value}
 
