@@ -1,8 +1,8 @@
 """A store split as a Ray Dataset, one row per scene, for `ray.train.get_dataset_shard`.
 
 Columns: scene_id (str), aif (H, W, 3) uint8, depth (H, W) float32 metres, valid (H, W) bool,
-stack (F, H, W, 3) uint8, has_aif bool (False: `aif` is all zeros, no ground truth). One read task per shard; each yields blocks of a few scenes, so a dense
-100-image shard never sits in memory whole.
+stack (F, H, W, 3) uint8, has_aif bool (False: `aif` is all zeros, no ground truth). One read task per
+shard; each yields blocks of a few scenes, so a dense 100-image shard never sits in memory whole.
 
 Validation: the store holds a "val" split carved at render time from the training scenes
 (`train_val_split`, default 10%, seeded); it never comes from "test". The reference code took its
