@@ -42,3 +42,13 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.get_closest_marker("ray") is not None:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(ray_local, tmp_path_factory):
+    """A 14-scene 32x32 synthetic store (nyuv2-5), rendered once per session; tests that change a store copy it."""
+    from daif.data.pipeline import render_store
+
+    out = tmp_path_factory.mktemp("store")
+    render_store(out=str(out), source="synthetic", preset="nyuv2-5", size=(32, 32), scenes=14, shard_size=8, seed=3)
+    return str(out)

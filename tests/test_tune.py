@@ -192,15 +192,6 @@ def test_table_and_heatmap_show_dashes_for_failed_cells(tmp_path):
 # ------------------------------------------------------------------ on a local Ray
 
 
-@pytest.fixture(scope="module")
-def tiny_store(ray_local, tmp_path_factory):
-    from daif.data.pipeline import render_store
-
-    out = tmp_path_factory.mktemp("tune-store")
-    render_store(out=str(out), source="synthetic", preset="nyuv2-5", size=(32, 32), scenes=14, shard_size=8, seed=3)
-    return str(out)
-
-
 def _tune(store, tmp_path, space, *extra, name="search"):
     space_path = tmp_path / f"{name}.yaml"
     space_path.write_text(yaml.safe_dump(space))
