@@ -58,7 +58,8 @@ def test_two_cpu_workers_log_params_metrics_figures_a_loadable_model_and_stop_ea
     recon = [m.value for m in sorted(client.get_metric_history(result.run_id, "val/recon"), key=lambda m: m.step)]
     last = next((i for i in range(1, len(recon)) if recon[i] >= min(recon[:i])), 3)  # first epoch without improvement
     assert result.metrics["epoch"] == last
-    for name in ("train/recon", "train/total", "train/cost", "val/recon", "val/cost_smooth", "val/delta1", "val/abs_rel", "train/samples_per_s"):
+    for name in ("train/recon", "train/total", "train/cost", "val/recon", "val/cost_smooth", "val/delta1", "val/abs_rel", "val/psnr", "val/ssim",
+                 "train/samples_per_s"):  # psnr / ssim: every rendered scene has its true AIF
         history = client.get_metric_history(result.run_id, name)
         assert sorted(m.step for m in history) == list(range(last + 1)), name
     assert all(0.0 <= value <= 1.0 for value in recon)  # alpha (1 - SSIM) + (1 - alpha) L1 of [0, 1] images
