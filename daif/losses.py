@@ -111,6 +111,37 @@ def reconstruction_errors(
     return errors
 
 
+def held_out_errors(
+    predict: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]], stack: torch.Tensor,
+    focus_distances: torch.Tensor, camera: ThinLensCamera, psf: str = "gaussian", alpha: float = 0.85,
+) -> torch.Tensor:
+    """Leave-one-image-out prediction error of each scene and image, with no ground truth: (B, S).
+
+        E_bi = photometric_loss(R_bi, I_bi, alpha),   R_bi = render(A_bi, D_bi, s_bi, camera, psf) (no window),
+        (A_bi, D_bi) = predict(I_b with image i left out, s_b with s_bi left out)
+
+    The method never sees image i, so E_bi measures how well it and its optics model (the `psf`,
+    `daif.optics.RENDER_PSFS`) predict a measurement they were not fitted to: cross-validation on the stack itself.
+    Unlike `reconstruction_errors`, it can rank pipelines that re-render through different PSFs (a PSF flexible
+    enough to fit the images it was given gains nothing on the one it was not).
+    predict: (stack (B, S-1, 3, H, W) in [0, 1], focus (B, S-1) metres) -> (aif (B, 3, H, W), depth (B, 1, H, W)
+    metres). stack: (B, S, 3, H, W), S >= 2; focus_distances: (B, S) or (S,) metres.
+    """
+    check_tensor("stack", stack, ("B", "S", 3, "H", "W"))
+    batch, images = stack.shape[:2]
+    if images < 2:
+        raise ValueError(f"stack: leaving one image out needs at least 2 images, got {images}")
+    focus = focus_distances.to(stack).expand(batch, images)
+    errors = torch.empty(batch, images, dtype=stack.dtype, device=stack.device)
+    for i in range(images):
+        others = [k for k in range(images) if k != i]
+        aif, depth = predict(stack[:, others], focus[:, others])
+        rendered = render_focal_stack(aif, depth, focus[:, i:i + 1], camera, kernel_size=None, psf=psf)
+        for b in range(batch):
+            errors[b, i] = photometric_loss(rendered[b], stack[b, i:i + 1], alpha)
+    return errors
+
+
 def pyramid_photometric_loss(prediction: torch.Tensor, target: torch.Tensor, alpha: float = 0.85, scales: int = 1) -> torch.Tensor:
     """Mean over levels l = 0..scales-1 of `photometric_loss` between both images average-pooled 2^l x 2^l
     (level 0 the images themselves). (…, C, H, W) -> scalar."""

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from daif.config import LossConfig
-from daif.losses import (blurriness, coarse_aif, detail_errors, objective, photometric_loss, reconstruction_errors,
-                         smoothness_loss, term_names)
+from daif.losses import (blurriness, coarse_aif, detail_errors, held_out_errors, objective, photometric_loss,
+                         reconstruction_errors, smoothness_loss, term_names)
 from daif.optics import render_focal_stack
 from tests.helpers.references import high_pass_reference
 from tests.helpers.scenes import CAMERA, FOCUS_DISTANCES, make_scenes
@@ -117,6 +117,41 @@ def test_reconstruction_error_is_zero_for_the_truth_of_a_ladder_stack_only():
     wrong = reconstruction_errors(stack, focus, aif, torch.full_like(depth, 1.0), CAMERA)
     assert right["recon"].max() < 1e-6 and right["detail"].max() < 1e-4
     assert wrong["recon"].min() > 0.02 and wrong["detail"].min() > 0.05
+
+
+def test_held_out_error_of_constant_stacks_by_hand():
+    # a predictor returning the mean of the images it was given: constants re-render to themselves at any depth, so
+    # E_bi is the photometric loss between image i's constant and the mean of the others'
+    values = [(0.2, 0.4, 0.7), (0.5, 0.5, 0.1)]
+    stack = torch.cat([torch.cat([_constant(v) for v in scene])[None] for scene in values])  # (2, 3, 3, 16, 16)
+    depth = torch.full((2, 1, 16, 16), 2.0, dtype=torch.float64)
+    got = held_out_errors(lambda given, _: (given.mean(dim=1), depth), stack, torch.tensor([1.0, 2.0, 4.0]), CAMERA)
+    c1 = 0.01**2
+    for b, scene in enumerate(values):
+        for i, value in enumerate(scene):
+            a = (sum(scene) - value) / 2
+            expected = 0.85 * (1 - (2 * a * value + c1) / (a * a + value * value + c1)) + 0.15 * abs(a - value)
+            assert float(got[b, i]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_held_out_error_never_shows_the_image_and_is_zero_only_through_the_stacks_own_psf():
+    _, focus, aif, depth = make_scenes(2, 32, 32, seed=3)
+    stack = render_focal_stack(aif, depth, focus, CAMERA, kernel_size=None, psf="disc")  # a round aperture
+    given = []
+
+    def oracle(images, distances):  # the true AIF and depth, whatever it is given; records what it was given
+        given.append((images, distances))
+        return aif, depth
+
+    through_disc = held_out_errors(oracle, stack, focus, CAMERA, psf="disc")
+    through_gaussian = held_out_errors(oracle, stack, focus, CAMERA, psf="gaussian")
+    assert through_disc.shape == (2, 5) and through_disc.max() < 1e-6
+    assert through_gaussian.min() > 10 * through_disc.max() and through_gaussian.mean() > 0.003
+    for i, (images, distances) in enumerate(given[:5]):
+        others = [k for k in range(5) if k != i]
+        assert torch.equal(images, stack[:, others]) and torch.equal(distances, focus[:, others])
+    with pytest.raises(ValueError, match="at least 2 images"):
+        held_out_errors(oracle, stack[:, :1], focus[:, :1], CAMERA)
 
 
 def _detail_reference(prediction: np.ndarray, target: np.ndarray, floor: float, window: int) -> float:

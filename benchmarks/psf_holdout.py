@@ -1,0 +1,85 @@
+"""Which re-rendering PSF fits a camera? Leave-one-image-out prediction on its stacks, with no depth and no AIF.
+
+For each stack of a store's split and each of its S images i, a model sees the other S - 1 images (and their focus
+distances), predicts the AIF and the depth, and renders image i at its focus distance through the PSF it was
+trained through (`daif.losses.held_out_errors`):
+
+    E_bi = alpha (1 - SSIM(R_bi, I_bi)) + (1 - alpha) |R_bi - I_bi|_1,   alpha = 0.85
+
+Image i was never an input, so a PSF that fits the given images by being flexible gains nothing here: the pipeline
+(network + optics) that predicts the camera's unseen images better wins. Beside it, the in-sample recon of the same
+model through the same PSF (the training's `val/recon`), which favours whichever PSF a model was trained through
+(docs/experiments.md entries 43 and 54). Each model is named with the PSF it re-renders through:
+
+    python benchmarks/psf_holdout.py --data STORE [--split val] --model gaussian=CKPT_A --model layered=CKPT_B ... [--out FILE]
+
+Prints per model the mean held-out error, the in-sample recon, and how many stacks read lower than the first model
+(paired, each stack's mean over its S hold-outs); writes them (and every stack's figure) to --out as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from daif.data.store import open_store
+from daif.images import to_float_chw
+from daif.losses import held_out_errors, reconstruction_errors
+from daif.model_io import load_model
+from daif.optics import RENDER_PSFS
+
+
+def parse_model(text: str) -> tuple[str, str]:
+    """"PSF=SOURCE" -> (psf, source)."""
+    psf, _, source = text.partition("=")
+    if psf not in RENDER_PSFS or not source:
+        raise argparse.ArgumentTypeError(f"--model: expected PSF=SOURCE with PSF one of {RENDER_PSFS}, got {text!r}")
+    return psf, source
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="a store (daif render); captured stacks need no depth or AIF")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--model", type=parse_model, action="append", required=True, help="PSF=SOURCE (repeatable)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    store = open_store(args.data)
+    scenes = list(store.iter_scenes(args.split, columns=("scene_id", "stack")))
+    focus = torch.from_numpy(store.focus_distances)
+    started = time.perf_counter()
+    results = []
+    for psf, source in args.model:
+        net = load_model(source)[0].eval()
+        held_out, in_sample = [], []
+        with torch.no_grad():
+            for scene in tqdm(scenes, desc=f"{psf}: {source}", unit="stack"):
+                stack = to_float_chw(scene["stack"])[None]  # (1, S, 3, H, W)
+                errors = held_out_errors(lambda s, f: net(s, f, camera=store.camera), stack, focus, store.camera, psf)
+                held_out.append(float(errors.mean()))
+                aif, depth = net(stack, focus[None], camera=store.camera)
+                in_sample.append(float(reconstruction_errors(stack, focus, aif, depth, store.camera, psf=psf, detail=False)["recon"][0]))
+        results.append({"psf": psf, "model": source, "held_out": float(np.mean(held_out)), "in_sample": float(np.mean(in_sample)),
+                        "held_out_per_stack": held_out, "in_sample_per_stack": in_sample})
+    first = np.asarray(results[0]["held_out_per_stack"])
+    print(f"{len(scenes)} stacks of {args.data} ({args.split}); error alpha 0.85 (1 - SSIM) + 0.15 L1")
+    print(f"{'psf':10} {'held out':>9} {'in sample':>9}  stacks lower than {results[0]['psf']} (held out)")
+    for result in results:
+        result["lower_than_first"] = int((np.asarray(result["held_out_per_stack"]) < first).sum())
+        print(f"{result['psf']:10} {result['held_out']:9.4f} {result['in_sample']:9.4f}  {result['lower_than_first']} of {len(scenes)}")
+    if args.out:
+        args.out.write_text(json.dumps({"data": str(args.data), "split": args.split, "stacks": [str(s["scene_id"]) for s in scenes],
+                                        "seconds": time.perf_counter() - started, "models": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
