@@ -11,10 +11,14 @@ Image i was never an input, so a PSF that fits the given images by being flexibl
 model through the same PSF (the training's `val/recon`), which favours whichever PSF a model was trained through
 (docs/experiments.md entries 43 and 54). Each model is named with the PSF it re-renders through:
 
-    python benchmarks/psf_holdout.py --data STORE [--split val] --model gaussian=CKPT_A --model layered=CKPT_B ... [--out FILE]
+    python benchmarks/psf_holdout.py --data STORE [--split val] --model gaussian=CKPT_A --model layered=CKPT_B ... [--baseline] [--out FILE]
 
-Prints per model the mean held-out error, the in-sample recon, and how many stacks read lower than the first model
-(paired, each stack's mean over its S hold-outs); writes them (and every stack's figure) to --out as JSON.
+`--baseline` adds the depth-from-focus baseline's depth and AIF (`daif.baseline`, no learning, the same for every PSF)
+rendered through each PSF: the optics model compared with the method held fixed.
+
+Prints per model the mean held-out error, the in-sample recon, how many stacks read lower than the first model
+(paired, each stack's mean over its S hold-outs) and the held-out error per image left out (mean over the stacks);
+writes them (and every stack's figure) to --out as JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from daif.baseline import depth_from_focus
 from daif.data.store import open_store
 from daif.images import to_float_chw
 from daif.losses import held_out_errors, reconstruction_errors
@@ -48,6 +53,7 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="a store (daif render); captured stacks need no depth or AIF")
     parser.add_argument("--split", default="val")
     parser.add_argument("--model", type=parse_model, action="append", required=True, help="PSF=SOURCE (repeatable)")
+    parser.add_argument("--baseline", action="store_true", help="also the baseline's depth and AIF through each PSF")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -58,24 +64,34 @@ def main() -> None:
     focus = torch.from_numpy(store.focus_distances)
     started = time.perf_counter()
     results = []
-    for psf, source in args.model:
-        net = load_model(source)[0].eval()
-        held_out, in_sample = [], []
+    pipelines = [(psf, psf, source) for psf, source in args.model]
+    if args.baseline:
+        pipelines += [(f"baseline/{psf}", psf, "baseline") for psf in RENDER_PSFS]
+    for label, psf, source in pipelines:
+        if source == "baseline":
+            predict = lambda s, f: depth_from_focus(s, f, store.camera)[::-1]  # (aif, depth)
+        else:
+            net = load_model(source)[0].eval()
+            predict = lambda s, f, net=net: net(s, f, camera=store.camera)
+        held_out, per_image, in_sample = [], [], []
         with torch.no_grad():
-            for scene in tqdm(scenes, desc=f"{psf}: {source}", unit="stack"):
+            for scene in tqdm(scenes, desc=label, unit="stack"):
                 stack = to_float_chw(scene["stack"])[None]  # (1, S, 3, H, W)
-                errors = held_out_errors(lambda s, f: net(s, f, camera=store.camera), stack, focus, store.camera, psf)
+                errors = held_out_errors(predict, stack, focus, store.camera, psf)
                 held_out.append(float(errors.mean()))
-                aif, depth = net(stack, focus[None], camera=store.camera)
+                per_image.append(errors[0].tolist())
+                aif, depth = predict(stack, focus[None])
                 in_sample.append(float(reconstruction_errors(stack, focus, aif, depth, store.camera, psf=psf, detail=False)["recon"][0]))
-        results.append({"psf": psf, "model": source, "held_out": float(np.mean(held_out)), "in_sample": float(np.mean(in_sample)),
+        results.append({"label": label, "psf": psf, "model": source, "held_out": float(np.mean(held_out)), "in_sample": float(np.mean(in_sample)),
+                        "held_out_per_image": np.mean(per_image, axis=0).tolist(),  # image i left out, mean over stacks
                         "held_out_per_stack": held_out, "in_sample_per_stack": in_sample})
     first = np.asarray(results[0]["held_out_per_stack"])
     print(f"{len(scenes)} stacks of {args.data} ({args.split}); error alpha 0.85 (1 - SSIM) + 0.15 L1")
-    print(f"{'psf':10} {'held out':>9} {'in sample':>9}  stacks lower than {results[0]['psf']} (held out)")
+    print(f"{'pipeline':18} {'held out':>9} {'in sample':>9}  stacks lower than {results[0]['label']} (held out); held out per image left out")
     for result in results:
         result["lower_than_first"] = int((np.asarray(result["held_out_per_stack"]) < first).sum())
-        print(f"{result['psf']:10} {result['held_out']:9.4f} {result['in_sample']:9.4f}  {result['lower_than_first']} of {len(scenes)}")
+        per_image = " ".join(f"{value:.4f}" for value in result["held_out_per_image"])
+        print(f"{result['label']:18} {result['held_out']:9.4f} {result['in_sample']:9.4f}  {result['lower_than_first']} of {len(scenes)}  {per_image}")
     if args.out:
         args.out.write_text(json.dumps({"data": str(args.data), "split": args.split, "stacks": [str(s["scene_id"]) for s in scenes],
                                         "seconds": time.perf_counter() - started, "models": results}, indent=1) + "\n")
