@@ -6,8 +6,10 @@ trained through (`daif.losses.held_out_errors`):
 
     E_bi = alpha (1 - SSIM(R_bi, I_bi)) + (1 - alpha) |R_bi - I_bi|_1,   alpha = 0.85
 
-Image i was never an input, so a PSF that fits the given images by being flexible gains nothing here: the pipeline
-(network + optics) that predicts the camera's unseen images better wins. Beside it, the in-sample recon of the same
+Image i was never an input, so a PSF that fits the given images by being flexible gains nothing here: it reads how
+well each pipeline (network + optics) predicts the camera's unseen images. That need not follow depth: on the
+light-field camera it ranked fine-tunes through the Gaussian, disc and soft layers in the reverse of the suite's
+depth (docs/experiments.md entry 56). Beside it, the in-sample recon of the same
 model through the same PSF (the training's `val/recon`), which favours whichever PSF a model was trained through
 (docs/experiments.md entries 43 and 54). Each model is named with the PSF it re-renders through:
 

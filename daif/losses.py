@@ -121,9 +121,10 @@ def held_out_errors(
         (A_bi, D_bi) = predict(I_b with image i left out, s_b with s_bi left out)
 
     The method never sees image i, so E_bi measures how well it and its optics model (the `psf`,
-    `daif.optics.RENDER_PSFS`) predict a measurement they were not fitted to: cross-validation on the stack itself.
-    Unlike `reconstruction_errors`, it can rank pipelines that re-render through different PSFs (a PSF flexible
-    enough to fit the images it was given gains nothing on the one it was not).
+    `daif.optics.RENDER_PSFS`) predict a measurement they were not fitted to: cross-validation on the stack itself
+    (a PSF flexible enough to fit the images it was given gains nothing on the one it was not). With one method's
+    AIF and depth rendered through several PSFs it compares the optics models; between trained networks it also
+    measures how each predicts from S - 1 images where it was trained on S, which need not follow depth accuracy.
     predict: (stack (B, S-1, 3, H, W) in [0, 1], focus (B, S-1) metres) -> (aif (B, 3, H, W), depth (B, 1, H, W)
     metres). stack: (B, S, 3, H, W), S >= 2; focus_distances: (B, S) or (S,) metres.
     """
