@@ -39,13 +39,23 @@ REPO = Path(__file__).resolve().parents[2]
 NODE_IP = "127.0.0.2"
 
 
+_HANDED_OUT: set[int] = set()  # every port free_ports has returned in this process
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 now (held open together so that none repeats)."""
+    """`count` distinct ports free on 127.0.0.1 now (held open together so that none repeats), none returned
+    before by this process: a port handed to a component that has not bound it yet still looks free to the OS, and
+    `ray start` refuses one port named for two components (a head's dashboard port drawn again as its agent's)."""
+    ports: list[int] = []
     with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in sockets:
+        while len(ports) < count:
+            s = stack.enter_context(socket.socket())
             s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
+            port = s.getsockname()[1]
+            if port not in _HANDED_OUT:
+                ports.append(port)
+    _HANDED_OUT.update(ports)
+    return ports
 
 
 def cluster_environment(token: str) -> dict[str, str]:
