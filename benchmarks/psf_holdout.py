@@ -13,7 +13,7 @@ depth (docs/experiments.md entry 56). Beside it, the in-sample recon of the same
 model through the same PSF (the training's `val/recon`), which favours whichever PSF a model was trained through
 (docs/experiments.md entries 43 and 54). Each model is named with the PSF it re-renders through:
 
-    python benchmarks/psf_holdout.py --data STORE [--split val] --model gaussian=CKPT_A --model layered=CKPT_B ... [--baseline] [--out FILE]
+    python benchmarks/psf_holdout.py --data STORE [--split val] [--model gaussian=CKPT_A --model layered=CKPT_B ...] [--baseline] [--out FILE]
 
 `--baseline` adds the depth-from-focus baseline's depth and AIF (`daif.baseline`, no learning, the same for every PSF)
 rendered through each PSF: the optics model compared with the method held fixed.
@@ -54,11 +54,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="a store (daif render); captured stacks need no depth or AIF")
     parser.add_argument("--split", default="val")
-    parser.add_argument("--model", type=parse_model, action="append", required=True, help="PSF=SOURCE (repeatable)")
+    parser.add_argument("--model", type=parse_model, action="append", default=[], help="PSF=SOURCE (repeatable)")
     parser.add_argument("--baseline", action="store_true", help="also the baseline's depth and AIF through each PSF")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if not args.model and not args.baseline:
+        parser.error("give at least one --model PSF=SOURCE, or --baseline")
     torch.set_num_threads(args.threads)
 
     store = open_store(args.data)
