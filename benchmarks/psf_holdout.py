@@ -16,7 +16,8 @@ model through the same PSF (the training's `val/recon`), which favours whichever
     python benchmarks/psf_holdout.py --data STORE [--split val] [--model gaussian=CKPT_A --model layered=CKPT_B ...] [--baseline] [--out FILE]
 
 `--baseline` adds the depth-from-focus baseline's depth and AIF (`daif.baseline`, no learning, the same for every PSF)
-rendered through each PSF: the optics model compared with the method held fixed.
+rendered through each PSF: the optics model compared with the method held fixed. It names the PSF of stores rendered
+with a known one, and is entry 57's candidate rule for a camera fine-tune's `loss.psf` (the lowest held-out error).
 
 Prints per model the mean held-out error, the in-sample recon, how many stacks read lower than the first model
 (paired, each stack's mean over its S hold-outs) and the held-out error per image left out (mean over the stacks);
@@ -63,7 +64,10 @@ def main() -> None:
         parser.error("give at least one --model PSF=SOURCE, or --baseline")
     torch.set_num_threads(args.threads)
 
-    store = open_store(args.data)
+    try:
+        store = open_store(args.data)
+    except (OSError, ValueError) as error:  # StoreError is a ValueError
+        parser.error(f"--data: {error}")
     scenes = list(store.iter_scenes(args.split, columns=("scene_id", "stack")))
     focus = torch.from_numpy(store.focus_distances)
     started = time.perf_counter()

@@ -92,6 +92,7 @@ ray.shutdown()
 
 
 @pytest.mark.ray
+@pytest.mark.process
 @pytest.mark.timeout(300)
 def test_a_local_ray_started_by_daif_listens_on_loopback_only(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}

@@ -63,6 +63,7 @@ def _interrupt_after_the_first_checkpoint(command: list[str], root: Path, signum
 
 
 @pytest.mark.ray
+@pytest.mark.process
 def test_ctrl_c_ends_the_run_killed_exits_128_plus_the_signal_and_the_checkpoint_resumes(tiny_store, tmp_path):
     signum = signal.SIGINT
     overrides = _overrides(tiny_store, tmp_path)
@@ -124,6 +125,7 @@ def test_ray_train_still_registers_its_sigint_handler_through_the_hook_the_drive
 
 
 @pytest.mark.ray
+@pytest.mark.process
 def test_an_interrupted_quickstart_says_so_in_one_line_and_leaves_no_run_running(tmp_path):
     command = [str(DAIF), "quickstart", "--smoke-test", "--out", str(tmp_path), "--set", "train.epochs=200",
                "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
