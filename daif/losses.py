@@ -133,14 +133,13 @@ def held_out_errors(
     if images < 2:
         raise ValueError(f"stack: leaving one image out needs at least 2 images, got {images}")
     focus = focus_distances.to(stack).expand(batch, images)
-    errors = torch.empty(batch, images, dtype=stack.dtype, device=stack.device)
+    errors = []
     for i in range(images):
         others = [k for k in range(images) if k != i]
         aif, depth = predict(stack[:, others], focus[:, others])
-        rendered = render_focal_stack(aif, depth, focus[:, i:i + 1], camera, kernel_size=None, psf=psf)
-        for b in range(batch):
-            errors[b, i] = photometric_loss(rendered[b], stack[b, i:i + 1], alpha)
-    return errors
+        left_out = (stack[:, i:i + 1], focus[:, i:i + 1])
+        errors.append(reconstruction_errors(*left_out, aif, depth, camera, alpha, psf, detail=False)["recon"])
+    return torch.stack(errors, dim=1)
 
 
 def pyramid_photometric_loss(prediction: torch.Tensor, target: torch.Tensor, alpha: float = 0.85, scales: int = 1) -> torch.Tensor:
