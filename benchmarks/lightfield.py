@@ -20,7 +20,7 @@ are at most 20 / 16 = 1.25 px apart in the image, so the blur is a near-continuo
 Methods, each on every stack: the analytic baseline (`daif.baseline.depth_from_focus`, whose depth stays
 inside the focus distances, 1..6 m), the defocus search (`daif.search.defocus_search`, 24 candidates over
 0.8..10 m) with the renderer's window K = 7 and without a window (kernel_size None), and each `--model`
-(a checkpoint folder, an MLflow model URI or "pretrained"; its own window). Metrics (`daif.metrics`, all
+(a checkpoint folder, an MLflow model URI or "pretrained"; its own window), and with `--refine` each model refined on each stack (`daif.refine`). Metrics (`daif.metrics`, all
 pixels): delta1, AbsRel, RMSE; besides, delta1 on the pixels within EDGE px of a depth edge, on the barely
 textured ones, and on those up to and beyond the last focus distance (6 m; the baseline, its depth confined to
 the focus distances, reads at most 6 m).
@@ -34,7 +34,7 @@ the default and the only ones whose figures are reported. The output is one JSON
 x seed x method, and the means over seeds) and markdown tables of the means.
 
     python benchmarks/lightfield.py [--seeds reported|dev|S,S,...] [--scenes planes,receding,occluders]
-        [--apertures square,disc] [--views N] [--model M ...] [--controls] [--out FILE] [--figure PNG] [--smoke-test]
+        [--apertures square,disc] [--views N] [--model M ...] [--refine STEPS] [--controls] [--out FILE] [--figure PNG] [--smoke-test]
 
 `--figure PNG` also draws every method's depth on the first seed of each scene family (disc aperture where it is
 run) beside the centre view and the true depth, on one log-depth colour scale.
@@ -102,8 +102,10 @@ def edge_band(depth: np.ndarray) -> np.ndarray:
     return band.numpy()
 
 
-def predictors(camera: ThinLensCamera, models: dict) -> dict:
-    """{method name: function (stack (1, S, 3, H, W), focus (S,)) -> depth (1, 1, H, W) metres}."""
+def predictors(camera: ThinLensCamera, models: dict, refine_steps: int = 0) -> dict:
+    """{method name: function (stack (1, S, 3, H, W), focus (S,)) -> depth (1, 1, H, W) metres}. With
+    `refine_steps`, each model also as "<name> refined": `daif.refine.refine` on each stack (at most that many steps)."""
+    from daif.refine import RefineConfig, refine
     from daif.baseline import depth_from_focus
     from daif.search import defocus_search
 
@@ -112,6 +114,9 @@ def predictors(camera: ThinLensCamera, models: dict) -> dict:
         methods[name] = lambda stack, focus, window=window: defocus_search(stack, focus, camera, *SEARCH_RANGE, kernel_size=window)
     for name, model in models.items():
         methods[name] = lambda stack, focus, model=model: model(stack, focus, camera)[1]
+        if refine_steps:
+            config = RefineConfig(steps=refine_steps)
+            methods[f"{name} refined"] = lambda stack, focus, model=model: refine(model, stack, focus, camera, config)[1]
     return methods
 
 
@@ -269,6 +274,8 @@ def main() -> None:
     parser.add_argument("--apertures", type=parse_names(APERTURES), default=APERTURES)
     parser.add_argument("--views", type=int, default=VIEWS, help=f"views per side, odd (default {VIEWS})")
     parser.add_argument("--model", action="append", default=[], help="a DAIF-Net model to evaluate as well (repeatable)")
+    parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                        help="also each --model refined on each stack (daif.refine, at most STEPS steps; default 0: not)")
     parser.add_argument("--controls", action="store_true",
                         help="also the disc's control stacks: daif's renderer (gaussian without a window, layered disc) on the centre view and depth")
     parser.add_argument("--out", help="the JSON (default benchmarks/results/lightfield-suite.json; -dev / -custom for other seeds)")
@@ -292,7 +299,7 @@ def main() -> None:
 
     camera = ThinLensCamera(FOCAL_LENGTH, F_NUMBER, PIXEL_SIZE)
     models = {f"daif-net {k}": load_model(source)[0].eval() for k, source in enumerate(args.model)}
-    methods = predictors(camera, models)
+    methods = predictors(camera, models, args.refine)
     largest = max_defocus_sigma(camera, FOCUS, SCENE_DEPTH_RANGE)
     print(f"camera f = {FOCAL_LENGTH * 1e3:g} mm, N = {F_NUMBER:g}, p = {PIXEL_SIZE * 1e6:g} um; {size[1]}x{size[0]}; focus {FOCUS} m; "
           f"max_defocus_sigma over {SCENE_DEPTH_RANGE} m: {largest:.2f} px")
@@ -332,7 +339,7 @@ def main() -> None:
             "seeds": seeds_name, "seed_list": list(seeds), "dev_seeds": list(DEV_SEEDS), "reported_seeds": list(REPORTED_SEEDS),
             "camera": camera.to_dict(), "focus_distances": list(FOCUS), "scene_depth_range": list(SCENE_DEPTH_RANGE),
             "max_defocus_sigma": largest, "largest_sigma_by_scene": sigmas, "search_range": list(SEARCH_RANGE),
-            "search_windows": SEARCH_WINDOWS, "models": args.model, "controls": CONTROLS if args.controls else {}, "edge_px": EDGE, "wall_seconds": wall,
+            "search_windows": SEARCH_WINDOWS, "models": args.model, "refine_steps": args.refine, "controls": CONTROLS if args.controls else {}, "edge_px": EDGE, "wall_seconds": wall,
             "torch_threads": torch.get_num_threads(), "rows": rows, "means_by_scene": by_scene, "means": overall,
         }
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -80,8 +80,8 @@ def check_camera(meta: dict[str, Any], camera, source: str) -> None:
         raise UsageError(
             f"--camera: {source} learned depth from the defocus of f={trained.focal_length:g} m, N={trained.f_number:g}, "
             f"p={trained.pixel_size:g} m; yours is f={camera.focal_length:g} m, N={camera.f_number:g}, p={camera.pixel_size:g} m. "
-            f"Fine-tune it on your camera's stacks first: daif render --source focal-stack-folder ... then "
-            f"daif train --data STORE --init-from {source}"
+            f"Refine it on this stack through your camera (daif predict ... --refine-steps 100), or fine-tune it on your "
+            f"camera's stacks first: daif render --source focal-stack-folder ... then daif train --data STORE --init-from {source}"
         )
 
 

@@ -76,6 +76,30 @@ def test_predict_writes_depth_png_npy_colour_and_aif(setup, tmp_path):
     assert not [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+def test_refining_on_the_stack_lowers_its_objective_and_is_recorded(setup, tmp_path, capsys):
+    from daif.cli import main
+    from daif.losses import objective
+    from daif.refine import REFINE_LOSS
+
+    checkpoint, net, images = setup
+    out = tmp_path / "refined"
+    code = main(["predict", "--model", str(checkpoint), "--images", *map(str, images), "--focus-distances", *map(str, FOCUS),
+                 "--refine-steps", "4", "--out", str(out)])
+    assert code == 0
+    assert re.search(r"refined on the stack: \d of at most 4 steps, objective", capsys.readouterr().out)
+    record = json.loads((out / "prediction.json").read_text())["refinement"]
+    assert 1 <= record["steps_taken"] <= 4 and record["lr"] == 1e-4 and record["loss"]["psf"] == "layered"
+    stack = torch.from_numpy(np.stack([np.asarray(Image.open(p), dtype=np.float32) / 255 for p in images])).permute(0, 3, 1, 2)[None]
+    focus = torch.tensor(FOCUS)
+    with torch.no_grad():
+        before = objective(stack, focus, *net(stack, focus), PRESET.camera, REFINE_LOSS).total.item()
+    assert record["objective_first"] == pytest.approx(before, rel=1e-4)  # the model's own prediction, refined from there
+    assert record["objective_last"] < before
+    with torch.no_grad():
+        unrefined = net(stack, focus)[1][0, 0].numpy()
+    assert np.abs(np.load(out / "depth.npy") - unrefined).max() > 1e-4  # the files hold the refined prediction
+
+
 def test_predict_cli_reads_a_folder_with_focus_file(setup, tmp_path, capsys):
     from daif.cli import main
     from daif.predict import predict
@@ -120,6 +144,8 @@ def test_predict_rejects_bad_inputs(setup, tmp_path, capsys):
         predict(str(checkpoint), folder, out=out)
     with pytest.raises(PredictionInputError, match="camera"):
         predict(str(checkpoint), images, FOCUS, camera="1,2", out=out)
+    with pytest.raises(PredictionInputError, match=r"^--refine-steps: expected a number of steps >= 0, got -1"):
+        predict(str(checkpoint), images, FOCUS, refine_steps=-1, out=out)
     assert not out.exists()  # nothing written for a rejected input
 
     code = main(["predict", "--model", str(checkpoint), "--images", *map(str, images), "--focus-distances", "1", "2", "--out", str(out)])

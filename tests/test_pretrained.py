@@ -3,6 +3,8 @@ it was not trained for."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -71,5 +73,11 @@ def test_daif_predict_with_the_pretrained_model_prints_its_camera_and_refuses_an
     out = capsys.readouterr().out
     assert out.startswith("pretrained model: camera f=0.05 m, N=8, p=1.2e-05 m;") and (tmp_path / "out" / "depth.npy").is_file()
     assert main(["predict", "--model", "pretrained", "--images", stack, "--camera", "0.004,1.8,1.4e-6", "--out", str(tmp_path / "phone")]) == 2
-    assert "--init-from pretrained" in capsys.readouterr().err and not (tmp_path / "phone").exists()
+    err = capsys.readouterr().err
+    assert "--refine-steps 100" in err and "--init-from pretrained" in err and not (tmp_path / "phone").exists()
+    # refined on the stack, the objective re-renders it through the camera given: accepted, and recorded
+    assert main(["predict", "--model", "pretrained", "--images", stack, "--camera", "0.05,4,2.4e-5", "--refine-steps", "2",
+                 "--out", str(tmp_path / "refined")]) == 0
+    summary = json.loads((tmp_path / "refined" / "prediction.json").read_text())
+    assert summary["camera"]["f_number"] == 4 and summary["refinement"]["steps_taken"] == 2
 
