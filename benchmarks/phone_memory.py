@@ -1,4 +1,7 @@
-"""Peak resident memory (VmHWM) of `daif predict` on five 4000x3000 JPEGs, in a fresh process per setting."""
+"""Peak resident memory (VmHWM) of `daif predict` on five 4000x3000 JPEGs, in a fresh process per setting.
+
+    PYTHONPATH=. python benchmarks/phone_memory.py ["OPTIONS" ...]    # e.g. "--max-size 256 --refine-steps 5"
+"""
 import json, shutil, subprocess, sys, tempfile
 from pathlib import Path
 import numpy as np
