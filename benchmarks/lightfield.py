@@ -20,8 +20,8 @@ are at most 20 / 16 = 1.25 px apart in the image, so the blur is a near-continuo
 Methods, each on every stack: the analytic baseline (`daif.baseline.depth_from_focus`, whose depth stays
 inside the focus distances, 1..6 m), the defocus search (`daif.search.defocus_search`, 24 candidates over
 0.8..10 m) with the renderer's window K = 7 and without a window (kernel_size None), and each `--model`
-(a checkpoint folder, an MLflow model URI or "pretrained"; its own window), and with `--refine` each model refined on each stack (`daif.refine`). Metrics (`daif.metrics`, all
-pixels): delta1, AbsRel, RMSE; besides, delta1 on the pixels within EDGE px of a depth edge, on the barely
+(a checkpoint folder, an MLflow model URI or "pretrained"; its own window), with `--refine` also each model refined
+on each stack (`daif.refine`). Metrics (`daif.metrics`, all pixels): delta1, AbsRel, RMSE; besides, delta1 on the pixels within EDGE px of a depth edge, on the barely
 textured ones, and on those up to and beyond the last focus distance (6 m; the baseline, its depth confined to
 the focus distances, reads at most 6 m).
 
