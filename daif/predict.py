@@ -27,6 +27,11 @@ prediction.json, pixels of the resized images). An alignment that fails is refus
 file); images under `daif.align.MIN_ALIGN_SIDE` px a side are not aligned (printed). `align="none"` uses the
 images as they are.
 
+Refinement (`refine_steps` > 0, `daif.refine`): the model's self-supervised objective is first minimised on this
+stack alone through the resolved camera (a copy of the weights; at most that many Adam steps, a plateau rule stops
+earlier), and the stack is predicted with the refined weights; the steps taken and the objective's first and last
+values are printed and recorded. The shipped `pretrained` model refuses a camera other than its own unless refined.
+
 Outputs in `out` (OUTPUT_FILES): depth.png (16-bit, millimetres), depth.npy (float32 metres, (H, W)),
 depth_color.png (colour-mapped, near is bright), aif.png (8-bit RGB) and prediction.json (inputs,
 camera and where it came from, resize, alignment, crop, depth range). `out` is checked before the model
