@@ -403,7 +403,6 @@ def predict(
     Returns {"depth_png", "depth_npy", "depth_color", "aif", "json"}: paths.
     Raises PredictionInputError naming the file or argument for bad inputs.
     """
-    from daif import pretrained
     from daif.model_io import load_model
 
     echo = echo or (lambda line: None)
@@ -427,15 +426,7 @@ def predict(
     if factor != 1.0:
         pitch = f"; pixel pitch {files_lens.pixel_size * 1e6:.4g} -> {lens.pixel_size * 1e6:.4g} um" if lens is not None else ""
         echo(f"resize: {native[1]}x{native[0]} -> {size[1]}x{size[0]} px (long side at most {max_side}; factor {factor:.4g}{pitch})")
-    if refine_steps and lens is None:
-        raise PredictionInputError("--refine-steps: refining re-renders the stack through its camera; give --camera "
-                                   "(the images have no EXIF and the model records none)")
-    if pretrained.is_pretrained(model_source) and not refine_steps:  # its depth is that of one camera's defocus, unless refined on the stack through yours
-        try:
-            pretrained.check_camera(meta, lens, str(model_source))
-        except UsageError as error:
-            resized = f", resized by {factor:.4g}" if factor != 1.0 else ""
-            raise PredictionInputError(f"{error} (your camera: from {camera_source}{resized})") from None
+    _check_camera_use(model_source, meta, lens, camera_source, factor, refine_steps)
     focus = check_focus_distances(list(focus_distances), files, lens)
     stack = load_stack(files, size)  # (S, H, W, 3)
     stack, alignment, crop = align_and_crop(stack, focus, files, align, echo)
@@ -471,6 +462,22 @@ def predict(
         "json": json.dumps(summary, indent=1) + "\n",
     })
     return {k: str(v) for k, v in paths.items()}
+
+
+def _check_camera_use(model_source, meta: dict[str, Any], lens, camera_source: str, factor: float, refine_steps: int) -> None:
+    """Refining needs a camera; the shipped model, unrefined, takes only the camera it learned (its depth is that camera's
+    defocus; refined, the objective re-renders the stack through yours). PredictionInputError naming the way out."""
+    from daif import pretrained
+
+    if refine_steps and lens is None:
+        raise PredictionInputError("--refine-steps: refining re-renders the stack through its camera; give --camera "
+                                   "(the images have no EXIF and the model records none)")
+    if pretrained.is_pretrained(model_source) and not refine_steps:
+        try:
+            pretrained.check_camera(meta, lens, str(model_source))
+        except UsageError as error:
+            resized = f", resized by {factor:.4g}" if factor != 1.0 else ""
+            raise PredictionInputError(f"{error} (your camera: from {camera_source}{resized})") from None
 
 
 def _run_model(model, stack: np.ndarray, focus: np.ndarray, lens, device: str, model_source, refine_steps: int = 0,
