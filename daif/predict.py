@@ -560,7 +560,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", default="", help="MLflow store for runs:/ URIs (default MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--refine-steps", type=int, default=0, metavar="N",
                         help="refine the model on this stack first: its self-supervised objective, at most N steps "
-                             "(daif.refine; about 0.7 s a step at 160x120 on 2 CPUs; default 0: not)")
+                             "(about 0.7 s a step at 160x120 on 2 CPUs; docs/usage.md; default 0: not)")
     parser.add_argument("--gpu", action="store_true", help="predict on a GPU")
 
 
