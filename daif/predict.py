@@ -518,7 +518,7 @@ def _refined(model, stack, focus, lens, steps: int, echo: Callable[[str], None])
                                      progress=lambda step, value: (bar.update(1), bar.set_postfix(objective=f"{value:.4g}")))
     echo(f"refined on the stack: {len(history)} of at most {steps} steps, objective {history[0]:.4g} -> {history[-1]:.4g}")
     record = {"steps_taken": len(history), "objective_first": history[0], "objective_last": history[-1],
-              **{k: v for k, v in dataclasses.asdict(config).items() if k != "loss"}, "loss": dataclasses.asdict(config.loss)}
+              **dataclasses.asdict(config)}  # asdict recurses: the loss is a dict too
     return aif, depth, record
 
 
